@@ -1,0 +1,11 @@
+//! pipe: secure remote access to a camera behind NAT, with nothing but a browser.
+//!
+//! The binary (`src/main.rs`) only parses arguments and calls into this library. Three flows
+//! read straight through the modules: a signalling message (`signalling`), a video frame
+//! (`media`), and the viewer app (`web`).
+
+pub mod media;
+pub mod signalling;
+pub mod config;
+pub mod identity;
+pub mod persist;

@@ -1,0 +1,315 @@
+//! The one configuration struct. Read from TOML (`/etc/pipe/pipe.toml` by default), then
+//! overridden by command-line flags and `PIPE_*` environment variables (see `cli`). Every key
+//! and its default is documented here and in docs/config.md; unknown keys are rejected by name.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_PATH: &str = "/etc/pipe/pipe.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub device: DeviceConfig,
+    pub video: VideoConfig,
+    pub ice: IceConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceConfig {
+    /// Everything the device persists (identity, later grants). Default `/var/lib/pipe`.
+    pub state_dir: PathBuf,
+    /// Address the web server (viewer app + embedded rendezvous) binds. Default `0.0.0.0`
+    /// (all interfaces, so a LAN browser can reach it); `127.0.0.1` keeps it on this machine.
+    pub listen: IpAddr,
+    /// Web server port. Default `8080`.
+    pub port: u16,
+    /// Remote rendezvous (`ws://` or `wss://` URL of its `/signal`). Default: none, the device
+    /// embeds its own rendezvous on its web server.
+    pub rendezvous: Option<String>,
+    /// Capture chain: `auto` (probe and pick the best), a builtin name, or a path to a
+    /// `.pipeline` file. Default `auto`.
+    pub pipeline: String,
+    /// Directory whose `NAME.pipeline` files override the builtin chains. Default
+    /// `/etc/pipe/pipelines`.
+    pub pipelines_dir: PathBuf,
+}
+
+impl Default for DeviceConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/pipe"),
+            listen: IpAddr::from([0, 0, 0, 0]),
+            port: 8080,
+            rendezvous: None,
+            pipeline: "auto".into(),
+            pipelines_dir: PathBuf::from("/etc/pipe/pipelines"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VideoConfig {
+    /// V4L2 device for camera chains. Default: the one auto-selection finds.
+    pub device: Option<String>,
+    /// Frame width in pixels. Default `1280`.
+    pub width: u32,
+    /// Frame height in pixels. Default `720`.
+    pub height: u32,
+    /// Frames per second: `30`, `29.5` or a fraction `30000/1001`. Default `30`.
+    pub framerate: String,
+    /// Encoder bitrate in kbit/s, shared by every viewer. Default `2000`.
+    pub bitrate_kbps: u32,
+    /// An IP camera to re-stream (`rtsp://...`); used by the `rtsp` chain. Default: none.
+    pub rtsp_url: Option<String>,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        Self { device: None, width: 1280, height: 720, framerate: "30".into(), bitrate_kbps: 2000, rtsp_url: None }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IceConfig {
+    /// STUN servers (`stun:host:port`) for the device and the viewer. Default: none (host
+    /// candidates only, enough on a LAN or loopback). No public server is baked in.
+    pub stun_servers: Vec<String>,
+    /// TURN servers for the device and the viewer. Default: none.
+    pub turn_servers: Vec<TurnServer>,
+    /// Lowest UDP port ICE may use. Default: any (with `port_max`, sets a range a firewall or
+    /// container can publish).
+    pub port_min: Option<u16>,
+    /// Highest UDP port ICE may use. Default: any.
+    pub port_max: Option<u16>,
+    /// An address to advertise besides the host's own (a container's published address or a
+    /// 1:1 NAT). Default: none.
+    pub advertise_address: Option<IpAddr>,
+    /// Also gather ICE-TCP candidates. Default `false`.
+    pub tcp: bool,
+    /// Let libnice map ports with UPnP (it multicasts SSDP on the LAN). Default `false`.
+    pub upnp: bool,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnServer {
+    /// `turn:host:port?transport=udp` or `turns:host:port`.
+    pub url: String,
+    pub username: String,
+    pub credential: String,
+}
+
+impl fmt::Debug for TurnServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TurnServer").field("url", &self.url).field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// A frame rate as the exact fraction GStreamer wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framerate {
+    pub num: i32,
+    pub den: i32,
+}
+
+impl Framerate {
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let (num, den) = if let Some((n, d)) = text.split_once('/') {
+            (n.trim().parse().ok()?, d.trim().parse().ok()?)
+        } else if let Some((whole, frac)) = text.split_once('.') {
+            let den = 10i32.checked_pow(u32::try_from(frac.len()).ok()?)?;
+            let value: i32 = format!("{whole}{frac}").parse().ok()?;
+            (value, den)
+        } else {
+            (text.parse().ok()?, 1)
+        };
+        let g = gcd(num, den);
+        (num > 0 && den > 0 && num / den <= 240).then(|| Self { num: num / g, den: den / g })
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.num) / f64::from(self.den)
+    }
+}
+
+fn gcd(a: i32, b: i32) -> i32 {
+    if b == 0 { a.max(1) } else { gcd(b, a % b) }
+}
+
+impl Config {
+    /// Reads `path`. A missing file at the default path means "all defaults"; a missing file
+    /// the user named is an error.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (path, explicit) = match path {
+            Some(p) => (p.to_owned(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(Self::default()),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path, message })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string() + &location(text, e.span()))
+    }
+
+    /// Checks what serde cannot; run after flags and environment are applied.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.into() });
+        let v = &self.video;
+        if !(16..=7680).contains(&v.width) || v.width % 2 != 0 {
+            return invalid("video.width", "must be an even number from 16 to 7680");
+        }
+        if !(16..=4320).contains(&v.height) || v.height % 2 != 0 {
+            return invalid("video.height", "must be an even number from 16 to 4320");
+        }
+        if Framerate::parse(&v.framerate).is_none() {
+            return invalid("video.framerate", "must be a rate like 30, 29.5 or 30000/1001 (at most 240)");
+        }
+        if !(100..=50_000).contains(&v.bitrate_kbps) {
+            return invalid("video.bitrate_kbps", "must be from 100 to 50000");
+        }
+        if let Some(url) = &self.device.rendezvous {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}
+                _ => return invalid("device.rendezvous", "must be a ws:// or wss:// URL"),
+            }
+        }
+        if self.device.pipeline.trim().is_empty() {
+            return invalid("device.pipeline", "must be `auto`, a pipeline name or a path");
+        }
+        for s in &self.ice.stun_servers {
+            if !(s.starts_with("stun:") || s.starts_with("stuns:")) {
+                return invalid("ice.stun_servers", "entries look like stun:host:port");
+            }
+        }
+        for t in &self.ice.turn_servers {
+            if !(t.url.starts_with("turn:") || t.url.starts_with("turns:")) {
+                return invalid("ice.turn_servers", "url looks like turn:host:port or turns:host:port");
+            }
+        }
+        match (self.ice.port_min, self.ice.port_max) {
+            (Some(lo), Some(hi)) if lo > hi => return invalid("ice.port_min", "must not exceed ice.port_max"),
+            (Some(_), None) | (None, Some(_)) => {
+                return invalid("ice.port_min", "set both ice.port_min and ice.port_max, or neither");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn framerate(&self) -> Framerate {
+        Framerate::parse(&self.video.framerate).expect("validated at load")
+    }
+}
+
+/// " at line L, column C" for a TOML error span.
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else { return String::new() };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, str::len) + 1;
+    format!(" (line {line}, column {column})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.device.port, 8080);
+        assert_eq!(c.device.state_dir, PathBuf::from("/var/lib/pipe"));
+        assert_eq!((c.video.width, c.video.height, c.video.bitrate_kbps), (1280, 720, 2000));
+        assert_eq!(c.framerate(), Framerate { num: 30, den: 1 });
+        assert!(!c.ice.upnp && !c.ice.tcp && c.ice.stun_servers.is_empty());
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn reads_every_section() {
+        let c = Config::from_toml(
+            r#"
+            [device]
+            port = 9000
+            listen = "127.0.0.1"
+            rendezvous = "wss://relay.example/signal"
+            [video]
+            framerate = "29.5"
+            [ice]
+            stun_servers = ["stun:127.0.0.1:3478"]
+            turn_servers = [{ url = "turn:127.0.0.1:3478", username = "u", credential = "hunter2" }]
+            port_min = 50000
+            port_max = 50100
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.device.port, 9000);
+        assert_eq!(c.framerate(), Framerate { num: 59, den: 2 });
+        assert!(!format!("{c:?}").contains("hunter2"), "TURN credentials never reach logs");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = Config::from_toml("[video]\nwidht = 640\n").unwrap_err();
+        assert!(err.contains("widht"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        let err = Config::from_toml("[camera]\n").unwrap_err();
+        assert!(err.contains("camera"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let cases = [
+            ("[video]\nwidth = 641", "video.width"),
+            ("[video]\nframerate = \"fast\"", "video.framerate"),
+            ("[video]\nbitrate_kbps = 1", "video.bitrate_kbps"),
+            ("[device]\nrendezvous = \"http://x\"", "device.rendezvous"),
+            ("[ice]\nport_min = 5", "ice.port_min"),
+            ("[ice]\nstun_servers = [\"1.2.3.4\"]", "ice.stun_servers"),
+        ];
+        for (text, key) in cases {
+            let err = Config::from_toml(text).unwrap().validate().unwrap_err();
+            assert!(err.to_string().contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn framerates_parse_as_exact_fractions() {
+        assert_eq!(Framerate::parse("30000/1001"), Some(Framerate { num: 30000, den: 1001 }));
+        assert_eq!(Framerate::parse("25"), Some(Framerate { num: 25, den: 1 }));
+        assert_eq!(Framerate::parse("29.50"), Some(Framerate { num: 59, den: 2 }));
+        assert_eq!(Framerate::parse("0"), None);
+        assert_eq!(Framerate::parse("1/0"), None);
+    }
+
+    #[test]
+    fn a_missing_default_file_means_defaults_but_a_named_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::load(Some(&dir.path().join("nope.toml"))).unwrap_err();
+        assert!(err.to_string().contains("nope.toml"), "{err}");
+    }
+}

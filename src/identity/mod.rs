@@ -1,0 +1,177 @@
+//! The device's identity: a self-signed ECDSA P-256 certificate kept in the state directory,
+//! its SHA-256 fingerprint, and the device id derived from it. Nothing here is issued by
+//! anyone: trust is pinned at the edge (see docs/security.md).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::persist;
+use crate::signalling::protocol::DeviceId;
+
+const CERT_FILE: &str = "device-cert.pem";
+const KEY_FILE: &str = "device-key.pem";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a PEM certificate")]
+    BadPem { path: PathBuf },
+    #[error("{path} exists but {missing} does not; restore it or remove both to make a new identity")]
+    HalfPresent { path: PathBuf, missing: PathBuf },
+    #[error("cannot generate the device certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// A private key in PEM. Never printed: `Debug` and `Display` redact it.
+#[derive(Clone)]
+pub struct PrivateKeyPem(String);
+
+impl PrivateKeyPem {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PrivateKeyPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrivateKeyPem(<redacted>)")
+    }
+}
+
+impl fmt::Display for PrivateKeyPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted private key>")
+    }
+}
+
+/// A SHA-256 certificate fingerprint, as raw bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub fn of_der(der: &[u8]) -> Self {
+        Self(Sha256::digest(der).into())
+    }
+
+    /// The SDP form: `AB:CD:...` (RFC 8122).
+    pub fn to_sdp(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    }
+
+    /// The device id: lowercase base32 of the first 10 bytes (80 bits).
+    pub fn device_id(&self) -> DeviceId {
+        let text = data_encoding::BASE32_NOPAD.encode(&self.0[..10]).to_ascii_lowercase();
+        DeviceId::parse(&text).expect("10 bytes encode to 16 base32 characters")
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({})", self.to_sdp())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceIdentity {
+    pub cert_pem: String,
+    pub key_pem: PrivateKeyPem,
+    pub fingerprint: Fingerprint,
+    pub device_id: DeviceId,
+}
+
+impl DeviceIdentity {
+    /// Loads the identity from `state_dir`, creating it on first start.
+    pub fn load_or_create(state_dir: &Path) -> Result<Self, IdentityError> {
+        let cert_path = state_dir.join(CERT_FILE);
+        let key_path = state_dir.join(KEY_FILE);
+        match (cert_path.exists(), key_path.exists()) {
+            (true, true) => Self::load(&cert_path, &key_path),
+            (false, false) => Self::create(state_dir, &cert_path, &key_path),
+            (true, false) => Err(IdentityError::HalfPresent { path: cert_path, missing: key_path }),
+            (false, true) => Err(IdentityError::HalfPresent { path: key_path, missing: cert_path }),
+        }
+    }
+
+    fn load(cert_path: &Path, key_path: &Path) -> Result<Self, IdentityError> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| IdentityError::Read { path: path.to_owned(), source })
+        };
+        let cert_pem = read(cert_path)?;
+        let key_pem = PrivateKeyPem(read(key_path)?);
+        let der = pem_der(&cert_pem).ok_or_else(|| IdentityError::BadPem { path: cert_path.to_owned() })?;
+        let fingerprint = Fingerprint::of_der(&der);
+        Ok(Self { cert_pem, key_pem, device_id: fingerprint.device_id(), fingerprint })
+    }
+
+    fn create(state_dir: &Path, cert_path: &Path, key_path: &Path) -> Result<Self, IdentityError> {
+        let write_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| IdentityError::Write { path, source }
+        };
+        persist::ensure_dir(state_dir).map_err(write_err(state_dir))?;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = rcgen::CertificateParams::new(vec!["pipe-device".to_string()])?;
+        params.distinguished_name.push(rcgen::DnType::CommonName, "pipe device");
+        // Fingerprints are pinned, so expiry protects nothing; browsers only need a valid date.
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+        let cert = params.self_signed(&key)?;
+        let key_pem = PrivateKeyPem(key.serialize_pem());
+        // The key first: a crash between the two writes leaves a state `load_or_create` names.
+        persist::write_atomic(key_path, key_pem.expose().as_bytes(), 0o600).map_err(write_err(key_path))?;
+        persist::write_atomic(cert_path, cert.pem().as_bytes(), 0o644).map_err(write_err(cert_path))?;
+        let fingerprint = Fingerprint::of_der(cert.der());
+        Ok(Self { cert_pem: cert.pem(), key_pem, device_id: fingerprint.device_id(), fingerprint })
+    }
+}
+
+/// The DER bytes of the first PEM block in `pem`.
+fn pem_der(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    data_encoding::BASE64.decode(body.trim().as_bytes()).ok().filter(|d| !d.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn is_created_once_and_survives_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DeviceIdentity::load_or_create(dir.path()).unwrap();
+        let again = DeviceIdentity::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.device_id, again.device_id);
+        assert_eq!(first.fingerprint, again.fingerprint);
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(first.fingerprint.to_sdp().len(), 32 * 3 - 1);
+    }
+
+    #[test]
+    fn never_prints_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = DeviceIdentity::load_or_create(dir.path()).unwrap();
+        let shown = format!("{id:?} {}", id.key_pem);
+        assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    }
+
+    #[test]
+    fn a_missing_half_is_an_error_not_a_new_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        DeviceIdentity::load_or_create(dir.path()).unwrap();
+        std::fs::remove_file(dir.path().join(KEY_FILE)).unwrap();
+        let err = DeviceIdentity::load_or_create(dir.path()).unwrap_err();
+        assert!(matches!(err, IdentityError::HalfPresent { .. }), "{err}");
+    }
+}

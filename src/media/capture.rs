@@ -1,0 +1,357 @@
+//! The one capture + encode chain all viewers share, and the fan-out of its encoded frames to
+//! the viewers' own pipelines.
+//!
+//! Every viewer has a separate GStreamer pipeline fed by an `appsrc` (see `session`), rather
+//! than a `tee` branch: a tee stops the shared chain when any branch returns an error or
+//! flushing, and here no viewer can push anything back into the capture chain. The fan-out
+//! runs on the encoder's streaming thread, never blocks (appsrc queues and we cap its level),
+//! and drops a stalled viewer's frames until the next key frame.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use super::keyframe::{Decision, KeyframeThrottle, MIN_INTERVAL};
+use super::MediaError;
+
+/// Encoded frames one viewer may have queued before it counts as stalled: ~0.5 s at 30 fps.
+const MAX_QUEUED_FRAMES: u64 = 15;
+/// How long to wait before rebuilding a capture chain that failed (a camera unplugged).
+const RESTART_DELAY: Duration = Duration::from_secs(2);
+
+/// Where a viewer's frames go: its appsrcs and its gap state.
+pub struct Feed {
+    video: gst_app::AppSrc,
+    audio: Option<gst_app::AppSrc>,
+    /// Clock time at which the viewer pipeline's running time is zero.
+    base_time: gst::ClockTime,
+    state: Mutex<FeedState>,
+}
+
+#[derive(Debug)]
+struct FeedState {
+    /// Frames flow only once the viewer's transport is up (a frame earlier would be lost).
+    open: bool,
+    /// After any gap, skip delta frames until a key frame.
+    waiting_for_keyframe: bool,
+    /// Caps last given to the appsrcs, so a change (resolution, bitrate) is passed on.
+    video_caps: Option<gst::Caps>,
+    audio_caps: Option<gst::Caps>,
+}
+
+impl Feed {
+    pub fn new(video: gst_app::AppSrc, audio: Option<gst_app::AppSrc>, base_time: gst::ClockTime) -> Arc<Self> {
+        Arc::new(Self { video, audio, base_time, state: Mutex::new(FeedState { open: false, waiting_for_keyframe: true, video_caps: None, audio_caps: None }) })
+    }
+
+    fn state(&self) -> MutexGuard<'_, FeedState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the flow; the caller then asks for a key frame.
+    pub fn open(&self) {
+        let mut state = self.state();
+        state.open = true;
+        state.waiting_for_keyframe = true;
+    }
+
+    /// True if the feed now needs a key frame it did not need before.
+    fn push_video(&self, buffer: &gst::Buffer, caps: Option<&gst::Caps>, clock_time: gst::ClockTime) -> bool {
+        let mut state = self.state();
+        if !state.open {
+            return false;
+        }
+        let is_key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        if state.waiting_for_keyframe && !is_key {
+            return false;
+        }
+        if self.video.current_level_buffers() >= MAX_QUEUED_FRAMES {
+            // The viewer is not keeping up: drop, and restart cleanly from a key frame.
+            let newly = !state.waiting_for_keyframe;
+            state.waiting_for_keyframe = true;
+            return newly;
+        }
+        state.waiting_for_keyframe = false;
+        if let Some(caps) = caps.filter(|c| state.video_caps.as_ref() != Some(*c)) {
+            state.video_caps = Some(caps.clone());
+            self.video.set_caps(Some(caps));
+        }
+        drop(state);
+        if self.video.push_buffer(self.restamp(buffer, clock_time)).is_err() {
+            // Flushing or shutting down: treat as a gap.
+            self.state().waiting_for_keyframe = true;
+        }
+        false
+    }
+
+    fn push_audio(&self, buffer: &gst::Buffer, caps: Option<&gst::Caps>, clock_time: gst::ClockTime) {
+        let Some(audio) = &self.audio else { return };
+        let mut state = self.state();
+        if let Some(caps) = caps.filter(|c| state.audio_caps.as_ref() != Some(*c)) {
+            state.audio_caps = Some(caps.clone());
+            audio.set_caps(Some(caps));
+        }
+        // Audio is small and never waits for anything; 50 packets is one second of Opus.
+        if state.open && audio.current_level_buffers() < 50 {
+            drop(state);
+            let _ = audio.push_buffer(self.restamp(buffer, clock_time));
+        }
+    }
+
+    /// The buffer with its timestamp moved into this viewer pipeline's running time.
+    fn restamp(&self, buffer: &gst::Buffer, clock_time: gst::ClockTime) -> gst::Buffer {
+        let mut buffer = buffer.clone();
+        let running = clock_time.saturating_sub(self.base_time);
+        let b = buffer.make_mut();
+        b.set_pts(running);
+        b.set_dts(gst::ClockTime::NONE);
+        buffer
+    }
+}
+
+#[derive(Default)]
+struct Fanout {
+    feeds: Mutex<Vec<Arc<Feed>>>,
+    /// Capture pipeline's base time; frames' clock time is base + PTS.
+    base_time: Mutex<Option<gst::ClockTime>>,
+}
+
+impl Fanout {
+    fn feeds(&self) -> Vec<Arc<Feed>> {
+        // Clone the list and release the lock before pushing anything.
+        self.feeds.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn clock_time(&self, buffer: &gst::Buffer) -> Option<gst::ClockTime> {
+        let base = (*self.base_time.lock().unwrap_or_else(|p| p.into_inner()))?;
+        Some(base + buffer.pts()?)
+    }
+}
+
+/// The shared capture chain.
+pub struct Capture {
+    fanout: Arc<Fanout>,
+    keyframes: mpsc::Sender<()>,
+    /// The current chain's video appsink, where forced key-unit events start upstream.
+    video_sink: Arc<Mutex<gst::Element>>,
+    clock: gst::Clock,
+    has_audio: bool,
+}
+
+impl Capture {
+    /// Builds and starts `description` (a full launch line with `appsink name=video` and,
+    /// when `has_audio`, `appsink name=audio`), and keeps it running: a chain that fails
+    /// (camera unplugged) is logged and rebuilt after a pause.
+    pub async fn start(description: String, has_audio: bool) -> Result<Arc<Self>, MediaError> {
+        let clock = gst::SystemClock::obtain();
+        let fanout = Arc::new(Fanout::default());
+        let (keyframes, keyframe_rx) = mpsc::channel(16);
+        let first = {
+            let (description, fanout, clock, k) = (description.clone(), fanout.clone(), clock.clone(), keyframes.clone());
+            tokio::task::spawn_blocking(move || build(&description, &fanout, &clock, has_audio, k))
+                .await
+                .map_err(|e| MediaError::Pipeline(e.to_string()))??
+        };
+        let video_sink = Arc::new(Mutex::new(appsink(&first, "video")?.upcast::<gst::Element>()));
+        tokio::spawn(keyframe_task(keyframe_rx, video_sink.clone()));
+        let capture = Arc::new(Self { fanout, keyframes, video_sink, clock, has_audio });
+        tokio::spawn(supervise(first, description, capture.clone()));
+        Ok(capture)
+    }
+
+    pub fn clock(&self) -> &gst::Clock {
+        &self.clock
+    }
+
+    pub fn has_audio(&self) -> bool {
+        self.has_audio
+    }
+
+    pub fn attach(&self, feed: Arc<Feed>) {
+        self.fanout.feeds.lock().unwrap_or_else(|p| p.into_inner()).push(feed);
+    }
+
+    pub fn detach(&self, feed: &Arc<Feed>) {
+        self.fanout.feeds.lock().unwrap_or_else(|p| p.into_inner()).retain(|f| !Arc::ptr_eq(f, feed));
+    }
+
+    pub fn viewer_count(&self) -> usize {
+        self.fanout.feeds.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Asks for a key frame; requests are coalesced to one per 500 ms across all viewers.
+    pub fn request_keyframe(&self) {
+        // A full queue already holds requests that will be served together: dropping is fine.
+        let _ = self.keyframes.try_send(());
+    }
+
+    /// A sender for callbacks on GStreamer threads (PLI/FIR from a viewer's RTCP).
+    pub fn keyframe_requester(&self) -> mpsc::Sender<()> {
+        self.keyframes.clone()
+    }
+}
+
+/// Builds the chain and hooks its appsinks to the fan-out (runs on a blocking thread).
+fn build(
+    description: &str,
+    fanout: &Arc<Fanout>,
+    clock: &gst::Clock,
+    has_audio: bool,
+    keyframes: mpsc::Sender<()>,
+) -> Result<gst::Pipeline, MediaError> {
+    let pipeline = gst::parse::launch(description)
+        .map_err(|e| MediaError::Pipeline(format!("cannot build the capture chain: {e}")))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| MediaError::Pipeline("the capture description is not a pipeline".into()))?;
+    pipeline.use_clock(Some(clock));
+    let video = appsink(&pipeline, "video")?;
+    let fan = fanout.clone();
+    video.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
+                let Some(clock_time) = fan.clock_time(&buffer) else { return Ok(gst::FlowSuccess::Ok) };
+                let caps = sample.caps_owned();
+                let mut gap = false;
+                for feed in fan.feeds() {
+                    gap |= feed.push_video(&buffer, caps.as_ref(), clock_time);
+                }
+                if gap {
+                    // Through the same throttle as every other request.
+                    let _ = keyframes.try_send(());
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    if has_audio {
+        let audio = appsink(&pipeline, "audio")?;
+        let fan = fanout.clone();
+        audio.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    if let Some(buffer) = sample.buffer_owned() {
+                        if let Some(clock_time) = fan.clock_time(&buffer) {
+                            let caps = sample.caps_owned();
+                            for feed in fan.feeds() {
+                                feed.push_audio(&buffer, caps.as_ref(), clock_time);
+                            }
+                        }
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    }
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| MediaError::Pipeline(first_error(&pipeline).unwrap_or_else(|| "the capture chain did not start".into())))?;
+    *fanout.base_time.lock().unwrap_or_else(|p| p.into_inner()) = pipeline.base_time();
+    Ok(pipeline)
+}
+
+fn appsink(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink, MediaError> {
+    pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| MediaError::Pipeline(format!("the capture chain has no appsink named {name}")))
+}
+
+/// The first error on the bus, for a start-up failure message.
+fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
+    let bus = pipeline.bus()?;
+    let msg = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Error])?;
+    match msg.view() {
+        gst::MessageView::Error(e) => Some(format!("{} ({})", e.error(), e.debug().unwrap_or_default())),
+        _ => None,
+    }
+}
+
+/// Watches the capture bus; rebuilds the chain after an error, forever.
+async fn supervise(mut pipeline: gst::Pipeline, description: String, capture: Arc<Capture>) {
+    loop {
+        let Some(bus) = pipeline.bus() else { return };
+        let mut messages = bus.stream();
+        use futures::StreamExt;
+        let failure = loop {
+            let Some(msg) = messages.next().await else { break "the capture bus closed".to_string() };
+            match msg.view() {
+                gst::MessageView::Error(e) => {
+                    break format!("{}: {}", e.src().map(|s| s.path_string().to_string()).unwrap_or_default(), e.error());
+                }
+                gst::MessageView::Eos(_) => break "the capture source ended".to_string(),
+                gst::MessageView::Warning(w) => warn!(warning = %w.error(), "capture chain warning"),
+                _ => {}
+            }
+        };
+        error!(%failure, "capture chain failed; restarting in {} s", RESTART_DELAY.as_secs());
+        let old = pipeline.clone();
+        let _ = tokio::task::spawn_blocking(move || old.set_state(gst::State::Null)).await;
+        loop {
+            tokio::time::sleep(RESTART_DELAY).await;
+            let (d, fanout, clock, audio, k) = (
+                description.clone(),
+                capture.fanout.clone(),
+                capture.clock.clone(),
+                capture.has_audio,
+                capture.keyframes.clone(),
+            );
+            match tokio::task::spawn_blocking(move || build(&d, &fanout, &clock, audio, k)).await {
+                Ok(Ok(p)) => {
+                    info!("capture chain restarted");
+                    if let Ok(sink) = appsink(&p, "video") {
+                        *capture.video_sink.lock().unwrap_or_else(|e| e.into_inner()) = sink.upcast();
+                    }
+                    pipeline = p;
+                    break;
+                }
+                Ok(Err(e)) => warn!(error = %e, "capture chain still failing; retrying"),
+                Err(e) => warn!(error = %e, "capture restart task failed"),
+            }
+        }
+        for feed in capture.fanout.feeds() {
+            feed.state().waiting_for_keyframe = true;
+        }
+        capture.request_keyframe();
+    }
+}
+
+/// Serves key-frame requests through the throttle, sending GstForceKeyUnit upstream from the
+/// video appsink to the encoder.
+async fn keyframe_task(mut requests: mpsc::Receiver<()>, sink: Arc<Mutex<gst::Element>>) {
+    let mut throttle = KeyframeThrottle::new(MIN_INTERVAL);
+    let mut due: Option<Instant> = None;
+    loop {
+        let fire = tokio::select! {
+            request = requests.recv() => {
+                let Some(()) = request else { return };
+                match throttle.request(Instant::now()) {
+                    Decision::Now => true,
+                    Decision::At(at) => { due = Some(at); false }
+                }
+            }
+            _ = sleep_until(due) => {
+                due = None;
+                throttle.fire_due(Instant::now())
+            }
+        };
+        if fire {
+            let sink = sink.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            debug!("forcing a key frame");
+            let event = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
+            let _ = tokio::task::spawn_blocking(move || sink.send_event(event)).await;
+        }
+    }
+}
+
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,151 @@
+//! Typed wrappers over webrtcbin's stringly signals and properties, so the rest of pipe never
+//! spells a signal name. Promises are turned into futures: nothing here blocks a tokio thread.
+
+use gst::glib;
+use gst::prelude::*;
+use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
+
+use super::MediaError;
+use crate::config::IceConfig;
+
+/// A promise and the future of its reply. Unlike `gst::Promise::new_future`, a promise that
+/// webrtcbin drops unanswered (it does on shutdown) becomes an error here, not a panic.
+fn promise() -> (gst::Promise, impl Future<Output = Result<Option<gst::Structure>, MediaError>>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let promise = gst::Promise::with_change_func(move |reply| {
+        let reply = match reply {
+            Ok(structure) => Ok(structure.map(|s| s.to_owned())),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        let _ = tx.send(reply);
+    });
+    let future = async move {
+        let structure = rx
+            .await
+            .map_err(|_| MediaError::Negotiation("webrtcbin dropped the request".into()))?
+            .map_err(|e| MediaError::Negotiation(format!("webrtcbin promise failed: {e}")))?;
+        if let Some(error) = structure.as_ref().and_then(|s| s.get::<glib::Error>("error").ok()) {
+            return Err(MediaError::Negotiation(error.to_string()));
+        }
+        Ok(structure)
+    };
+    (promise, future)
+}
+
+pub async fn create_offer(webrtc: &gst::Element) -> Result<WebRTCSessionDescription, MediaError> {
+    let (promise, reply) = promise();
+    webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
+    let structure = reply.await?.ok_or_else(|| MediaError::Negotiation("create-offer gave no reply".into()))?;
+    structure
+        .get::<WebRTCSessionDescription>("offer")
+        .map_err(|e| MediaError::Negotiation(format!("create-offer gave no offer: {e}")))
+}
+
+pub async fn set_local_description(webrtc: &gst::Element, desc: &WebRTCSessionDescription) -> Result<(), MediaError> {
+    let (promise, reply) = promise();
+    webrtc.emit_by_name::<()>("set-local-description", &[desc, &promise]);
+    reply.await.map(drop)
+}
+
+pub async fn set_remote_description(webrtc: &gst::Element, desc: &WebRTCSessionDescription) -> Result<(), MediaError> {
+    let (promise, reply) = promise();
+    webrtc.emit_by_name::<()>("set-remote-description", &[desc, &promise]);
+    reply.await.map(drop)
+}
+
+pub fn add_ice_candidate(webrtc: &gst::Element, mline: u32, candidate: &str) {
+    webrtc.emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
+}
+
+pub fn create_data_channel(webrtc: &gst::Element, label: &str) -> Result<gst_webrtc::WebRTCDataChannel, MediaError> {
+    webrtc
+        .emit_by_name::<Option<gst_webrtc::WebRTCDataChannel>>("create-data-channel", &[&label, &None::<gst::Structure>])
+        .ok_or_else(|| MediaError::Negotiation(format!("webrtcbin refused to create data channel {label:?}")))
+}
+
+pub fn description(kind: WebRTCSDPType, text: &str) -> Result<WebRTCSessionDescription, MediaError> {
+    let sdp = gst_sdp::SDPMessage::parse_buffer(text.as_bytes())
+        .map_err(|_| MediaError::Negotiation("the peer's SDP does not parse".into()))?;
+    Ok(WebRTCSessionDescription::new(kind, sdp))
+}
+
+pub fn connection_state(webrtc: &gst::Element) -> gst_webrtc::WebRTCPeerConnectionState {
+    webrtc.property("connection-state")
+}
+
+/// Sets every webrtcbin transceiver to send-only with NACK/RTX on.
+pub fn configure_transceivers(webrtc: &gst::Element) {
+    for pad in webrtc.sink_pads() {
+        if let Some(transceiver) = pad.property::<Option<gst_webrtc::WebRTCRTPTransceiver>>("transceiver") {
+            transceiver.set_property("direction", gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly);
+            transceiver.set_property("do-nack", true);
+        }
+    }
+}
+
+/// Applies the ICE configuration to webrtcbin and its libnice agent.
+pub fn configure_ice(webrtc: &gst::Element, ice: &IceConfig) {
+    if let Some(stun) = ice.stun_servers.first() {
+        // webrtcbin takes one STUN server, as stun://host:port.
+        webrtc.set_property("stun-server", format!("stun://{}", strip_scheme(stun)));
+        if ice.stun_servers.len() > 1 {
+            tracing::warn!("webrtcbin uses one STUN server; ignoring all but {stun}");
+        }
+    }
+    for turn in &ice.turn_servers {
+        let scheme = if turn.url.starts_with("turns:") { "turns" } else { "turn" };
+        let uri = format!(
+            "{scheme}://{}:{}@{}",
+            percent(&turn.username),
+            percent(&turn.credential),
+            strip_scheme(&turn.url)
+        );
+        let _ = webrtc.emit_by_name::<bool>("add-turn-server", &[&uri]);
+    }
+    let agent = webrtc.property::<glib::Object>("ice-agent");
+    set_if_present(&agent, "ice-tcp", ice.tcp);
+    if let (Some(lo), Some(hi)) = (ice.port_min, ice.port_max) {
+        set_if_present(&agent, "min-rtp-port", u32::from(lo));
+        set_if_present(&agent, "max-rtp-port", u32::from(hi));
+    }
+    if agent.find_property("agent").is_some() {
+        let nice = agent.property::<glib::Object>("agent");
+        // libnice maps ports over UPnP and multicasts SSDP by default: only when asked.
+        set_if_present(&nice, "upnp", ice.upnp);
+    }
+}
+
+fn set_if_present<V: Into<glib::Value> + ToValue>(object: &glib::Object, name: &str, value: V) {
+    if object.find_property(name).is_some() {
+        object.set_property(name, value);
+    } else {
+        tracing::debug!(property = name, "this GStreamer's ICE agent lacks the property; skipped");
+    }
+}
+
+/// `turn:host:port?transport=udp` -> `host:port?transport=udp`.
+fn strip_scheme(url: &str) -> &str {
+    url.split_once(':').map_or(url, |(_, rest)| rest.trim_start_matches("//"))
+}
+
+/// Percent-encodes what would break the userinfo part of webrtcbin's TURN URI.
+fn percent(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turn_uris_are_built_safely() {
+        assert_eq!(strip_scheme("turn:127.0.0.1:3478?transport=udp"), "127.0.0.1:3478?transport=udp");
+        assert_eq!(strip_scheme("stun:host:19302"), "host:19302");
+        assert_eq!(percent("a b@c:d"), "a%20b%40c%3Ad");
+    }
+}

@@ -1,0 +1,167 @@
+//! The device's outbound connection to a rendezvous server: one owning task that connects,
+//! registers, forwards messages both ways and reconnects with backoff. The device never
+//! listens for viewers itself, which is what lets it live behind NAT.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{debug, info, warn};
+
+use super::backoff::Backoff;
+use super::protocol::{self, ClientMessage, DeviceId, MAX_FRAME_BYTES, ServerMessage, SessionId, SignalData};
+
+/// How long a connection attempt may take before it counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Silence after which the device gives up on a connection and dials again (the server pings
+/// every 10 s).
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// Application-level keepalive, also keeping NAT mappings and proxies warm.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// What the device hears from the rendezvous.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Registered: viewers can reach the device now.
+    Online,
+    /// The connection dropped; every session it carried is over.
+    Offline,
+    SessionRequest(SessionId),
+    Signal(SessionId, SignalData),
+    End(SessionId, String),
+}
+
+/// Handle to the client task.
+pub struct Client {
+    pub events: mpsc::Receiver<Event>,
+    pub outgoing: mpsc::Sender<ClientMessage>,
+}
+
+/// Starts the client task; it runs until `shutdown` turns true.
+pub fn spawn(url: url::Url, device_id: DeviceId, shutdown: watch::Receiver<bool>) -> Client {
+    // Events are a handful per viewer session and the device loop drains them at once;
+    // 256 absorbs a burst of trickled candidates from several viewers.
+    let (event_tx, events) = mpsc::channel(256);
+    // Same reasoning for what sessions send out.
+    let (outgoing, outgoing_rx) = mpsc::channel(256);
+    tokio::spawn(run(url, device_id, event_tx, outgoing_rx, shutdown));
+    Client { events, outgoing }
+}
+
+async fn run(
+    url: url::Url,
+    device_id: DeviceId,
+    events: mpsc::Sender<Event>,
+    mut outgoing: mpsc::Receiver<ClientMessage>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match connect_once(&url, &device_id, &events, &mut outgoing, &mut shutdown, &mut backoff).await {
+            Ok(()) => return,
+            Err(error) => {
+                let _ = events.send(Event::Offline).await;
+                let delay = backoff.next_delay(rand::random_range(0.5..=1.0));
+                warn!(rendezvous = %url, %error, "rendezvous unreachable; retrying in {:.1} s", delay.as_secs_f32());
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.changed() => return,
+                }
+                // Whatever sessions queued while offline is stale now.
+                while outgoing.try_recv().is_ok() {}
+            }
+        }
+    }
+}
+
+/// One connection's lifetime. `Ok` means shutdown was asked for; `Err` says why it dropped.
+async fn connect_once(
+    url: &url::Url,
+    device_id: &DeviceId,
+    events: &mpsc::Sender<Event>,
+    outgoing: &mut mpsc::Receiver<ClientMessage>,
+    shutdown: &mut watch::Receiver<bool>,
+    backoff: &mut Backoff,
+) -> Result<(), String> {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false);
+    let (socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| "connection timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let (mut sink, mut stream) = socket.split();
+    let register = ClientMessage::Register { device_id: device_id.clone() };
+    sink.send(Message::text(protocol::encode(&register))).await.map_err(|e| e.to_string())?;
+
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut last_heard = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                last_heard = tokio::time::Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(event) = interpret(text.as_str(), backoff)? {
+                            if events.send(event).await.is_err() { return Ok(()); }
+                        }
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        return Err(format!("closed by the server: {}", frame.map(|f| f.reason.to_string()).unwrap_or_default()));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("connection closed".into()),
+                }
+            }
+            message = outgoing.recv() => {
+                let Some(message) = message else { return Ok(()) };
+                sink.send(Message::text(protocol::encode(&message))).await.map_err(|e| e.to_string())?;
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENCE_LIMIT {
+                    return Err("rendezvous went silent".into());
+                }
+                sink.send(Message::text(protocol::encode(&ClientMessage::Ping))).await.map_err(|e| e.to_string())?;
+            }
+            _ = shutdown.changed() => {
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(None))).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Turns a server message into an event for the device, or an error that drops the link.
+fn interpret(text: &str, backoff: &mut Backoff) -> Result<Option<Event>, String> {
+    let message: ServerMessage = match serde_json::from_str(text) {
+        Ok(message) => message,
+        Err(error) => {
+            warn!(%error, "ignoring a message from the rendezvous that does not parse");
+            return Ok(None);
+        }
+    };
+    Ok(match message {
+        ServerMessage::Registered { device_id } => {
+            info!(%device_id, "registered with the rendezvous");
+            backoff.reset();
+            Some(Event::Online)
+        }
+        ServerMessage::SessionRequest { session_id } => Some(Event::SessionRequest(session_id)),
+        ServerMessage::Signal { session_id, data } => Some(Event::Signal(session_id, data)),
+        ServerMessage::End { session_id, reason } => Some(Event::End(session_id, reason)),
+        ServerMessage::Error { code: protocol::ErrorCode::Replaced, message, .. } => {
+            return Err(format!("replaced by another registration: {message}"));
+        }
+        ServerMessage::Error { code, message, session_id } => {
+            debug!(?code, %message, ?session_id, "rendezvous reported an error");
+            session_id.map(|id| Event::End(id, format!("rendezvous error: {message}")))
+        }
+        ServerMessage::Welcome { .. } | ServerMessage::Pong | ServerMessage::Session { .. } => None,
+    })
+}

@@ -1,0 +1,249 @@
+//! Wire types of the signalling protocol (`docs/protocol.md`), shared by the rendezvous
+//! server, the device's client and the tests. Pure data: no sockets, no GStreamer.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest message the rendezvous accepts and forwards; larger ones get `too-large`.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Largest WebSocket message the transport reads at all; larger ones close the socket (1009).
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+/// Longest `reason` forwarded with `end`.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// A device id: lowercase base32 of the first 10 bytes of the certificate's SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeviceId(String);
+
+impl DeviceId {
+    pub const LEN: usize = 16;
+
+    pub fn parse(s: &str) -> Result<Self, BadDeviceId> {
+        let ok = s.len() == Self::LEN && s.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
+        if ok { Ok(Self(s.to_owned())) } else { Err(BadDeviceId) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("a device id is 16 characters of lowercase base32 (a-z, 2-7)")]
+pub struct BadDeviceId;
+
+impl TryFrom<String> for DeviceId {
+    type Error = BadDeviceId;
+    fn try_from(s: String) -> Result<Self, BadDeviceId> {
+        Self::parse(&s)
+    }
+}
+
+impl From<DeviceId> for String {
+    fn from(id: DeviceId) -> String {
+        id.0
+    }
+}
+
+impl std::fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A session id, chosen by the rendezvous server; opaque to everyone else.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub String);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an endpoint sends to the rendezvous server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ClientMessage {
+    Register { device_id: DeviceId },
+    Connect { device_id: DeviceId },
+    Signal { session_id: SessionId, data: SignalData },
+    End { session_id: SessionId, #[serde(default, skip_serializing_if = "Option::is_none")] reason: Option<String> },
+    Ping,
+}
+
+/// What the rendezvous server sends to an endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage {
+    Welcome { server: String, max_message_bytes: usize },
+    Registered { device_id: DeviceId },
+    Session { session_id: SessionId, device_id: DeviceId },
+    SessionRequest { session_id: SessionId },
+    Signal { session_id: SessionId, data: SignalData },
+    End { session_id: SessionId, reason: String },
+    Pong,
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_id: Option<SessionId>,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error { code, message: message.into(), session_id: None }
+    }
+
+    pub fn session_error(code: ErrorCode, session_id: SessionId, message: impl Into<String>) -> Self {
+        Self::Error { code, message: message.into(), session_id: Some(session_id) }
+    }
+}
+
+/// The payload of `signal`: exactly one SDP or one ICE candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SignalData {
+    Sdp(Sdp),
+    Ice(IceCandidate),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sdp {
+    #[serde(rename = "type")]
+    pub kind: SdpKind,
+    pub sdp: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdpKind {
+    Offer,
+    Answer,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IceCandidate {
+    pub candidate: String,
+    pub sdp_m_line_index: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    BadMessage,
+    UnknownType,
+    TooLarge,
+    DeviceOffline,
+    UnknownSession,
+    NotInSession,
+    TooManySessions,
+    Replaced,
+    BadDeviceId,
+}
+
+/// Why a text frame could not be turned into a [`ClientMessage`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message of {0} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")]
+    TooLarge(usize),
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    #[error("{0}")]
+    BadDeviceId(String),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+impl DecodeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::TooLarge(_) => ErrorCode::TooLarge,
+            Self::UnknownType(_) => ErrorCode::UnknownType,
+            Self::BadDeviceId(_) => ErrorCode::BadDeviceId,
+            Self::Malformed(_) => ErrorCode::BadMessage,
+        }
+    }
+}
+
+const CLIENT_TYPES: &[&str] = &["register", "connect", "signal", "end", "ping"];
+
+/// Decodes one text frame, telling apart the errors a sender should hear about.
+pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(DecodeError::TooLarge(text.len()));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
+        return Err(DecodeError::Malformed("no string field \"type\"".into()));
+    };
+    if !CLIENT_TYPES.contains(&kind) {
+        return Err(DecodeError::UnknownType(kind.chars().take(64).collect()));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("device id") { DecodeError::BadDeviceId(text) } else { DecodeError::Malformed(text) }
+    })
+}
+
+pub fn encode<T: Serialize>(message: &T) -> String {
+    serde_json::to_string(message).expect("protocol types always serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_id_is_16_base32_chars() {
+        assert!(DeviceId::parse("k5qhgq4u2mzqq3ab").is_ok());
+        assert!(DeviceId::parse("K5QHGQ4U2MZQQ3AB").is_err());
+        assert!(DeviceId::parse("k5qhgq4u2mzqq3a").is_err());
+        assert!(DeviceId::parse("k5qhgq4u2mzqq3a1").is_err());
+    }
+
+    #[test]
+    fn decodes_every_client_message() {
+        let cases = [
+            r#"{"type":"register","device_id":"aaaaaaaaaaaaaaaa"}"#,
+            r#"{"type":"connect","device_id":"aaaaaaaaaaaaaaaa"}"#,
+            r#"{"type":"signal","session_id":"s1","data":{"sdp":{"type":"offer","sdp":"v=0"}}}"#,
+            r#"{"type":"signal","session_id":"s1","data":{"ice":{"candidate":"candidate:1","sdp_m_line_index":0}}}"#,
+            r#"{"type":"end","session_id":"s1"}"#,
+            r#"{"type":"ping","extra":"ignored"}"#,
+        ];
+        for case in cases {
+            let msg = decode_client(case).unwrap_or_else(|e| panic!("{case}: {e}"));
+            let again = decode_client(&encode(&msg)).unwrap();
+            assert_eq!(msg, again);
+        }
+    }
+
+    #[test]
+    fn tells_bad_input_apart() {
+        assert_eq!(decode_client("garbage").unwrap_err().code(), ErrorCode::BadMessage);
+        assert_eq!(decode_client(r#"{"type":"connect","device_id":"#).unwrap_err().code(), ErrorCode::BadMessage);
+        assert_eq!(decode_client("[1,2]").unwrap_err().code(), ErrorCode::BadMessage);
+        assert_eq!(decode_client(r#"{"type":"teleport"}"#).unwrap_err().code(), ErrorCode::UnknownType);
+        assert_eq!(decode_client(r#"{"type":"connect","device_id":"x"}"#).unwrap_err().code(), ErrorCode::BadDeviceId);
+        assert_eq!(
+            decode_client(r#"{"type":"signal","session_id":"s","data":{"sdp":{"type":"offer","sdp":"v"},"ice":{"candidate":"c","sdp_m_line_index":0}}}"#)
+                .unwrap_err()
+                .code(),
+            ErrorCode::BadMessage
+        );
+        let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(MAX_MESSAGE_BYTES));
+        assert_eq!(decode_client(&big).unwrap_err().code(), ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn server_messages_use_the_documented_names() {
+        let msg = ServerMessage::SessionRequest { session_id: SessionId("s1".into()) };
+        assert_eq!(encode(&msg), r#"{"type":"session-request","session_id":"s1"}"#);
+        let err = ServerMessage::error(ErrorCode::DeviceOffline, "no such device");
+        assert_eq!(encode(&err), r#"{"type":"error","code":"device-offline","message":"no such device"}"#);
+    }
+}

@@ -1,0 +1,355 @@
+//! The rendezvous server's routing, as a pure state machine: connections come and go, messages
+//! come in, and the router says what to send to whom. No sockets, no clock, no randomness
+//! beyond the session-id prefix it is given, so every rule is unit-tested directly.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::protocol::{
+    ClientMessage, DecodeError, DeviceId, ErrorCode, MAX_MESSAGE_BYTES, MAX_REASON_CHARS, ServerMessage,
+    SessionId,
+};
+
+/// A transport-level connection, numbered by the server.
+pub type ConnId = u64;
+
+/// Open sessions one viewer connection may hold (documented in docs/protocol.md).
+pub const MAX_SESSIONS_PER_VIEWER: usize = 8;
+
+/// What the transport must do after the router handled an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Send(ConnId, ServerMessage),
+    /// Send the queued messages, then close this connection.
+    Close(ConnId),
+}
+
+#[derive(Debug, Default)]
+struct Conn {
+    device: Option<DeviceId>,
+    /// Sessions this connection is the viewer of.
+    viewing: BTreeSet<SessionId>,
+}
+
+#[derive(Debug)]
+struct Session {
+    viewer: ConnId,
+    device: ConnId,
+}
+
+#[derive(Debug)]
+pub struct Router {
+    server_name: String,
+    conns: HashMap<ConnId, Conn>,
+    devices: HashMap<DeviceId, ConnId>,
+    sessions: HashMap<SessionId, Session>,
+    session_prefix: String,
+    next_session: u64,
+}
+
+impl Router {
+    /// `session_prefix` makes session ids unguessable across server restarts; give it some
+    /// random characters.
+    pub fn new(server_name: impl Into<String>, session_prefix: impl Into<String>) -> Self {
+        Self {
+            server_name: server_name.into(),
+            conns: HashMap::new(),
+            devices: HashMap::new(),
+            sessions: HashMap::new(),
+            session_prefix: session_prefix.into(),
+            next_session: 1,
+        }
+    }
+
+    pub fn connected(&mut self, conn: ConnId) -> Vec<Output> {
+        self.conns.insert(conn, Conn::default());
+        vec![Output::Send(
+            conn,
+            ServerMessage::Welcome { server: self.server_name.clone(), max_message_bytes: MAX_MESSAGE_BYTES },
+        )]
+    }
+
+    /// A frame that did not decode: tell the sender, keep the connection.
+    pub fn rejected(&mut self, conn: ConnId, error: &DecodeError) -> Vec<Output> {
+        vec![Output::Send(conn, ServerMessage::error(error.code(), error.to_string()))]
+    }
+
+    pub fn handle(&mut self, conn: ConnId, message: ClientMessage) -> Vec<Output> {
+        if !self.conns.contains_key(&conn) {
+            return Vec::new();
+        }
+        match message {
+            ClientMessage::Ping => vec![Output::Send(conn, ServerMessage::Pong)],
+            ClientMessage::Register { device_id } => self.register(conn, device_id),
+            ClientMessage::Connect { device_id } => self.connect(conn, device_id),
+            ClientMessage::Signal { session_id, data } => match self.peer_of(conn, &session_id) {
+                Ok(peer) => vec![Output::Send(peer, ServerMessage::Signal { session_id, data })],
+                Err(out) => vec![out],
+            },
+            ClientMessage::End { session_id, reason } => match self.peer_of(conn, &session_id) {
+                Ok(peer) => {
+                    self.remove_session(&session_id);
+                    let reason = reason.unwrap_or_else(|| "ended".into()).chars().take(MAX_REASON_CHARS).collect();
+                    vec![Output::Send(peer, ServerMessage::End { session_id, reason })]
+                }
+                Err(out) => vec![out],
+            },
+        }
+    }
+
+    /// The connection is gone: end its sessions and forget its registration.
+    pub fn disconnected(&mut self, conn: ConnId) -> Vec<Output> {
+        let Some(state) = self.conns.remove(&conn) else { return Vec::new() };
+        let mut out = Vec::new();
+        if let Some(device) = state.device {
+            if self.devices.get(&device) == Some(&conn) {
+                self.devices.remove(&device);
+            }
+            out.extend(self.end_sessions_of_device(conn, "device-gone"));
+        }
+        for session_id in state.viewing {
+            if let Some(session) = self.sessions.remove(&session_id) {
+                out.push(Output::Send(
+                    session.device,
+                    ServerMessage::End { session_id, reason: "viewer-gone".into() },
+                ));
+            }
+        }
+        out
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
+    fn register(&mut self, conn: ConnId, device_id: DeviceId) -> Vec<Output> {
+        let mut out = Vec::new();
+        let current = self.conns.get(&conn).and_then(|c| c.device.clone());
+        if let Some(current) = current {
+            if current != device_id {
+                let message = format!("this connection is already registered as device {current}");
+                return vec![Output::Send(conn, ServerMessage::error(ErrorCode::BadMessage, message))];
+            }
+        }
+        if let Some(old) = self.devices.insert(device_id.clone(), conn) {
+            if old != conn {
+                out.extend(self.end_sessions_of_device(old, "replaced"));
+                if let Some(old_state) = self.conns.get_mut(&old) {
+                    old_state.device = None;
+                }
+                let message = format!("another connection registered device {device_id}");
+                out.push(Output::Send(old, ServerMessage::error(ErrorCode::Replaced, message)));
+                out.push(Output::Close(old));
+            }
+        }
+        if let Some(state) = self.conns.get_mut(&conn) {
+            state.device = Some(device_id.clone());
+        }
+        out.push(Output::Send(conn, ServerMessage::Registered { device_id }));
+        out
+    }
+
+    fn connect(&mut self, conn: ConnId, device_id: DeviceId) -> Vec<Output> {
+        let Some(&device_conn) = self.devices.get(&device_id) else {
+            let message = format!("device {device_id} is not connected to this rendezvous");
+            return vec![Output::Send(conn, ServerMessage::error(ErrorCode::DeviceOffline, message))];
+        };
+        let viewing = self.conns.get(&conn).map_or(0, |c| c.viewing.len());
+        if viewing >= MAX_SESSIONS_PER_VIEWER {
+            let message = format!("at most {MAX_SESSIONS_PER_VIEWER} sessions per connection");
+            return vec![Output::Send(conn, ServerMessage::error(ErrorCode::TooManySessions, message))];
+        }
+        let session_id = SessionId(format!("{}-{}", self.session_prefix, self.next_session));
+        self.next_session += 1;
+        self.sessions.insert(session_id.clone(), Session { viewer: conn, device: device_conn });
+        if let Some(state) = self.conns.get_mut(&conn) {
+            state.viewing.insert(session_id.clone());
+        }
+        vec![
+            Output::Send(conn, ServerMessage::Session { session_id: session_id.clone(), device_id }),
+            Output::Send(device_conn, ServerMessage::SessionRequest { session_id }),
+        ]
+    }
+
+    /// The other end of `session_id` as seen from `conn`, or the error to send back.
+    fn peer_of(&self, conn: ConnId, session_id: &SessionId) -> Result<ConnId, Output> {
+        let Some(session) = self.sessions.get(session_id) else {
+            let message = format!("no session {session_id}");
+            return Err(Output::Send(conn, ServerMessage::session_error(ErrorCode::UnknownSession, session_id.clone(), message)));
+        };
+        if session.viewer == conn {
+            Ok(session.device)
+        } else if session.device == conn {
+            Ok(session.viewer)
+        } else {
+            let message = format!("this connection is not an end of session {session_id}");
+            Err(Output::Send(conn, ServerMessage::session_error(ErrorCode::NotInSession, session_id.clone(), message)))
+        }
+    }
+
+    fn remove_session(&mut self, session_id: &SessionId) -> Option<Session> {
+        let session = self.sessions.remove(session_id)?;
+        if let Some(viewer) = self.conns.get_mut(&session.viewer) {
+            viewer.viewing.remove(session_id);
+        }
+        Some(session)
+    }
+
+    fn end_sessions_of_device(&mut self, device_conn: ConnId, reason: &str) -> Vec<Output> {
+        let ids: Vec<SessionId> =
+            self.sessions.iter().filter(|(_, s)| s.device == device_conn).map(|(id, _)| id.clone()).collect();
+        let mut out = Vec::new();
+        for session_id in ids {
+            if let Some(session) = self.remove_session(&session_id) {
+                out.push(Output::Send(session.viewer, ServerMessage::End { session_id, reason: reason.into() }));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signalling::protocol::{IceCandidate, SignalData};
+
+    const DEV: ConnId = 1;
+    const VIEWER: ConnId = 2;
+    const OTHER: ConnId = 3;
+
+    fn id() -> DeviceId {
+        DeviceId::parse("aaaaaaaaaaaaaaaa").unwrap()
+    }
+
+    fn ice() -> SignalData {
+        SignalData::Ice(IceCandidate { candidate: "candidate:1 1 UDP 1 127.0.0.1 5000 typ host".into(), sdp_m_line_index: 0 })
+    }
+
+    /// A router with a registered device and one viewer session, named `t-1`.
+    fn with_session() -> (Router, SessionId) {
+        let mut r = Router::new("test", "t");
+        for c in [DEV, VIEWER, OTHER] {
+            r.connected(c);
+        }
+        r.handle(DEV, ClientMessage::Register { device_id: id() });
+        let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
+        let sid = SessionId("t-1".into());
+        assert_eq!(
+            out,
+            vec![
+                Output::Send(VIEWER, ServerMessage::Session { session_id: sid.clone(), device_id: id() }),
+                Output::Send(DEV, ServerMessage::SessionRequest { session_id: sid.clone() }),
+            ]
+        );
+        (r, sid)
+    }
+
+    #[test]
+    fn greets_and_answers_ping() {
+        let mut r = Router::new("test", "t");
+        assert!(matches!(r.connected(7)[0], Output::Send(7, ServerMessage::Welcome { .. })));
+        assert_eq!(r.handle(7, ClientMessage::Ping), vec![Output::Send(7, ServerMessage::Pong)]);
+    }
+
+    #[test]
+    fn connect_to_an_unknown_device_is_an_error() {
+        let mut r = Router::new("test", "t");
+        r.connected(VIEWER);
+        let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
+        assert!(matches!(&out[..], [Output::Send(VIEWER, ServerMessage::Error { code: ErrorCode::DeviceOffline, .. })]));
+    }
+
+    #[test]
+    fn signals_flow_both_ways_within_a_session_only() {
+        let (mut r, sid) = with_session();
+        let out = r.handle(VIEWER, ClientMessage::Signal { session_id: sid.clone(), data: ice() });
+        assert_eq!(out, vec![Output::Send(DEV, ServerMessage::Signal { session_id: sid.clone(), data: ice() })]);
+        let out = r.handle(DEV, ClientMessage::Signal { session_id: sid.clone(), data: ice() });
+        assert_eq!(out, vec![Output::Send(VIEWER, ServerMessage::Signal { session_id: sid.clone(), data: ice() })]);
+        let out = r.handle(OTHER, ClientMessage::Signal { session_id: sid.clone(), data: ice() });
+        assert!(matches!(&out[..], [Output::Send(OTHER, ServerMessage::Error { code: ErrorCode::NotInSession, .. })]));
+        let out = r.handle(VIEWER, ClientMessage::Signal { session_id: SessionId("nope".into()), data: ice() });
+        assert!(matches!(&out[..], [Output::Send(VIEWER, ServerMessage::Error { code: ErrorCode::UnknownSession, .. })]));
+    }
+
+    #[test]
+    fn end_is_forwarded_once_and_forgets_the_session() {
+        let (mut r, sid) = with_session();
+        let out = r.handle(VIEWER, ClientMessage::End { session_id: sid.clone(), reason: Some("bye".into()) });
+        assert_eq!(out, vec![Output::Send(DEV, ServerMessage::End { session_id: sid.clone(), reason: "bye".into() })]);
+        assert_eq!(r.session_count(), 0);
+        let out = r.handle(DEV, ClientMessage::End { session_id: sid, reason: None });
+        assert!(matches!(&out[..], [Output::Send(DEV, ServerMessage::Error { code: ErrorCode::UnknownSession, .. })]));
+    }
+
+    #[test]
+    fn long_reasons_are_cut() {
+        let (mut r, sid) = with_session();
+        let out = r.handle(VIEWER, ClientMessage::End { session_id: sid, reason: Some("x".repeat(10_000)) });
+        let [Output::Send(_, ServerMessage::End { reason, .. })] = &out[..] else { panic!("{out:?}") };
+        assert_eq!(reason.len(), MAX_REASON_CHARS);
+    }
+
+    #[test]
+    fn a_vanished_viewer_ends_its_sessions_at_the_device() {
+        let (mut r, sid) = with_session();
+        let out = r.disconnected(VIEWER);
+        assert_eq!(out, vec![Output::Send(DEV, ServerMessage::End { session_id: sid, reason: "viewer-gone".into() })]);
+        assert_eq!(r.session_count(), 0);
+        assert!(r.disconnected(VIEWER).is_empty());
+    }
+
+    #[test]
+    fn a_vanished_device_ends_its_viewers_sessions_and_goes_offline() {
+        let (mut r, sid) = with_session();
+        let out = r.disconnected(DEV);
+        assert_eq!(out, vec![Output::Send(VIEWER, ServerMessage::End { session_id: sid, reason: "device-gone".into() })]);
+        assert_eq!(r.device_count(), 0);
+        let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
+        assert!(matches!(&out[..], [Output::Send(VIEWER, ServerMessage::Error { code: ErrorCode::DeviceOffline, .. })]));
+    }
+
+    #[test]
+    fn a_second_registration_replaces_the_first() {
+        let (mut r, sid) = with_session();
+        let out = r.handle(OTHER, ClientMessage::Register { device_id: id() });
+        assert_eq!(out[0], Output::Send(VIEWER, ServerMessage::End { session_id: sid, reason: "replaced".into() }));
+        assert!(matches!(&out[1], Output::Send(DEV, ServerMessage::Error { code: ErrorCode::Replaced, .. })));
+        assert_eq!(out[2], Output::Close(DEV));
+        assert_eq!(out[3], Output::Send(OTHER, ServerMessage::Registered { device_id: id() }));
+        // The replaced connection closing later must not unregister the new one.
+        r.disconnected(DEV);
+        assert_eq!(r.device_count(), 1);
+    }
+
+    #[test]
+    fn a_connection_is_one_device_only() {
+        let mut r = Router::new("test", "t");
+        r.connected(DEV);
+        r.handle(DEV, ClientMessage::Register { device_id: id() });
+        let other = DeviceId::parse("bbbbbbbbbbbbbbbb").unwrap();
+        let out = r.handle(DEV, ClientMessage::Register { device_id: other });
+        assert!(matches!(&out[..], [Output::Send(DEV, ServerMessage::Error { code: ErrorCode::BadMessage, .. })]));
+    }
+
+    #[test]
+    fn sessions_per_viewer_are_bounded() {
+        let (mut r, _) = with_session();
+        for _ in 1..MAX_SESSIONS_PER_VIEWER {
+            r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
+        }
+        let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
+        assert!(matches!(&out[..], [Output::Send(VIEWER, ServerMessage::Error { code: ErrorCode::TooManySessions, .. })]));
+    }
+
+    #[test]
+    fn rejected_frames_get_an_error_and_change_nothing() {
+        let (mut r, _) = with_session();
+        let out = r.rejected(VIEWER, &DecodeError::TooLarge(10_000_000));
+        assert!(matches!(&out[..], [Output::Send(VIEWER, ServerMessage::Error { code: ErrorCode::TooLarge, .. })]));
+        assert_eq!(r.session_count(), 1);
+    }
+}

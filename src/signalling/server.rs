@@ -1,0 +1,183 @@
+//! The rendezvous server's WebSocket transport: one task per socket, feeding the pure
+//! [`Router`] and carrying out what it says. The router lock is never held across `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::protocol::{self, DecodeError, MAX_FRAME_BYTES};
+use super::router::{ConnId, Output, Router};
+
+/// The server pings every socket this often...
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// ...and closes one it has heard nothing from for this long (docs/protocol.md).
+const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// Messages queued for one socket. Signalling is a few messages per session; a socket that
+/// lets this many pile up is not reading, and is closed rather than buffered without bound.
+const OUTBOX_CAPACITY: usize = 256;
+
+#[derive(Debug)]
+enum Outbound {
+    Text(String),
+    Close,
+}
+
+/// The shared state of a rendezvous server: the router and each socket's outbox.
+pub struct Rendezvous {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    router: Router,
+    outboxes: HashMap<ConnId, mpsc::Sender<Outbound>>,
+    next_conn: ConnId,
+}
+
+impl Rendezvous {
+    pub fn new(server_name: &str) -> Arc<Self> {
+        let prefix: String = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..12).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+        };
+        Arc::new(Self {
+            inner: Mutex::new(Inner { router: Router::new(server_name, prefix), outboxes: HashMap::new(), next_conn: 1 }),
+        })
+    }
+
+    /// Routes `/signal` to this rendezvous.
+    pub fn routes<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> axum::Router<S> {
+        axum::Router::new().route("/signal", get(upgrade)).with_state(self.clone())
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.lock().router.session_count()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while routing would be a bug in the pure router; keep serving the others.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn open(&self) -> (ConnId, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
+        let mut inner = self.lock();
+        let conn = inner.next_conn;
+        inner.next_conn += 1;
+        inner.outboxes.insert(conn, tx);
+        let out = inner.router.connected(conn);
+        Self::deliver(&mut inner, out);
+        (conn, rx)
+    }
+
+    fn frame(&self, conn: ConnId, text: &str) {
+        let mut inner = self.lock();
+        let out = match protocol::decode_client(text) {
+            Ok(message) => inner.router.handle(conn, message),
+            Err(error) => {
+                debug!(conn, %error, "rejected signalling message");
+                inner.router.rejected(conn, &error)
+            }
+        };
+        Self::deliver(&mut inner, out);
+    }
+
+    fn reject(&self, conn: ConnId, error: &DecodeError) {
+        let mut inner = self.lock();
+        let out = inner.router.rejected(conn, error);
+        Self::deliver(&mut inner, out);
+    }
+
+    fn close(&self, conn: ConnId) {
+        let mut inner = self.lock();
+        inner.outboxes.remove(&conn);
+        let out = inner.router.disconnected(conn);
+        Self::deliver(&mut inner, out);
+    }
+
+    /// Queues the router's output without waiting: a full outbox means a stuck socket, which
+    /// is closed instead of holding up everyone else.
+    fn deliver(inner: &mut Inner, out: Vec<Output>) {
+        let mut stuck = Vec::new();
+        for item in out {
+            let (conn, outbound) = match item {
+                Output::Send(conn, message) => (conn, Outbound::Text(protocol::encode(&message))),
+                Output::Close(conn) => (conn, Outbound::Close),
+            };
+            if let Some(tx) = inner.outboxes.get(&conn) {
+                if tx.try_send(outbound).is_err() {
+                    stuck.push(conn);
+                }
+            }
+        }
+        for conn in stuck {
+            warn!(conn, "signalling socket is not reading; closing it");
+            inner.outboxes.remove(&conn);
+            let out = inner.router.disconnected(conn);
+            Self::deliver(inner, out);
+        }
+    }
+}
+
+async fn upgrade(ws: WebSocketUpgrade, State(rendezvous): State<Arc<Rendezvous>>) -> Response {
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| serve(socket, rendezvous))
+}
+
+async fn serve(socket: WebSocket, rendezvous: Arc<Rendezvous>) {
+    let (conn, mut outbox) = rendezvous.open();
+    debug!(conn, "signalling socket open");
+    let (mut sink, mut stream) = socket.split();
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut last_heard = Instant::now();
+    let close_reason: Option<(u16, &str)> = loop {
+        tokio::select! {
+            frame = stream.next() => {
+                last_heard = Instant::now();
+                match frame {
+                    Some(Ok(Message::Text(text))) => rendezvous.frame(conn, text.as_str()),
+                    Some(Ok(Message::Binary(_))) => {
+                        rendezvous.reject(conn, &DecodeError::Malformed("binary frames are not accepted".into()));
+                    }
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Ok(_)) => {} // ping/pong: only proof of life
+                    Some(Err(error)) => {
+                        debug!(conn, %error, "signalling socket read failed");
+                        let too_big = error.to_string().contains("too long") || error.to_string().contains("too big");
+                        break too_big.then_some((close_code::SIZE, "message over the 1 MiB limit"));
+                    }
+                }
+            }
+            item = outbox.recv() => match item {
+                Some(Outbound::Text(text)) => {
+                    if sink.send(Message::Text(text.into())).await.is_err() { break None; }
+                }
+                Some(Outbound::Close) | None => break Some((close_code::POLICY, "replaced")),
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > SILENCE_LIMIT {
+                    info!(conn, "closing silent signalling socket");
+                    break Some((close_code::AWAY, "silent for 30 s"));
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() { break None; }
+            }
+        }
+    };
+    rendezvous.close(conn);
+    if let Some((code, reason)) = close_reason {
+        let frame = CloseFrame { code, reason: reason.into() };
+        // Best effort with a deadline: the peer may already be gone.
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+    }
+    debug!(conn, "signalling socket closed");
+}
