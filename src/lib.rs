@@ -9,3 +9,6 @@ pub mod signalling;
 pub mod config;
 pub mod identity;
 pub mod persist;
+pub mod web;
+pub mod cmds;
+pub mod cli;

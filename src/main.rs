@@ -1,1 +1,34 @@
-fn main() {}
+//! `pipe`: parse arguments and config, set up logging, build the runtime, run the subcommand.
+
+use anyhow::Context;
+use clap::Parser;
+use pipe::cli::{Cli, Command, DeviceArgs};
+use pipe::cmds;
+use pipe::config::Config;
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pipe: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = Config::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command.unwrap_or(Command::Device(DeviceArgs::default())) {
+        Command::Device(args) => runtime.block_on(cmds::device::run(args.apply(file)?)),
+        Command::Rendezvous(args) => runtime.block_on(cmds::rendezvous::run(cmds::rendezvous::Options {
+            listen: args.listen,
+            port: args.port,
+            ice: file.ice,
+        })),
+    }
+}

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use super::keyframe::{Decision, KeyframeThrottle, MIN_INTERVAL};
@@ -139,6 +139,9 @@ pub struct Capture {
     video_sink: Arc<Mutex<gst::Element>>,
     clock: gst::Clock,
     has_audio: bool,
+    /// Set to true to stop the chain; the supervisor answers on `stopped`.
+    stop: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
 }
 
 impl Capture {
@@ -157,9 +160,18 @@ impl Capture {
         };
         let video_sink = Arc::new(Mutex::new(appsink(&first, "video")?.upcast::<gst::Element>()));
         tokio::spawn(keyframe_task(keyframe_rx, video_sink.clone()));
-        let capture = Arc::new(Self { fanout, keyframes, video_sink, clock, has_audio });
-        tokio::spawn(supervise(first, description, capture.clone()));
+        let (stop, stop_rx) = watch::channel(false);
+        let (stopped_tx, stopped) = watch::channel(false);
+        let capture = Arc::new(Self { fanout, keyframes, video_sink, clock, has_audio, stop, stopped });
+        tokio::spawn(supervise(first, description, capture.clone(), stop_rx, stopped_tx));
         Ok(capture)
+    }
+
+    /// Sets the chain to NULL (the camera is released) and waits for it, at most 5 s.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let mut stopped = self.stopped.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stopped.wait_for(|s| *s)).await;
     }
 
     pub fn clock(&self) -> &gst::Clock {
@@ -273,13 +285,27 @@ fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
 }
 
 /// Watches the capture bus; rebuilds the chain after an error, forever.
-async fn supervise(mut pipeline: gst::Pipeline, description: String, capture: Arc<Capture>) {
+async fn supervise(
+    mut pipeline: gst::Pipeline,
+    description: String,
+    capture: Arc<Capture>,
+    mut stop: watch::Receiver<bool>,
+    stopped: watch::Sender<bool>,
+) {
     loop {
         let Some(bus) = pipeline.bus() else { return };
         let mut messages = bus.stream();
         use futures::StreamExt;
         let failure = loop {
-            let Some(msg) = messages.next().await else { break "the capture bus closed".to_string() };
+            let msg = tokio::select! {
+                msg = messages.next() => msg,
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    let _ = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Null)).await;
+                    let _ = stopped.send(true);
+                    return;
+                }
+            };
+            let Some(msg) = msg else { break "the capture bus closed".to_string() };
             match msg.view() {
                 gst::MessageView::Error(e) => {
                     break format!("{}: {}", e.src().map(|s| s.path_string().to_string()).unwrap_or_default(), e.error());
@@ -293,7 +319,13 @@ async fn supervise(mut pipeline: gst::Pipeline, description: String, capture: Ar
         let old = pipeline.clone();
         let _ = tokio::task::spawn_blocking(move || old.set_state(gst::State::Null)).await;
         loop {
-            tokio::time::sleep(RESTART_DELAY).await;
+            tokio::select! {
+                _ = tokio::time::sleep(RESTART_DELAY) => {}
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    let _ = stopped.send(true);
+                    return;
+                }
+            }
             let (d, fanout, clock, audio, k) = (
                 description.clone(),
                 capture.fanout.clone(),

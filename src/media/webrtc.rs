@@ -41,6 +41,15 @@ pub async fn create_offer(webrtc: &gst::Element) -> Result<WebRTCSessionDescript
         .map_err(|e| MediaError::Negotiation(format!("create-offer gave no offer: {e}")))
 }
 
+pub async fn create_answer(webrtc: &gst::Element) -> Result<WebRTCSessionDescription, MediaError> {
+    let (promise, reply) = promise();
+    webrtc.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &promise]);
+    let structure = reply.await?.ok_or_else(|| MediaError::Negotiation("create-answer gave no reply".into()))?;
+    structure
+        .get::<WebRTCSessionDescription>("answer")
+        .map_err(|e| MediaError::Negotiation(format!("create-answer gave no answer: {e}")))
+}
+
 pub async fn set_local_description(webrtc: &gst::Element, desc: &WebRTCSessionDescription) -> Result<(), MediaError> {
     let (promise, reply) = promise();
     webrtc.emit_by_name::<()>("set-local-description", &[desc, &promise]);

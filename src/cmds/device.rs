@@ -1,0 +1,185 @@
+//! `pipe device`: the camera supervisor. It starts the shared capture chain, serves the viewer
+//! app (with an embedded rendezvous unless a remote one is configured), keeps the outbound
+//! signalling connection, and runs one task per viewer session.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::identity::DeviceIdentity;
+use crate::media::capture::Capture;
+use crate::media::pipeline::{self, Params, PipelineTemplate};
+use crate::media::session::{self, Command, SessionContext, SessionHandle};
+use crate::media::{plugins, probe};
+use crate::media::select;
+use crate::signalling::client::{self, Event};
+use crate::signalling::protocol::SessionId;
+use crate::signalling::server::Rendezvous;
+use crate::web::{self, ApiInfo, IceServer};
+
+/// How long sessions get to close on shutdown before the pipelines are dropped anyway.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    crate::media::init()?;
+    let missing = plugins::missing(plugins::CORE)?;
+    if !missing.is_empty() {
+        bail!("{}", plugins::MissingElements(missing));
+    }
+    let identity = DeviceIdentity::load_or_create(&config.device.state_dir)
+        .with_context(|| format!("state directory {}", config.device.state_dir.display()))?;
+    info!(device_id = %identity.device_id, fingerprint = %identity.fingerprint.to_sdp(), "device identity");
+
+    let (template, params) = choose_pipeline(&config)?;
+    let description = template.full_description(&params)?;
+    info!(pipeline = %template.name, %description, "starting the capture chain");
+    let capture = Capture::start(description, template.meta.audio)
+        .await
+        .with_context(|| format!("pipeline {}", template.name))?;
+
+    let shutdown = super::shutdown_signal();
+    let listener = super::bind(SocketAddr::new(config.device.listen, config.device.port)).await?;
+    let port = listener.local_addr()?.port();
+    let (rendezvous, signal_url) = match &config.device.rendezvous {
+        Some(url) => (None, url.clone()),
+        None => {
+            let host = if config.device.listen.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { config.device.listen };
+            let name = concat!("pipe-device/", env!("CARGO_PKG_VERSION"));
+            (Some(Rendezvous::new(name)), format!("ws://{}/signal", SocketAddr::new(host, port)))
+        }
+    };
+    let info = ApiInfo {
+        device_id: Some(identity.device_id.to_string()),
+        ice_servers: IceServer::from_config(&config.ice),
+        signal_path: if rendezvous.is_some() { "/signal".into() } else { signal_url.clone() },
+    };
+    let app = web::app(info, rendezvous.as_ref());
+    let server = tokio::spawn(
+        axum::serve(listener, app).with_graceful_shutdown(super::until(shutdown.clone())).into_future(),
+    );
+    print_urls(&config, port, &identity.device_id.to_string());
+
+    let signal_url = url::Url::parse(&signal_url).context("rendezvous URL")?;
+    let client = client::spawn(signal_url, identity.device_id.clone(), shutdown.clone());
+    let context = SessionContext { capture: capture.clone(), ice: config.ice.clone(), outgoing: client.outgoing.clone() };
+    supervise(client.events, context, shutdown).await;
+
+    capture.stop().await;
+    let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, server).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// The signalling loop: one entry per live session, each served by its own task.
+async fn supervise(mut events: mpsc::Receiver<Event>, context: SessionContext, mut shutdown: watch::Receiver<bool>) {
+    let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
+    let mut reap = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Event::SessionRequest(id)) => {
+                    info!(session = %id, "viewer asks for a session");
+                    let handle = session::spawn(id.clone(), context.clone());
+                    if let Some(old) = sessions.insert(id, handle) {
+                        let _ = old.commands.try_send(Command::End("replaced".into()));
+                    }
+                }
+                Some(Event::Signal(id, data)) => match sessions.get(&id) {
+                    Some(handle) => {
+                        if handle.commands.try_send(Command::Remote(data)).is_err() {
+                            warn!(session = %id, "session is not keeping up with signalling; ending it");
+                            if let Some(handle) = sessions.remove(&id) { handle.task.abort(); }
+                        }
+                    }
+                    None => warn!(session = %id, "signal for an unknown session"),
+                },
+                Some(Event::End(id, reason)) => {
+                    if let Some(handle) = sessions.remove(&id) {
+                        let _ = handle.commands.try_send(Command::End(reason));
+                    }
+                }
+                Some(Event::Online) => info!("online: viewers can connect"),
+                Some(Event::Offline) => {
+                    for (_, handle) in sessions.drain() {
+                        let _ = handle.commands.try_send(Command::End("rendezvous connection lost".into()));
+                    }
+                }
+                None => break,
+            },
+            _ = reap.tick() => sessions.retain(|_, handle| !handle.task.is_finished()),
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    let tasks: Vec<_> = sessions
+        .drain()
+        .map(|(_, handle)| {
+            let _ = handle.commands.try_send(Command::End("device shutting down".into()));
+            handle.task
+        })
+        .collect();
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, futures::future::join_all(tasks)).await.is_err() {
+        warn!("some sessions did not close in time");
+    }
+}
+
+/// The configured chain, or the one auto-selection picks, with its parameters.
+fn choose_pipeline(config: &Config) -> anyhow::Result<(PipelineTemplate, Params)> {
+    let framerate = config.framerate();
+    let mut params = Params {
+        device: config.video.device.clone(),
+        width: config.video.width,
+        height: config.video.height,
+        framerate: (framerate.num, framerate.den),
+        bitrate_kbps: config.video.bitrate_kbps,
+        rtsp_url: config.video.rtsp_url.clone(),
+    };
+    let dir = Some(config.device.pipelines_dir.as_path());
+    let template = if config.device.pipeline == "auto" {
+        let probe = probe::probe()?;
+        let templates: Vec<PipelineTemplate> =
+            pipeline::builtin().into_iter().map(|t| pipeline::resolve(&t.name, dir).unwrap_or(t)).collect();
+        let selection = select::select(&probe, &templates, config.video.rtsp_url.as_deref())?;
+        info!(pipeline = %selection.pipeline, reason = %selection.reason, "auto-selected the capture chain");
+        if params.device.is_none() {
+            params.device = selection.device.clone();
+        }
+        templates
+            .into_iter()
+            .find(|t| t.name == selection.pipeline)
+            .context("the selected pipeline vanished")?
+    } else {
+        pipeline::resolve(&config.device.pipeline, dir)?
+    };
+    let requires: Vec<&str> = template.meta.requires.iter().map(String::as_str).collect();
+    let missing = plugins::missing(&requires)?;
+    if !missing.is_empty() {
+        bail!("pipeline {} cannot run here:\n{}", template.name, plugins::MissingElements(missing));
+    }
+    Ok((template, params))
+}
+
+/// Prints where to watch: the loopback URL first, then the LAN ones.
+fn print_urls(config: &Config, port: u16, device_id: &str) {
+    let mut hosts: Vec<IpAddr> = Vec::new();
+    if config.device.listen.is_unspecified() {
+        hosts.push(IpAddr::from([127, 0, 0, 1]));
+        if let Ok(interfaces) = if_addrs::get_if_addrs() {
+            hosts.extend(interfaces.iter().map(|i| i.ip()).filter(|ip| ip.is_ipv4() && !ip.is_loopback()));
+        }
+    } else {
+        hosts.push(config.device.listen);
+    }
+    println!("pipe device {device_id} is streaming. Open in a browser:");
+    for host in hosts {
+        println!("  http://{}/#device={device_id}", SocketAddr::new(host, port));
+    }
+    if let Some(url) = &config.device.rendezvous {
+        println!("  (signalling through {url})");
+    }
+}
+

@@ -1,0 +1,30 @@
+//! Everything that touches GStreamer lives below this module: the capture chain all viewers
+//! share (`capture`), one pipeline per viewer (`session`), the chains as text (`pipeline`),
+//! what this machine has (`probe`, `plugins`) and which chain to run (`select`).
+
+pub mod capture;
+pub mod keyframe;
+pub mod pipeline;
+pub mod plugins;
+pub mod probe;
+pub mod receiver;
+pub mod sdp;
+pub mod select;
+pub mod session;
+pub mod webrtc;
+
+/// Errors at the media boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("GStreamer could not be initialised: {0}")]
+    Init(String),
+    #[error("{0}")]
+    Pipeline(String),
+    #[error("negotiation failed: {0}")]
+    Negotiation(String),
+}
+
+/// Initialises GStreamer once; every entry point calls this first.
+pub fn init() -> Result<(), MediaError> {
+    gst::init().map_err(|e| MediaError::Init(e.to_string()))
+}

@@ -1,0 +1,918 @@
+//! Capture + encode chains as text: the `pipelines/*.pipeline` files.
+//!
+//! A file is a header of `# key: value` lines, free `#` comments, then a gst-launch description
+//! that links its H.264 output to `video.` (and its Opus output to `audio.` when it has audio).
+//! Parsing checks everything that can be checked without GStreamer, so a broken integrator file
+//! fails at start-up with its file name and line, not later as a GStreamer negotiation error.
+//! The format is documented for integrators in `docs/pipelines.md`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::media::probe::Board;
+
+/// Name of the appsink pipe prepends for the video output; chains link to `video.`.
+pub const VIDEO_SINK: &str = "video";
+/// Name of the appsink pipe prepends for the audio output; chains link to `audio.`.
+pub const AUDIO_SINK: &str = "audio";
+/// Caps of the video appsink: what every chain must deliver.
+pub const VIDEO_CAPS: &str = "video/x-h264,stream-format=byte-stream,alignment=au";
+/// Caps of the audio appsink.
+pub const AUDIO_CAPS: &str = "audio/x-opus";
+/// Neither sink syncs to the clock (the latency target leaves no room for it). Two buffers
+/// absorb jitter between the streaming thread and the puller without building a queue.
+const SINK_PROPS: &str = "sync=false async=false emit-signals=false max-buffers=2 drop=false";
+
+/// Every `{placeholder}` a description may use.
+pub const PLACEHOLDERS: &[&str] = &[
+    "device",
+    "width",
+    "height",
+    "framerate",
+    "bitrate",
+    "bitrate_bps",
+    "keyint",
+    "rtsp_url",
+];
+
+const KEYS: &[&str] = &[
+    "pipeline",
+    "source",
+    "requires",
+    "board",
+    "profile",
+    "force-key-unit",
+    "audio",
+];
+
+/// The builtin chains, embedded at build time, in the order auto-selection prefers them.
+const BUILTIN: &[(&str, &str)] = &[
+    ("rtsp", include_str!("../../pipelines/rtsp.pipeline")),
+    ("rpi-libcamera", include_str!("../../pipelines/rpi-libcamera.pipeline")),
+    ("rpi5-openh264", include_str!("../../pipelines/rpi5-openh264.pipeline")),
+    ("v4l2-h264", include_str!("../../pipelines/v4l2-h264.pipeline")),
+    ("rpi-v4l2h264enc", include_str!("../../pipelines/rpi-v4l2h264enc.pipeline")),
+    ("v4l2-x264", include_str!("../../pipelines/v4l2-x264.pipeline")),
+    ("virtual-webcam", include_str!("../../pipelines/virtual-webcam.pipeline")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{file}:{line}: {message}")]
+    Syntax { file: String, line: usize, message: String },
+    #[error("{file}: the header lacks `# {key}: ...`")]
+    MissingKey { file: String, key: &'static str },
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("pipeline '{pipeline}' uses {{{placeholder}}} but no {what} is configured")]
+    MissingParam { pipeline: String, placeholder: &'static str, what: &'static str },
+    #[error("invalid {param}: {reason}")]
+    InvalidParam { param: &'static str, reason: String },
+    #[error("cannot read pipeline file {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("no pipeline named '{name}'{searched}; the builtin pipelines are {builtins}")]
+    NotFound { name: String, searched: String, builtins: String },
+}
+
+/// Where the video comes from; auto-selection matches it against the cameras found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Test,
+    V4l2Raw,
+    V4l2H264,
+    Libcamera,
+    Rtsp,
+}
+
+impl SourceKind {
+    const ALL: [SourceKind; 5] = [
+        SourceKind::Test,
+        SourceKind::V4l2Raw,
+        SourceKind::V4l2H264,
+        SourceKind::Libcamera,
+        SourceKind::Rtsp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Test => "test",
+            SourceKind::V4l2Raw => "v4l2-raw",
+            SourceKind::V4l2H264 => "v4l2-h264",
+            SourceKind::Libcamera => "libcamera",
+            SourceKind::Rtsp => "rtsp",
+        }
+    }
+}
+
+/// The H.264 profile a chain emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    ConstrainedBaseline,
+    Baseline,
+    Main,
+    /// Pass-through: whatever the camera or stream sends.
+    Camera,
+}
+
+impl Profile {
+    const ALL: [Profile; 4] = [
+        Profile::ConstrainedBaseline,
+        Profile::Baseline,
+        Profile::Main,
+        Profile::Camera,
+    ];
+
+    /// Parses a header value, which is also how GStreamer caps spell the H.264 profiles.
+    pub fn parse(value: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.as_str() == value)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::ConstrainedBaseline => "constrained-baseline",
+            Profile::Baseline => "baseline",
+            Profile::Main => "main",
+            Profile::Camera => "camera",
+        }
+    }
+
+    /// Whether every browser pipe targets can be offered it over WebRTC. `Camera` is unknown
+    /// until the stream runs, so it is not.
+    pub fn browser_decodable(self) -> bool {
+        !matches!(self, Profile::Camera)
+    }
+}
+
+/// The header of a pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub source: SourceKind,
+    /// Every element factory the chain uses; all must be present for it to be selected.
+    pub requires: Vec<String>,
+    /// Only auto-selected on this board.
+    pub board: Option<Board>,
+    pub profile: Profile,
+    /// Whether the chain turns an upstream GstForceKeyUnit event into a keyframe.
+    pub force_key_unit: bool,
+    pub audio: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineTemplate {
+    pub name: String,
+    pub meta: Meta,
+    /// The description with `{placeholders}` unfilled, lines joined with spaces.
+    pub description: String,
+    /// The file it was read from; `None` for builtins and text parsed directly.
+    pub file: Option<PathBuf>,
+}
+
+/// Values for the placeholders.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Params {
+    /// V4L2 device path, for `{device}`. No default: selection or config provides it.
+    pub device: Option<String>,
+    /// Default 1280.
+    pub width: u32,
+    /// Default 720.
+    pub height: u32,
+    /// Numerator and denominator. Default 30/1.
+    pub framerate: (i32, i32),
+    /// Encoder target in kbit/s. Default 2000.
+    pub bitrate_kbps: u32,
+    /// For `{rtsp_url}`; may carry credentials, so `Debug` hides its password.
+    pub rtsp_url: Option<String>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            device: None,
+            width: 1280,
+            height: 720,
+            framerate: (30, 1),
+            bitrate_kbps: 2000,
+            rtsp_url: None,
+        }
+    }
+}
+
+impl fmt::Debug for Params {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Params")
+            .field("device", &self.device)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("framerate", &self.framerate)
+            .field("bitrate_kbps", &self.bitrate_kbps)
+            .field("rtsp_url", &self.rtsp_url.as_deref().map(redact_url))
+            .finish()
+    }
+}
+
+impl Params {
+    /// Frames in about two seconds: a joining viewer waits at most that long for a keyframe
+    /// when the encoder ignores key-unit requests, at a modest bitrate cost.
+    pub fn keyint(&self) -> u32 {
+        let (num, den) = self.framerate;
+        if num <= 0 || den <= 0 {
+            return 1;
+        }
+        let frames = (2 * i64::from(num) + i64::from(den) / 2) / i64::from(den);
+        u32::try_from(frames.max(1)).unwrap_or(u32::MAX)
+    }
+
+    fn validate(&self) -> Result<(), PipelineError> {
+        let invalid = |param, reason: &str| {
+            Err(PipelineError::InvalidParam { param, reason: reason.to_string() })
+        };
+        if !(1..=16384).contains(&self.width) {
+            return invalid("width", "must be between 1 and 16384");
+        }
+        if !(1..=16384).contains(&self.height) {
+            return invalid("height", "must be between 1 and 16384");
+        }
+        if self.framerate.0 <= 0 || self.framerate.1 <= 0 {
+            return invalid("framerate", "numerator and denominator must be positive");
+        }
+        // openh264enc takes bit/s as a u32; 1 Gbit/s is far beyond any camera anyway.
+        if !(1..=1_000_000).contains(&self.bitrate_kbps) {
+            return invalid("bitrate", "must be between 1 and 1000000 kbit/s");
+        }
+        Ok(())
+    }
+}
+
+impl PipelineTemplate {
+    /// Parses the text of `NAME.pipeline`; errors name that file.
+    pub fn parse(name: &str, text: &str) -> Result<Self, PipelineError> {
+        parse_labelled(name, text, &format!("{name}.pipeline"))
+    }
+
+    /// Reads and parses a file; the name is the file stem.
+    pub fn from_file(path: &Path) -> Result<Self, PipelineError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| PipelineError::Read { path: path.to_path_buf(), source })?;
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let mut template = parse_labelled(name, &text, &path.display().to_string())?;
+        template.file = Some(path.to_path_buf());
+        Ok(template)
+    }
+
+    /// The placeholders the description uses.
+    pub fn placeholders(&self) -> BTreeSet<&str> {
+        let mut found = BTreeSet::new();
+        let mut rest = self.description.as_str();
+        while let Some(start) = rest.find('{') {
+            rest = &rest[start + 1..];
+            if let Some(name) = placeholder_at(rest) {
+                found.insert(name);
+            }
+        }
+        found
+    }
+
+    /// The description with placeholders filled.
+    pub fn render(&self, params: &Params) -> Result<String, PipelineError> {
+        params.validate()?;
+        let mut out = String::with_capacity(self.description.len() + 64);
+        let mut rest = self.description.as_str();
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            rest = &rest[start + 1..];
+            match placeholder_at(rest) {
+                Some(name) => {
+                    out.push_str(&self.value(name, params)?);
+                    rest = &rest[name.len() + 1..];
+                }
+                None => out.push('{'),
+            }
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    /// The complete launch string: pipe's appsinks, then the rendered chain.
+    pub fn full_description(&self, params: &Params) -> Result<String, PipelineError> {
+        let chain = self.render(params)?;
+        let mut out = format!("appsink name={VIDEO_SINK} caps=\"{VIDEO_CAPS}\" {SINK_PROPS} ");
+        if self.meta.audio {
+            out.push_str(&format!("appsink name={AUDIO_SINK} caps=\"{AUDIO_CAPS}\" {SINK_PROPS} "));
+        }
+        out.push_str(&chain);
+        Ok(out)
+    }
+
+    fn value(&self, name: &str, params: &Params) -> Result<String, PipelineError> {
+        let missing = |placeholder, what| PipelineError::MissingParam {
+            pipeline: self.name.clone(),
+            placeholder,
+            what,
+        };
+        Ok(match name {
+            "device" => {
+                let device = params.device.as_deref().ok_or_else(|| missing("device", "V4L2 device"))?;
+                launch_safe("device", device)?.to_string()
+            }
+            "rtsp_url" => {
+                let url = params.rtsp_url.as_deref().ok_or_else(|| missing("rtsp_url", "RTSP URL"))?;
+                launch_safe("rtsp_url", url)?.to_string()
+            }
+            "width" => params.width.to_string(),
+            "height" => params.height.to_string(),
+            "framerate" => format!("{}/{}", params.framerate.0, params.framerate.1),
+            "bitrate" => params.bitrate_kbps.to_string(),
+            "bitrate_bps" => (u64::from(params.bitrate_kbps) * 1000).to_string(),
+            "keyint" => params.keyint().to_string(),
+            other => {
+                return Err(PipelineError::Invalid {
+                    file: format!("{}.pipeline", self.name),
+                    message: format!("unknown placeholder {{{other}}}"),
+                });
+            }
+        })
+    }
+}
+
+/// The builtin chains, in the order auto-selection prefers them.
+pub fn builtin() -> Vec<PipelineTemplate> {
+    BUILTIN
+        .iter()
+        .map(|(name, text)| {
+            PipelineTemplate::parse(name, text)
+                .expect("builtin pipelines parse: the builtin_pipelines_parse test checks them")
+        })
+        .collect()
+}
+
+/// Finds a chain by name or path. A value containing '/' or ending in `.pipeline` is a file;
+/// otherwise `DIR/NAME.pipeline` (an integrator's override) wins over the builtin of that name.
+pub fn resolve(name_or_path: &str, dir: Option<&Path>) -> Result<PipelineTemplate, PipelineError> {
+    if name_or_path.contains('/') || name_or_path.ends_with(".pipeline") {
+        return PipelineTemplate::from_file(Path::new(name_or_path));
+    }
+    let valid_name = !name_or_path.is_empty()
+        && name_or_path.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid_name && let Some(dir) = dir {
+        let path = dir.join(format!("{name_or_path}.pipeline"));
+        if path.is_file() {
+            return PipelineTemplate::from_file(&path);
+        }
+    }
+    if let Some(template) = builtin().into_iter().find(|t| t.name == name_or_path) {
+        return Ok(template);
+    }
+    let names: Vec<&str> = BUILTIN.iter().map(|(name, _)| *name).collect();
+    Err(PipelineError::NotFound {
+        name: name_or_path.to_string(),
+        searched: dir
+            .map(|d| format!(" (looked for {}/{name_or_path}.pipeline)", d.display()))
+            .unwrap_or_default(),
+        builtins: names.join(", "),
+    })
+}
+
+fn parse_labelled(name: &str, text: &str, file: &str) -> Result<PipelineTemplate, PipelineError> {
+    let syntax = |line, message: String| PipelineError::Syntax { file: file.to_string(), line, message };
+
+    let mut header: Vec<(usize, &str, &str)> = Vec::new();
+    let mut body: Vec<(usize, &str)> = Vec::new();
+    let mut in_header = true;
+    for (index, raw) in text.lines().enumerate() {
+        let line_no = index + 1;
+        let line = raw.trim();
+        if let Some(comment) = line.strip_prefix('#') {
+            if in_header {
+                let comment = comment.trim();
+                if comment.is_empty() {
+                    in_header = false;
+                    continue;
+                }
+                match comment.split_once(':') {
+                    Some((key, value)) if is_key(key) => header.push((line_no, key, value.trim())),
+                    _ => {
+                        return Err(syntax(
+                            line_no,
+                            "expected `# key: value` in the header; put a line holding only `#` \
+                             between the header and free comments"
+                                .to_string(),
+                        ));
+                    }
+                }
+            }
+            continue;
+        }
+        in_header = false;
+        if !line.is_empty() {
+            body.push((line_no, line));
+        }
+    }
+
+    let meta = parse_header(name, file, &header)?;
+    check_body(file, &meta, &body)?;
+    let description = body.iter().map(|(_, line)| *line).collect::<Vec<_>>().join(" ");
+    Ok(PipelineTemplate { name: name.to_string(), meta, description, file: None })
+}
+
+fn is_key(key: &str) -> bool {
+    !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+}
+
+fn parse_header(name: &str, file: &str, header: &[(usize, &str, &str)]) -> Result<Meta, PipelineError> {
+    let syntax = |line, message: String| PipelineError::Syntax { file: file.to_string(), line, message };
+    let yes_no = |line, key: &str, value: &str| match value {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(syntax(line, format!("{key}: expected yes or no, found '{value}'"))),
+    };
+
+    let mut seen = BTreeSet::new();
+    let (mut source, mut requires, mut board, mut profile, mut force_key_unit, mut audio) =
+        (None, None, None, None, None, None);
+    let mut named = false;
+    for &(line, key, value) in header {
+        if !seen.insert(key) {
+            return Err(syntax(line, format!("`{key}` is given twice")));
+        }
+        match key {
+            "pipeline" => {
+                if value != name {
+                    return Err(syntax(
+                        line,
+                        format!("pipeline: '{value}' must equal the file name '{name}'"),
+                    ));
+                }
+                named = true;
+            }
+            "source" => {
+                let kind = SourceKind::ALL.into_iter().find(|k| k.as_str() == value);
+                source = Some(kind.ok_or_else(|| {
+                    let known: Vec<_> = SourceKind::ALL.iter().map(|k| k.as_str()).collect();
+                    syntax(line, format!("source: '{value}' is not one of {}", known.join(", ")))
+                })?);
+            }
+            "requires" => {
+                let elements: Vec<String> = value.split_whitespace().map(str::to_string).collect();
+                if elements.is_empty() {
+                    return Err(syntax(line, "requires: lists no element".to_string()));
+                }
+                if let Some(bad) = elements.iter().find(|e| !is_element_name(e)) {
+                    return Err(syntax(line, format!("requires: '{bad}' is not an element name")));
+                }
+                requires = Some(elements);
+            }
+            "board" => {
+                board = Some(match value {
+                    "rpi4" => Board::RaspberryPi4,
+                    "rpi5" => Board::RaspberryPi5,
+                    _ => return Err(syntax(line, format!("board: '{value}' is not rpi4 or rpi5"))),
+                });
+            }
+            "profile" => {
+                profile = Some(Profile::parse(value).ok_or_else(|| {
+                    let known: Vec<_> = Profile::ALL.iter().map(|p| p.as_str()).collect();
+                    syntax(line, format!("profile: '{value}' is not one of {}", known.join(", ")))
+                })?);
+            }
+            "force-key-unit" => force_key_unit = Some(yes_no(line, key, value)?),
+            "audio" => audio = Some(yes_no(line, key, value)?),
+            _ => {
+                return Err(syntax(
+                    line,
+                    format!("unknown header key '{key}' (known: {})", KEYS.join(", ")),
+                ));
+            }
+        }
+    }
+    let missing = |key| PipelineError::MissingKey { file: file.to_string(), key };
+    if !named {
+        return Err(missing("pipeline"));
+    }
+    Ok(Meta {
+        source: source.ok_or_else(|| missing("source"))?,
+        requires: requires.ok_or_else(|| missing("requires"))?,
+        board,
+        profile: profile.ok_or_else(|| missing("profile"))?,
+        force_key_unit: force_key_unit.ok_or_else(|| missing("force-key-unit"))?,
+        audio: audio.ok_or_else(|| missing("audio"))?,
+    })
+}
+
+fn is_element_name(word: &str) -> bool {
+    !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The name of a placeholder starting right after a `{`, if the text is `name}...`. Caps lists
+/// (`{ I420, NV12 }`) contain spaces or commas, so they never look like placeholders.
+fn placeholder_at(after_brace: &str) -> Option<&str> {
+    let end = after_brace.find('}')?;
+    let name = &after_brace[..end];
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then_some(name)
+}
+
+/// Checks the description against the header and the latency contract, line by line.
+fn check_body(file: &str, meta: &Meta, body: &[(usize, &str)]) -> Result<(), PipelineError> {
+    let syntax = |line, message: String| PipelineError::Syntax { file: file.to_string(), line, message };
+    if body.is_empty() {
+        return Err(PipelineError::Invalid {
+            file: file.to_string(),
+            message: "there is no description after the header".to_string(),
+        });
+    }
+    let (mut links_video, mut links_audio) = (false, false);
+    for &(line, text) in body {
+        let mut rest = text;
+        while let Some(start) = rest.find('{') {
+            rest = &rest[start + 1..];
+            if let Some(name) = placeholder_at(rest)
+                && !PLACEHOLDERS.contains(&name)
+            {
+                return Err(syntax(
+                    line,
+                    format!("unknown placeholder {{{name}}} (known: {})", PLACEHOLDERS.join(", ")),
+                ));
+            }
+        }
+        for token in launch_tokens(text).map_err(|message| syntax(line, message))? {
+            match token {
+                Token::Element(element) => {
+                    if element == "clocksync" {
+                        return Err(syntax(line, "clocksync holds frames until their time; \
+                            pipe's latency target allows no element but live sources to sync"
+                            .to_string()));
+                    }
+                    if !meta.requires.iter().any(|r| r == element) {
+                        return Err(syntax(
+                            line,
+                            format!("the description uses '{element}' but `requires:` does not list it"),
+                        ));
+                    }
+                }
+                Token::Property(key, value) => {
+                    let enabled = matches!(value.to_ascii_lowercase().as_str(), "true" | "1" | "yes");
+                    if key == "sync" && enabled {
+                        return Err(syntax(line, "sync=true makes an element wait for the clock; \
+                            pipe's latency target allows no element but live sources to sync"
+                            .to_string()));
+                    }
+                    if key.starts_with("min-threshold-") && value != "0" {
+                        return Err(syntax(line, format!("{key} holds frames in a queue; \
+                            pipe's latency target allows no queue that holds frames")));
+                    }
+                }
+                Token::Reference(reference) => {
+                    let target = reference.split('.').next().unwrap_or_default();
+                    links_video |= target == VIDEO_SINK;
+                    links_audio |= target == AUDIO_SINK;
+                }
+            }
+        }
+    }
+    let invalid = |message: &str| {
+        Err(PipelineError::Invalid { file: file.to_string(), message: message.to_string() })
+    };
+    if !links_video {
+        return invalid("the description never links its output to `video.`");
+    }
+    if meta.audio && !links_audio {
+        return invalid("the header says `audio: yes` but the description never links to `audio.`");
+    }
+    if !meta.audio && links_audio {
+        return invalid("the description links to `audio.` but the header says `audio: no`");
+    }
+    Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Token<'a> {
+    Element(&'a str),
+    Property(&'a str, &'a str),
+    Reference(&'a str),
+}
+
+/// Splits one line of gst-launch syntax far enough to see element names, properties and
+/// `name.` references. Caps, quoted strings and URIs are skipped: they name no element.
+fn launch_tokens(line: &str) -> Result<Vec<Token<'_>>, String> {
+    let mut words = Vec::new();
+    let mut start = None;
+    let mut quote = None;
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => {
+                quote = Some(c);
+                start.get_or_insert(i);
+            }
+            None if c.is_whitespace() => {
+                if let Some(s) = start.take() {
+                    words.push(&line[s..i]);
+                }
+            }
+            None => {
+                start.get_or_insert(i);
+            }
+        }
+    }
+    if quote.is_some() {
+        return Err("a quote is not closed on this line".to_string());
+    }
+    if let Some(s) = start {
+        words.push(&line[s..]);
+    }
+
+    let mut tokens = Vec::new();
+    for word in words {
+        if let Some((key, value)) = word.split_once('=') {
+            if !key.contains('/') && !key.contains(',') {
+                tokens.push(Token::Property(key, value.trim_matches(|c| c == '"' || c == '\'')));
+            }
+            continue;
+        }
+        if word.starts_with(['"', '\'']) || word.contains('/') {
+            continue;
+        }
+        for piece in word.split('!').filter(|p| !p.is_empty()) {
+            if piece.contains('.') {
+                tokens.push(Token::Reference(piece));
+            } else if is_element_name(piece) {
+                tokens.push(Token::Element(piece));
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// Values substituted verbatim must stay one unquoted launch-syntax word: whitespace would end
+/// it, quotes would start a string, backslashes would be unescaped. The value itself is not
+/// echoed because an RTSP URL can carry a password.
+fn launch_safe<'a>(param: &'static str, value: &'a str) -> Result<&'a str, PipelineError> {
+    let bad = value.is_empty()
+        || value.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\'));
+    if bad {
+        return Err(PipelineError::InvalidParam {
+            param,
+            reason: "must be non-empty without whitespace, quotes or backslashes \
+                     (percent-encode them in a URL)"
+                .to_string(),
+        });
+    }
+    Ok(value)
+}
+
+/// `rtsp://user:secret@host/x` -> `rtsp://user:***@host/x`, for logs.
+fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let authority_start = scheme_end + 3;
+    let authority_end = url[authority_start..].find('/').map_or(url.len(), |i| authority_start + i);
+    let authority = &url[authority_start..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let user = authority[..at].split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..authority_start], &url[authority_start + at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "\
+# pipeline: mine
+# source: test
+# requires: videotestsrc x264enc
+# profile: main
+# force-key-unit: yes
+# audio: no
+#
+# Free comments: anything goes here, even a: colon.
+videotestsrc is-live=true
+  ! video/x-raw,width={width},height={height},framerate={framerate}
+  ! x264enc bitrate={bitrate} key-int-max={keyint}
+  ! video.
+";
+
+    fn parse_err(text: &str) -> String {
+        PipelineTemplate::parse("mine", text).expect_err("parse fails").to_string()
+    }
+
+    /// MINIMAL with one line replaced.
+    fn with(from: &str, to: &str) -> String {
+        assert!(MINIMAL.contains(from), "{from}");
+        MINIMAL.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn builtin_pipelines_parse() {
+        let all = builtin();
+        let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["rtsp", "rpi-libcamera", "rpi5-openh264", "v4l2-h264", "rpi-v4l2h264enc", "v4l2-x264", "virtual-webcam"]
+        );
+        let by_name = |n: &str| all.iter().find(|t| t.name == n).expect("builtin exists");
+        let webcam = by_name("virtual-webcam");
+        assert_eq!(webcam.meta.source, SourceKind::Test);
+        assert!(webcam.meta.audio && webcam.meta.force_key_unit);
+        assert_eq!(webcam.meta.profile, Profile::ConstrainedBaseline);
+        assert_eq!(by_name("rpi-v4l2h264enc").meta.board, Some(Board::RaspberryPi4));
+        assert_eq!(by_name("rpi-libcamera").meta.board, Some(Board::RaspberryPi4));
+        assert_eq!(by_name("rpi5-openh264").meta.board, Some(Board::RaspberryPi5));
+        assert_eq!(by_name("rtsp").meta.profile, Profile::Camera);
+        assert_eq!(by_name("v4l2-h264").meta.profile, Profile::Camera);
+        assert!(!by_name("v4l2-h264").meta.force_key_unit);
+        for t in &all {
+            assert!(!t.description.contains('#'), "{}: a comment leaked into the description", t.name);
+            assert!(t.render(&Params { device: Some("/dev/video0".into()), rtsp_url: Some("rtsp://h/s".into()), ..Params::default() }).is_ok());
+        }
+    }
+
+    #[test]
+    fn parse_reads_header_and_joins_the_description() {
+        let t = PipelineTemplate::parse("mine", MINIMAL).expect("parses");
+        assert_eq!(t.meta.requires, ["videotestsrc", "x264enc"]);
+        assert_eq!((t.meta.board, t.meta.profile), (None, Profile::Main));
+        assert!(t.description.starts_with("videotestsrc is-live=true ! video/x-raw,"));
+        assert!(t.description.ends_with("! video."));
+        assert_eq!(t.placeholders().into_iter().collect::<Vec<_>>(), ["bitrate", "framerate", "height", "keyint", "width"]);
+    }
+
+    #[test]
+    fn header_errors_name_file_line_and_key() {
+        assert_eq!(parse_err(&with("# profile: main\n", "")), "mine.pipeline: the header lacks `# profile: ...`");
+        assert_eq!(
+            parse_err(&with("# audio: no\n", "# audio: no\n# audio: yes\n")),
+            "mine.pipeline:7: `audio` is given twice"
+        );
+        assert_eq!(
+            parse_err(&with("# profile: main", "# profile: high")),
+            "mine.pipeline:4: profile: 'high' is not one of constrained-baseline, baseline, main, camera"
+        );
+        assert_eq!(
+            parse_err(&with("# pipeline: mine", "# pipeline: yours")),
+            "mine.pipeline:1: pipeline: 'yours' must equal the file name 'mine'"
+        );
+        assert!(parse_err(&with("# audio: no", "# audio: maybe")).contains(":6: audio: expected yes or no"));
+        assert!(parse_err(&with("# audio: no", "# audio: no\n# colour: red")).contains(":7: unknown header key 'colour'"));
+        assert!(parse_err(&with("# source: test", "# source: usb")).contains("source: 'usb' is not one of test, v4l2-raw"));
+        assert!(parse_err(&with("# audio: no", "# audio: no\n# board: rpi3")).contains("board: 'rpi3' is not rpi4 or rpi5"));
+        assert!(parse_err(&with("videotestsrc x264enc", "")).contains(":3: requires: lists no element"));
+        // Free comments must be separated from the header by a lone `#`.
+        assert!(parse_err(&with("#\n# Free", "# Free")).contains(":7: expected `# key: value` in the header"));
+    }
+
+    #[test]
+    fn description_errors_name_the_line() {
+        assert_eq!(
+            parse_err(&with("{bitrate}", "{bitrate_kbps}")),
+            "mine.pipeline:12: unknown placeholder {bitrate_kbps} (known: device, width, height, \
+             framerate, bitrate, bitrate_bps, keyint, rtsp_url)"
+        );
+        assert_eq!(
+            parse_err(&with("  ! video.", "  ! h264parse ! video.")),
+            "mine.pipeline:13: the description uses 'h264parse' but `requires:` does not list it"
+        );
+        assert!(parse_err(&with("  ! video.", "  ! fakesink")).ends_with("never links its output to `video.`"));
+        assert!(parse_err(&with("# audio: no", "# audio: yes")).contains("never links to `audio.`"));
+        assert!(parse_err(&with("  ! video.", "  ! video. audiotestsrc ! audio.")).contains("says `audio: no`"));
+        assert!(parse_err(&with("is-live=true", "is-live=true sync=true")).contains(":10: sync=true makes"));
+        assert!(parse_err(&with("  ! video.", "  ! clocksync ! video.")).contains(":13: clocksync holds frames"));
+        assert!(parse_err(&with("is-live=true", "is-live=\"true")).contains(":10: a quote is not closed"));
+        assert!(parse_err(&with("  ! video.", "  ! queue min-threshold-time=100 ! video.")).contains("min-threshold-time"));
+        let header_only = MINIMAL.split("videotestsrc is-live").next().expect("header");
+        assert!(parse_err(header_only).ends_with("there is no description after the header"));
+    }
+
+    #[test]
+    fn tokens_skip_caps_strings_and_uris() {
+        let tokens = launch_tokens(
+            "a name=x ! \"video/x-raw, format=I420\" ! b.sink c location=rtsp://h/p!x d!e. f caps=video/x-h264",
+        )
+        .expect("tokenizes");
+        let elements: Vec<&str> = tokens
+            .iter()
+            .filter_map(|t| if let Token::Element(e) = t { Some(*e) } else { None })
+            .collect();
+        assert_eq!(elements, ["a", "c", "d", "f"]);
+        assert!(tokens.contains(&Token::Reference("b.sink")) && tokens.contains(&Token::Reference("e.")));
+        assert!(tokens.contains(&Token::Property("location", "rtsp://h/p!x")));
+        // Caps lists are not placeholders.
+        assert!(PipelineTemplate::parse("mine", &with("framerate}", "framerate},format={ I420, NV12 }")).is_ok());
+    }
+
+    #[test]
+    fn render_fills_placeholders() {
+        let t = PipelineTemplate::parse("mine", MINIMAL).expect("parses");
+        let params = Params { framerate: (30000, 1001), bitrate_kbps: 1500, ..Params::default() };
+        assert_eq!(
+            t.render(&params).expect("renders"),
+            "videotestsrc is-live=true ! video/x-raw,width=1280,height=720,framerate=30000/1001 \
+             ! x264enc bitrate=1500 key-int-max=60 ! video."
+        );
+    }
+
+    #[test]
+    fn keyint_is_about_two_seconds() {
+        let keyint = |framerate| Params { framerate, ..Params::default() }.keyint();
+        assert_eq!(keyint((30, 1)), 60);
+        assert_eq!(keyint((59, 2)), 59);
+        assert_eq!(keyint((30000, 1001)), 60);
+        assert_eq!(keyint((1, 10)), 1);
+        assert_eq!(keyint((0, 1)), 1);
+    }
+
+    #[test]
+    fn render_rejects_missing_and_unsafe_values() {
+        let webcam = resolve("v4l2-x264", None).expect("builtin");
+        assert_eq!(
+            webcam.render(&Params::default()).expect_err("no device").to_string(),
+            "pipeline 'v4l2-x264' uses {device} but no V4L2 device is configured"
+        );
+        let rtsp = resolve("rtsp", None).expect("builtin");
+        assert!(rtsp.render(&Params::default()).is_err());
+        let secret = Params { rtsp_url: Some("rtsp://u:pa ss@h/x".into()), ..Params::default() };
+        let err = rtsp.render(&secret).expect_err("space").to_string();
+        assert!(err.starts_with("invalid rtsp_url:") && !err.contains("pa ss"), "{err}");
+        let ok = Params { rtsp_url: Some("rtsp://u:p%20w!@h:554/a?b=c&d".into()), ..Params::default() };
+        assert!(rtsp.render(&ok).expect("renders").contains("location=rtsp://u:p%20w!@h:554/a?b=c&d latency=0"));
+
+        let bad = |p: Params| webcam.render(&Params { device: Some("/dev/video0".into()), ..p }).is_err();
+        assert!(bad(Params { width: 0, ..Params::default() }));
+        assert!(bad(Params { framerate: (30, 0), ..Params::default() }));
+        assert!(bad(Params { bitrate_kbps: 0, ..Params::default() }));
+        assert!(webcam.render(&Params { device: Some("/dev/video0\"x".into()), ..Params::default() }).is_err());
+        assert!(webcam.render(&Params { device: Some("/dev/vid eo0".into()), ..Params::default() }).is_err());
+    }
+
+    #[test]
+    fn bitrate_bps_is_in_bits() {
+        let t = resolve("rpi-v4l2h264enc", None).expect("builtin");
+        let out = t.render(&Params { device: Some("/dev/video0".into()), ..Params::default() }).expect("renders");
+        assert!(out.contains("video_bitrate=2000000,h264_i_frame_period=60,"), "{out}");
+    }
+
+    #[test]
+    fn full_description_prepends_the_appsinks() {
+        let params = Params { device: Some("/dev/video0".into()), ..Params::default() };
+        let video_only = resolve("v4l2-x264", None).expect("builtin").full_description(&params).expect("renders");
+        assert!(video_only.starts_with(
+            "appsink name=video caps=\"video/x-h264,stream-format=byte-stream,alignment=au\" \
+             sync=false async=false emit-signals=false max-buffers=2 drop=false v4l2src device=/dev/video0 "
+        ), "{video_only}");
+        assert!(!video_only.contains("name=audio"));
+        let with_audio = resolve("virtual-webcam", None).expect("builtin").full_description(&params).expect("renders");
+        assert!(with_audio.contains(" appsink name=audio caps=\"audio/x-opus\" sync=false async=false "));
+    }
+
+    #[test]
+    fn resolve_prefers_the_integrators_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let custom = with("# pipeline: mine", "# pipeline: virtual-webcam");
+        std::fs::write(dir.path().join("virtual-webcam.pipeline"), &custom).expect("write");
+        let t = resolve("virtual-webcam", Some(dir.path())).expect("override");
+        assert_eq!(t.meta.profile, Profile::Main);
+        assert_eq!(t.file.as_deref(), Some(dir.path().join("virtual-webcam.pipeline").as_path()));
+        // Not overridden: the builtin.
+        let builtin = resolve("v4l2-x264", Some(dir.path())).expect("builtin");
+        assert_eq!(builtin.file, None);
+        // A path is read as a file, named by its stem.
+        std::fs::write(dir.path().join("mine.pipeline"), MINIMAL).expect("write");
+        let path = dir.path().join("mine.pipeline");
+        assert_eq!(resolve(path.to_str().expect("utf-8"), None).expect("path").name, "mine");
+    }
+
+    #[test]
+    fn resolve_errors_name_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("v4l2-x264.pipeline"), "# pipeline: v4l2-x264\n# bogus\n").expect("write");
+        let err = resolve("v4l2-x264", Some(dir.path())).expect_err("broken override").to_string();
+        assert!(err.starts_with(&format!("{}:2: expected", dir.path().join("v4l2-x264.pipeline").display())), "{err}");
+
+        let err = resolve("nope", Some(dir.path())).expect_err("unknown").to_string();
+        assert!(err.starts_with("no pipeline named 'nope' (looked for ") && err.contains("virtual-webcam"), "{err}");
+        let err = resolve("/no/such/file.pipeline", None).expect_err("missing file").to_string();
+        assert!(err.starts_with("cannot read pipeline file /no/such/file.pipeline:"), "{err}");
+    }
+
+    #[test]
+    fn profiles_browsers_decode() {
+        assert!(Profile::ConstrainedBaseline.browser_decodable());
+        assert!(Profile::Baseline.browser_decodable());
+        assert!(Profile::Main.browser_decodable());
+        assert!(!Profile::Camera.browser_decodable());
+        assert_eq!(Profile::parse("high"), None);
+    }
+
+    #[test]
+    fn debug_hides_the_rtsp_password() {
+        let params = Params { rtsp_url: Some("rtsp://admin:hunter2@10.0.0.5:554/live".into()), ..Params::default() };
+        let debug = format!("{params:?}");
+        assert!(debug.contains("rtsp://admin:***@10.0.0.5:554/live") && !debug.contains("hunter2"), "{debug}");
+        assert_eq!(redact_url("rtsp://cam/live"), "rtsp://cam/live");
+    }
+}

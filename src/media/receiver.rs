@@ -1,0 +1,282 @@
+//! A headless viewer in GStreamer: it speaks the viewer side of the signalling protocol,
+//! answers the device's offer with its own webrtcbin and counts what arrives. Tests use it to
+//! check frames end to end without a browser, and benchmarks use it as the cheap extra viewer.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use gst::prelude::*;
+use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{MediaError, webrtc};
+use crate::config::IceConfig;
+use crate::signalling::protocol::{self, ClientMessage, DeviceId, IceCandidate, Sdp, SdpKind, ServerMessage, SignalData};
+
+/// What a receiver has seen so far.
+#[derive(Debug, Clone, Default)]
+pub struct ReceiverStats {
+    pub connected: bool,
+    /// Video frames out of the decoder (or access units, without decoding).
+    pub frames: u64,
+    /// Frames whose content differed from the one before (decoding only).
+    pub distinct_frames: u64,
+    /// The longest run of consecutive frames each differing from the one before.
+    pub longest_distinct_run: u64,
+    current_run: u64,
+    pub width: u32,
+    pub height: u32,
+    pub audio_buffers: u64,
+    /// Why the session ended, once it has.
+    pub ended: Option<String>,
+}
+
+pub struct Receiver {
+    stats: Arc<Mutex<ReceiverStats>>,
+    task: tokio::task::JoinHandle<()>,
+    leave: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Receiver {
+    pub fn stats(&self) -> ReceiverStats {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Waits until `done` holds for the stats, or the timeout passes.
+    pub async fn wait_for(&self, timeout: Duration, done: impl Fn(&ReceiverStats) -> bool) -> Result<ReceiverStats, ReceiverStats> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if done(&stats) {
+                return Ok(stats);
+            }
+            if tokio::time::Instant::now() > deadline || self.task.is_finished() {
+                return Err(stats);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Leaves abruptly: the task (socket and pipeline) is dropped without an `end`.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
+    /// Leaves politely: sends `end`, closes the socket, stops the pipeline.
+    pub async fn close(self) {
+        let _ = self.leave.send(());
+        if tokio::time::timeout(Duration::from_secs(5), self.task).await.is_err() {
+            tracing::warn!("receiver did not close within 5 s");
+        }
+    }
+}
+
+/// Connects to `signal_url` as a viewer of `device_id`. With `decode`, frames are decoded
+/// (and sizes and distinctness measured); without, only access units are counted.
+pub async fn connect(signal_url: &str, device_id: DeviceId, decode: bool) -> Result<Receiver, MediaError> {
+    super::init()?;
+    let (socket, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(signal_url))
+        .await
+        .map_err(|_| MediaError::Negotiation("rendezvous connection timed out".into()))?
+        .map_err(|e| MediaError::Negotiation(format!("rendezvous: {e}")))?;
+    let stats = Arc::new(Mutex::new(ReceiverStats::default()));
+    let (leave, leave_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(run(socket, device_id, decode, stats.clone(), leave_rx));
+    Ok(Receiver { stats, task, leave })
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+enum Local {
+    Candidate(u32, String),
+}
+
+async fn run(
+    socket: Socket,
+    device_id: DeviceId,
+    decode: bool,
+    stats: Arc<Mutex<ReceiverStats>>,
+    leave: tokio::sync::oneshot::Receiver<()>,
+) {
+    let (pipeline, webrtc, mut local) = match build(decode, stats.clone()) {
+        Ok(parts) => parts,
+        Err(e) => {
+            stats.lock().unwrap_or_else(|p| p.into_inner()).ended = Some(e.to_string());
+            return;
+        }
+    };
+    // Stop the pipeline whether this task ends, fails or is aborted.
+    let _guard = StopOnDrop(pipeline.clone());
+    let reason = session(socket, &device_id, &webrtc, &mut local, &stats, leave).await;
+    stats.lock().unwrap_or_else(|p| p.into_inner()).ended = Some(reason);
+}
+
+async fn session(
+    socket: Socket,
+    device_id: &DeviceId,
+    webrtc: &gst::Element,
+    local: &mut mpsc::Receiver<Local>,
+    stats: &Arc<Mutex<ReceiverStats>>,
+    mut leave: tokio::sync::oneshot::Receiver<()>,
+) -> String {
+    let (mut sink, mut stream) = socket.split();
+    let connect = ClientMessage::Connect { device_id: device_id.clone() };
+    if sink.send(Message::text(protocol::encode(&connect))).await.is_err() {
+        return "rendezvous closed".into();
+    }
+    let mut session_id = None;
+    loop {
+        tokio::select! {
+            frame = stream.next() => {
+                let Some(Ok(Message::Text(text))) = frame else {
+                    match frame { Some(Ok(_)) => continue, _ => return "rendezvous closed".into() }
+                };
+                let Ok(message) = serde_json::from_str::<ServerMessage>(text.as_str()) else { continue };
+                match message {
+                    ServerMessage::Session { session_id: id, .. } => session_id = Some(id),
+                    ServerMessage::Signal { data: SignalData::Sdp(offer), session_id: id } if offer.kind == SdpKind::Offer => {
+                        match answer(webrtc, &offer.sdp).await {
+                            Ok(sdp) => {
+                                let data = SignalData::Sdp(Sdp { kind: SdpKind::Answer, sdp });
+                                let msg = ClientMessage::Signal { session_id: id, data };
+                                if sink.send(Message::text(protocol::encode(&msg))).await.is_err() { return "rendezvous closed".into(); }
+                            }
+                            Err(e) => return e.to_string(),
+                        }
+                    }
+                    ServerMessage::Signal { data: SignalData::Ice(c), .. } => webrtc::add_ice_candidate(webrtc, c.sdp_m_line_index, &c.candidate),
+                    ServerMessage::End { reason, .. } => return reason,
+                    ServerMessage::Error { message, .. } => return message,
+                    _ => {}
+                }
+            }
+            Some(Local::Candidate(mline, candidate)) = local.recv() => {
+                let Some(id) = session_id.clone() else { continue };
+                let data = SignalData::Ice(IceCandidate { candidate, sdp_m_line_index: mline });
+                let msg = ClientMessage::Signal { session_id: id, data };
+                if sink.send(Message::text(protocol::encode(&msg))).await.is_err() { return "rendezvous closed".into(); }
+            }
+            _ = &mut leave => {
+                if let Some(id) = session_id.clone() {
+                    let end = ClientMessage::End { session_id: id, reason: Some("viewer-left".into()) };
+                    let _ = sink.send(Message::text(protocol::encode(&end))).await;
+                }
+                let _ = sink.send(Message::Close(None)).await;
+                return "left".into();
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                let state = webrtc::connection_state(webrtc);
+                stats.lock().unwrap_or_else(|p| p.into_inner()).connected =
+                    state == gst_webrtc::WebRTCPeerConnectionState::Connected;
+            }
+        }
+    }
+}
+
+async fn answer(webrtc: &gst::Element, offer: &str) -> Result<String, MediaError> {
+    let offer = webrtc::description(WebRTCSDPType::Offer, offer)?;
+    webrtc::set_remote_description(webrtc, &offer).await?;
+    let answer: WebRTCSessionDescription = webrtc::create_answer(webrtc).await?;
+    webrtc::set_local_description(webrtc, &answer).await?;
+    answer.sdp().as_text().map_err(|e| MediaError::Negotiation(e.to_string()))
+}
+
+struct StopOnDrop(gst::Pipeline);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+fn build(decode: bool, stats: Arc<Mutex<ReceiverStats>>) -> Result<(gst::Pipeline, gst::Element, mpsc::Receiver<Local>), MediaError> {
+    let pipeline = gst::Pipeline::new();
+    let webrtc = gst::ElementFactory::make("webrtcbin")
+        .property_from_str("bundle-policy", "max-bundle")
+        .build()
+        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    pipeline.add(&webrtc).map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    webrtc::configure_ice(&webrtc, &IceConfig::default());
+    // Candidates come in bursts; the session task drains them at once.
+    let (tx, rx) = mpsc::channel(256);
+    webrtc.connect("on-ice-candidate", false, move |values| {
+        if let (Ok(mline), Ok(candidate)) = (values[1].get::<u32>(), values[2].get::<String>()) {
+            let _ = tx.try_send(Local::Candidate(mline, candidate));
+        }
+        None
+    });
+    let bin = pipeline.clone();
+    webrtc.connect_pad_added(move |_, pad| {
+        if pad.direction() != gst::PadDirection::Src {
+            return;
+        }
+        let media = pad
+            .current_caps()
+            .and_then(|c| c.structure(0).and_then(|s| s.get::<String>("media").ok()))
+            .unwrap_or_default();
+        if let Err(e) = link_output(&bin, pad, &media, decode, stats.clone()) {
+            tracing::warn!(error = %e, "receiver cannot handle a pad");
+        }
+    });
+    pipeline.set_state(gst::State::Playing).map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    Ok((pipeline, webrtc, rx))
+}
+
+fn link_output(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    media: &str,
+    decode: bool,
+    stats: Arc<Mutex<ReceiverStats>>,
+) -> Result<(), MediaError> {
+    let description = match (media, decode) {
+        ("video", true) => "rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! appsink name=out sync=false",
+        ("video", false) => "rtph264depay ! video/x-h264,alignment=au ! appsink name=out sync=false",
+        _ => "queue ! appsink name=out sync=false",
+    };
+    let bin = gst::parse::bin_from_description(description, true).map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    let sink = bin.by_name("out").and_then(|e| e.downcast::<gst_app::AppSink>().ok()).expect("named above");
+    let is_video = media == "video";
+    let mut last_digest = 0u64;
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let mut stats = stats.lock().unwrap_or_else(|p| p.into_inner());
+                if !is_video {
+                    stats.audio_buffers += 1;
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                stats.frames += 1;
+                if decode {
+                    if let Some(s) = sample.caps().and_then(|c| c.structure(0)) {
+                        stats.width = s.get::<i32>("width").unwrap_or(0).max(0) as u32;
+                        stats.height = s.get::<i32>("height").unwrap_or(0).max(0) as u32;
+                    }
+                    let digest = sample.buffer().and_then(|b| b.map_readable().ok()).map_or(0, |m| digest(&m));
+                    if digest != last_digest {
+                        stats.distinct_frames += 1;
+                        stats.current_run += 1;
+                        stats.longest_distinct_run = stats.longest_distinct_run.max(stats.current_run);
+                        last_digest = digest;
+                    } else {
+                        stats.current_run = 0;
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    pipeline.add(&bin).map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    bin.sync_state_with_parent().map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    let sinkpad = bin.static_pad("sink").expect("ghost pad");
+    pad.link(&sinkpad).map_err(|e| MediaError::Pipeline(format!("{e:?}")))?;
+    Ok(())
+}
+
+/// A cheap content hash: every 64th byte of the frame (enough to tell frames apart).
+fn digest(bytes: &[u8]) -> u64 {
+    bytes.iter().step_by(64).fold(0xcbf29ce484222325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+}

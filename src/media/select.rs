@@ -1,0 +1,539 @@
+//! Which chain to run on this machine: a pure function of the probe and the templates.
+//!
+//! Preference, best first: the RTSP chain when a URL is configured; a libcamera camera on the
+//! board its chain is made for; a V4L2 camera sending H.264 in a profile browsers decode
+//! (passed through); a raw V4L2 camera, board-specific (hardware) encoders before generic ones;
+//! a V4L2 camera sending H.264 of unknown profile; the test picture. Chains are matched by
+//! their `source:` and `board:` headers, so integrators' own files take part too. A chain
+//! whose `requires:` elements are not all present is skipped, and the reason says which.
+
+use std::fmt::Write as _;
+
+use crate::media::pipeline::{PipelineTemplate, Profile, SourceKind};
+use crate::media::plugins;
+use crate::media::probe::{Board, Probe, VideoDevice};
+
+/// V4L2 drivers whose nodes are not cameras: the Pi exposes its codec, ISP and CSI receivers
+/// as capture-capable /dev/video nodes. The CSI receivers carry raw Bayer for libcamera.
+const NOT_CAMERAS: &[(&str, &str)] = &[
+    ("bcm2835-codec", "the Raspberry Pi hardware codec"),
+    ("bcm2835-isp", "the Raspberry Pi 4 ISP"),
+    ("pispbe", "the Raspberry Pi 5 ISP"),
+    ("rpivid", "the Raspberry Pi HEVC decoder"),
+    ("unicam", "the Raspberry Pi 4 CSI receiver, which libcamera drives"),
+    ("rp1-cfe", "the Raspberry Pi 5 CSI receiver, which libcamera drives"),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// Name of the chosen template.
+    pub pipeline: String,
+    /// The V4L2 node for `{device}`, when the chain reads one.
+    pub device: Option<String>,
+    /// One paragraph: why this chain, and why not each better one.
+    pub reason: String,
+    /// Better-ranked chains that were passed over, with why.
+    pub rejected: Vec<Rejected>,
+    /// V4L2 nodes that are not cameras, with what they are.
+    pub ignored_devices: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub pipeline: String,
+    pub why: String,
+}
+
+impl Selection {
+    /// A multi-line account for `pipe doctor`.
+    pub fn explain(&self) -> String {
+        let mut out = format!("selected pipeline: {}\n", self.pipeline);
+        if let Some(device) = &self.device {
+            let _ = writeln!(out, "device: {device}");
+        }
+        for rejected in &self.rejected {
+            let _ = writeln!(out, "not chosen: {}: {}", rejected.pipeline, rejected.why);
+        }
+        for ignored in &self.ignored_devices {
+            let _ = writeln!(out, "not a camera: {ignored}");
+        }
+        out
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SelectError {
+    #[error("an RTSP URL is configured but no RTSP pipeline can run: {0}")]
+    RtspUnusable(String),
+    #[error("no pipeline can run on this machine: {0}")]
+    NothingUsable(String),
+}
+
+/// Picks the chain; see the module documentation for the order.
+pub fn select(
+    probe: &Probe,
+    templates: &[PipelineTemplate],
+    rtsp_url: Option<&str>,
+) -> Result<Selection, SelectError> {
+    let mut s = Selector::new(probe, templates);
+
+    if rtsp_url.is_some() {
+        if let Some(found) = s.first(SourceKind::Rtsp, rtsp_stream) {
+            return Ok(s.finish(found));
+        }
+        return Err(SelectError::RtspUnusable(s.rejections()));
+    }
+    s.reject_all(SourceKind::Rtsp, "no RTSP URL is configured");
+
+    let tiers: [(SourceKind, Finder); 5] = [
+        (SourceKind::Libcamera, libcamera_camera),
+        (SourceKind::V4l2H264, decodable_h264_camera),
+        (SourceKind::V4l2Raw, raw_camera),
+        (SourceKind::V4l2H264, unverified_h264_camera),
+        (SourceKind::Test, |_, t| Ok((None, format!("no usable camera, so a test picture with a \
+                                                     clock is streamed, encoded by {}", encoder(t))))),
+    ];
+    for (source, finder) in tiers {
+        if let Some(found) = s.first(source, finder) {
+            return Ok(s.finish(found));
+        }
+    }
+    Err(SelectError::NothingUsable(s.rejections()))
+}
+
+/// What a chain found to read from: the device for `{device}` and the sentence saying why.
+type Found = (Option<String>, String);
+type Finder = fn(&Cameras, &PipelineTemplate) -> Result<Found, String>;
+
+struct Cameras<'a> {
+    board: &'a Board,
+    /// V4L2 capture nodes that are cameras, in node order.
+    v4l2: Vec<&'a VideoDevice>,
+    libcamera: Vec<&'a VideoDevice>,
+    ignored: Vec<String>,
+}
+
+struct Selector<'a> {
+    probe: &'a Probe,
+    templates: &'a [PipelineTemplate],
+    cameras: Cameras<'a>,
+    rejected: Vec<Rejected>,
+}
+
+impl<'a> Selector<'a> {
+    fn new(probe: &'a Probe, templates: &'a [PipelineTemplate]) -> Self {
+        let mut v4l2 = Vec::new();
+        let mut ignored = Vec::new();
+        for device in probe.v4l2_devices() {
+            let not_camera = NOT_CAMERAS
+                .iter()
+                .find(|(driver, _)| device.driver.as_deref() == Some(*driver))
+                .map(|(_, what)| *what)
+                .or(device.is_m2m().then_some("a memory-to-memory codec or converter"))
+                .or(device.path.is_none().then_some("a device without a /dev node"));
+            match not_camera {
+                Some(what) => ignored.push(format!("{}: {what}", device.label())),
+                None => v4l2.push(device),
+            }
+        }
+        v4l2.sort_by_key(|d| node_order(d.path.as_deref().unwrap_or_default()));
+        // libcamera also lists USB (UVC) cameras; the V4L2 chains handle those better, as
+        // they can use the camera's own H.264.
+        let libcamera = probe.libcamera_cameras().filter(|d| !d.name.contains("usb")).collect();
+        let cameras = Cameras { board: &probe.board, v4l2, libcamera, ignored };
+        Selector { probe, templates, cameras, rejected: Vec::new() }
+    }
+
+    /// The first template of this source that can run, trying board-specific ones first;
+    /// the others are recorded as rejected.
+    fn first(&mut self, source: SourceKind, find: Finder) -> Option<(&'a PipelineTemplate, Found)> {
+        let mut candidates: Vec<&'a PipelineTemplate> =
+            self.templates.iter().filter(|t| t.meta.source == source).collect();
+        candidates.sort_by_key(|t| t.meta.board.is_none());
+        for template in candidates {
+            if self.rejected.iter().any(|r| r.pipeline == template.name) {
+                continue;
+            }
+            match self.check(template).and_then(|()| find(&self.cameras, template)) {
+                Ok(found) => return Some((template, found)),
+                Err(why) => self.rejected.push(Rejected { pipeline: template.name.clone(), why }),
+            }
+        }
+        None
+    }
+
+    fn check(&self, template: &PipelineTemplate) -> Result<(), String> {
+        if let Some(board) = &template.meta.board
+            && *board != self.probe.board
+        {
+            return Err(format!("made for {board}, this is {}", self.probe.board));
+        }
+        let meta = &template.meta;
+        let passes_through = matches!(meta.source, SourceKind::V4l2H264 | SourceKind::Rtsp);
+        if !passes_through && !meta.profile.browser_decodable() {
+            return Err(format!("it emits profile '{}', which browsers may not decode", meta.profile.as_str()));
+        }
+        let requires: Vec<&str> = meta.requires.iter().map(String::as_str).collect();
+        let missing = plugins::missing_in(&requires, |e| self.probe.has_element(e));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = missing
+            .iter()
+            .map(|m| match m.requirement {
+                Some(r) => format!("{} (Debian package {})", m.element, r.debian),
+                None => m.element.clone(),
+            })
+            .collect();
+        Err(format!("this machine lacks {}", list.join(", ")))
+    }
+
+    fn reject_all(&mut self, source: SourceKind, why: &str) {
+        for template in self.templates.iter().filter(|t| t.meta.source == source) {
+            self.rejected.push(Rejected { pipeline: template.name.clone(), why: why.to_string() });
+        }
+    }
+
+    fn rejections(&self) -> String {
+        let parts: Vec<String> = self.rejected.iter().map(|r| format!("{}: {}", r.pipeline, r.why)).collect();
+        if parts.is_empty() { "no pipeline templates were given".to_string() } else { parts.join("; ") }
+    }
+
+    fn finish(self, (template, (device, why)): (&PipelineTemplate, Found)) -> Selection {
+        let mut reason = format!("{}: {why}.", template.name);
+        if !self.rejected.is_empty() {
+            let _ = write!(reason, " Not chosen: {}.", self.rejections());
+        }
+        Selection {
+            pipeline: template.name.clone(),
+            device,
+            reason,
+            rejected: self.rejected,
+            ignored_devices: self.cameras.ignored,
+        }
+    }
+}
+
+fn rtsp_stream(_: &Cameras, _: &PipelineTemplate) -> Result<Found, String> {
+    Ok((None, "an RTSP URL is configured and its H.264 is passed through as the camera sends it".to_string()))
+}
+
+fn libcamera_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Found, String> {
+    let camera = cameras.libcamera.first().ok_or("no libcamera camera found")?;
+    Ok((None, format!("libcamera camera {} on this {}, encoded by {}", camera.label(), cameras.board, encoder(template))))
+}
+
+fn decodable_h264_camera(cameras: &Cameras, _: &PipelineTemplate) -> Result<Found, String> {
+    for camera in &cameras.v4l2 {
+        let profiles = camera.h264_profiles().unwrap_or_default();
+        if let Some(profile) = profiles.iter().find(|p| Profile::parse(p).is_some_and(Profile::browser_decodable)) {
+            return Ok((
+                camera.path.clone(),
+                format!("{} gives H.264 in profile {profile}, which browsers decode, so it is \
+                         passed through without re-encoding", camera.label()),
+            ));
+        }
+    }
+    let h264: Vec<String> = cameras
+        .v4l2
+        .iter()
+        .filter_map(|c| c.h264_profiles().map(|p| (c, p)))
+        .map(|(c, p)| match p.is_empty() {
+            true => format!("{} gives H.264 without saying its profile", c.label()),
+            false => format!("{} gives H.264 only in {}, which browsers are not offered", c.label(), p.join(", ")),
+        })
+        .collect();
+    if h264.is_empty() {
+        Err("no V4L2 camera gives H.264".to_string())
+    } else {
+        Err(h264.join(", "))
+    }
+}
+
+fn raw_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Found, String> {
+    match cameras.v4l2.iter().find(|c| c.has_raw()) {
+        Some(camera) => Ok((
+            camera.path.clone(),
+            format!("{} gives raw video, encoded by {}", camera.label(), encoder(template)),
+        )),
+        None if cameras.v4l2.is_empty() => Err("no V4L2 camera found".to_string()),
+        None => {
+            let offers: Vec<String> = cameras
+                .v4l2
+                .iter()
+                .map(|c| {
+                    let formats: Vec<String> = c.formats.iter().map(ToString::to_string).collect();
+                    format!("{} gives {}", c.label(), if formats.is_empty() { "nothing".into() } else { formats.join(", ") })
+                })
+                .collect();
+            Err(format!("no V4L2 camera gives raw video ({})", offers.join("; ")))
+        }
+    }
+}
+
+fn unverified_h264_camera(cameras: &Cameras, _: &PipelineTemplate) -> Result<Found, String> {
+    let camera = cameras
+        .v4l2
+        .iter()
+        .find(|c| c.h264_profiles().is_some_and(|p| p.is_empty()))
+        .ok_or("no V4L2 camera gives H.264 of unknown profile")?;
+    Ok((
+        camera.path.clone(),
+        format!("{} gives H.264 without saying its profile and no camera gives raw video, so it \
+                 is passed through unverified (browsers decode it only in constrained-baseline, \
+                 baseline or main)", camera.label()),
+    ))
+}
+
+/// How a chain encodes, for the reason.
+fn encoder(template: &PipelineTemplate) -> String {
+    let has = |e: &str| template.meta.requires.iter().any(|r| r == e);
+    let board = template.meta.board.as_ref().map(|b| format!("the {b} ")).unwrap_or_default();
+    if has("v4l2h264enc") {
+        format!("{board}hardware encoder (v4l2h264enc)")
+    } else if has("openh264enc") {
+        "OpenH264 in software".to_string()
+    } else if has("x264enc") {
+        "x264 in software".to_string()
+    } else {
+        "its own encoder".to_string()
+    }
+}
+
+/// Sort key putting /dev/video2 before /dev/video10.
+fn node_order(path: &str) -> (String, u64) {
+    let digits = path.len() - path.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (stem, number) = path.split_at(path.len() - digits);
+    (stem.to_string(), number.parse().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::pipeline::builtin;
+    use crate::media::probe::{Backend, VideoFormat};
+
+    const EVERYTHING: &[&str] = &[
+        "v4l2src", "videoscale", "videoconvert", "x264enc", "h264parse", "videotestsrc",
+        "clockoverlay", "audiotestsrc", "audioconvert", "audioresample", "opusenc", "rtspsrc",
+        "rtpbin", "udpsrc", "rtph264depay", "openh264enc",
+    ];
+
+    fn machine(board: Board, extra: &[&str]) -> Probe {
+        Probe {
+            elements: EVERYTHING.iter().chain(extra).map(|e| e.to_string()).collect(),
+            devices: Vec::new(),
+            board,
+            notes: Vec::new(),
+        }
+    }
+
+    fn v4l2(path: &str, name: &str, driver: &str, formats: Vec<VideoFormat>) -> VideoDevice {
+        VideoDevice {
+            backend: Backend::V4l2,
+            path: Some(path.to_string()),
+            name: name.to_string(),
+            driver: Some(driver.to_string()),
+            capabilities: Some(0x0420_0001),
+            formats,
+        }
+    }
+
+    fn libcamera(id: &str) -> VideoDevice {
+        VideoDevice {
+            backend: Backend::Libcamera,
+            path: None,
+            name: id.to_string(),
+            driver: None,
+            capabilities: None,
+            formats: vec![VideoFormat::Raw],
+        }
+    }
+
+    fn h264(profiles: &[&str]) -> VideoFormat {
+        VideoFormat::H264 { profiles: profiles.iter().map(|p| p.to_string()).collect() }
+    }
+
+    /// The ISP and codec nodes a Raspberry Pi 4 shows next to its cameras.
+    fn pi_nodes() -> Vec<VideoDevice> {
+        vec![
+            v4l2("/dev/video13", "bcm2835-isp", "bcm2835-isp", vec![VideoFormat::Raw]),
+            v4l2("/dev/video0", "unicam", "unicam", vec![VideoFormat::Other("video/x-bayer".into())]),
+        ]
+    }
+
+    fn pick(probe: &Probe, rtsp: Option<&str>) -> Selection {
+        select(probe, &builtin(), rtsp).expect("a pipeline is selected")
+    }
+
+    #[test]
+    fn rtsp_url_wins_over_everything() {
+        let mut probe = machine(Board::RaspberryPi4, &["v4l2h264enc", "libcamerasrc"]);
+        probe.devices.push(libcamera("/base/soc/i2c0mux/i2c@1/imx708@1a"));
+        let s = pick(&probe, Some("rtsp://cam/stream"));
+        assert_eq!((s.pipeline.as_str(), s.device), ("rtsp", None));
+        assert!(s.reason.starts_with("rtsp: an RTSP URL is configured"), "{}", s.reason);
+    }
+
+    #[test]
+    fn rtsp_url_without_rtspsrc_is_an_error_naming_the_package() {
+        let mut probe = machine(Board::Unknown, &[]);
+        probe.elements.remove("rtspsrc");
+        let err = select(&probe, &builtin(), Some("rtsp://cam/x")).expect_err("rtsp cannot run");
+        let text = err.to_string();
+        assert!(text.contains("rtspsrc (Debian package gstreamer1.0-plugins-good)"), "{text}");
+    }
+
+    #[test]
+    fn pi4_libcamera_camera_uses_the_hardware_encoder() {
+        let mut probe = machine(Board::RaspberryPi4, &["v4l2h264enc", "libcamerasrc"]);
+        probe.devices = pi_nodes();
+        probe.devices.push(libcamera("/base/soc/i2c0mux/i2c@1/imx708@1a"));
+        let s = pick(&probe, None);
+        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("rpi-libcamera", None));
+        assert!(s.reason.contains("imx708@1a' on this Raspberry Pi 4, encoded by the Raspberry Pi 4 \
+                                   hardware encoder (v4l2h264enc)"), "{}", s.reason);
+        assert_eq!(s.ignored_devices.len(), 2, "{:?}", s.ignored_devices);
+    }
+
+    #[test]
+    fn pi5_libcamera_camera_uses_openh264() {
+        let mut probe = machine(Board::RaspberryPi5, &["libcamerasrc"]);
+        probe.devices.push(libcamera("/base/axi/pcie@120000/rp1/i2c@88000/imx219@10"));
+        probe.devices.push(v4l2("/dev/video0", "rp1-cfe", "rp1-cfe", vec![VideoFormat::Raw]));
+        let s = pick(&probe, None);
+        assert_eq!(s.pipeline, "rpi5-openh264");
+        assert!(s.reason.contains("rpi-libcamera: made for Raspberry Pi 4, this is Raspberry Pi 5"), "{}", s.reason);
+    }
+
+    #[test]
+    fn pi4_without_v4l2h264enc_says_what_is_missing() {
+        let mut probe = machine(Board::RaspberryPi4, &["libcamerasrc"]);
+        probe.devices.push(libcamera("/base/soc/i2c0mux/i2c@1/imx219@10"));
+        let s = pick(&probe, None);
+        assert_eq!(s.pipeline, "virtual-webcam");
+        assert!(s.reason.contains("rpi-libcamera: this machine lacks v4l2h264enc (Debian package \
+                                   gstreamer1.0-plugins-good)"), "{}", s.reason);
+    }
+
+    #[test]
+    fn decodable_h264_camera_is_passed_through() {
+        let mut probe = machine(Board::Unknown, &[]);
+        probe.devices.push(v4l2("/dev/video2", "H264 Cam", "uvcvideo", vec![VideoFormat::Raw, h264(&["constrained-baseline"])]));
+        let s = pick(&probe, None);
+        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("v4l2-h264", Some("/dev/video2")));
+        assert!(s.reason.contains("/dev/video2 (H264 Cam) gives H.264 in profile constrained-baseline"), "{}", s.reason);
+    }
+
+    #[test]
+    fn high_profile_camera_is_encoded_from_raw_instead() {
+        let mut probe = machine(Board::Unknown, &[]);
+        probe.devices.push(v4l2("/dev/video0", "Cam", "uvcvideo", vec![VideoFormat::Raw, h264(&["high"])]));
+        let s = pick(&probe, None);
+        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("v4l2-x264", Some("/dev/video0")));
+        assert!(s.reason.contains("v4l2-h264: /dev/video0 (Cam) gives H.264 only in high"), "{}", s.reason);
+    }
+
+    #[test]
+    fn raw_camera_on_pi4_with_v4l2h264enc_uses_the_hardware_encoder() {
+        let mut probe = machine(Board::RaspberryPi4, &["v4l2h264enc"]);
+        probe.devices = pi_nodes();
+        probe.devices.push(v4l2("/dev/video1", "USB Camera", "uvcvideo", vec![VideoFormat::Jpeg, VideoFormat::Raw]));
+        let s = pick(&probe, None);
+        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("rpi-v4l2h264enc", Some("/dev/video1")));
+        assert_eq!(
+            s.reason.split(" Not chosen").next(),
+            Some("rpi-v4l2h264enc: /dev/video1 (USB Camera) gives raw video, encoded by the \
+                  Raspberry Pi 4 hardware encoder (v4l2h264enc).")
+        );
+        assert!(s.reason.contains("rpi-libcamera: no libcamera camera found"), "{}", s.reason);
+    }
+
+    #[test]
+    fn raw_camera_elsewhere_uses_x264() {
+        let mut probe = machine(Board::Unknown, &["v4l2h264enc"]);
+        probe.devices.push(v4l2("/dev/video10", "Later", "uvcvideo", vec![VideoFormat::Raw]));
+        probe.devices.push(v4l2("/dev/video2", "First", "uvcvideo", vec![VideoFormat::Raw]));
+        let s = pick(&probe, None);
+        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("v4l2-x264", Some("/dev/video2")));
+        assert!(s.reason.contains("rpi-v4l2h264enc: made for Raspberry Pi 4, this is an unknown board"), "{}", s.reason);
+    }
+
+    #[test]
+    fn h264_of_unknown_profile_only_without_raw() {
+        let mut probe = machine(Board::Unknown, &[]);
+        probe.devices.push(v4l2("/dev/video0", "Cam", "uvcvideo", vec![h264(&[])]));
+        let s = pick(&probe, None);
+        assert_eq!(s.pipeline, "v4l2-h264");
+        assert!(s.reason.contains("passed through unverified"), "{}", s.reason);
+
+        probe.devices[0].formats.push(VideoFormat::Raw);
+        assert_eq!(pick(&probe, None).pipeline, "v4l2-x264");
+    }
+
+    #[test]
+    fn nothing_found_streams_the_test_picture() {
+        let mut probe = machine(Board::Unknown, &[]);
+        probe.devices.push(v4l2("/dev/video0", "Bayer", "uvcvideo", vec![VideoFormat::Jpeg]));
+        let s = pick(&probe, None);
+        assert_eq!((s.pipeline.as_str(), s.device), ("virtual-webcam", None));
+        assert!(s.reason.contains("v4l2-x264: no V4L2 camera gives raw video (/dev/video0 (Bayer) gives MJPEG)"), "{}", s.reason);
+        assert!(s.explain().contains("not chosen: rtsp: no RTSP URL is configured"));
+    }
+
+    #[test]
+    fn codec_nodes_are_not_cameras() {
+        let mut probe = machine(Board::Unknown, &[]);
+        let mut m2m = v4l2("/dev/video20", "some-m2m", "vendor-codec", vec![VideoFormat::Raw]);
+        m2m.capabilities = Some(0x0420_8000);
+        probe.devices.push(m2m);
+        probe.devices.push(v4l2("/dev/video11", "enc", "bcm2835-codec", vec![VideoFormat::Raw]));
+        let s = pick(&probe, None);
+        assert_eq!(s.pipeline, "virtual-webcam");
+        assert_eq!(s.ignored_devices.len(), 2);
+    }
+
+    #[test]
+    fn usb_cameras_listed_by_libcamera_go_to_the_v4l2_chains() {
+        let mut probe = machine(Board::RaspberryPi4, &["v4l2h264enc", "libcamerasrc"]);
+        probe.devices.push(libcamera("/base/scb/pcie@7d500000/pci@0,0/usb@0,0-1.2:1.0-046d:0825"));
+        probe.devices.push(v4l2("/dev/video0", "Webcam", "uvcvideo", vec![VideoFormat::Raw]));
+        assert_eq!(pick(&probe, None).pipeline, "rpi-v4l2h264enc");
+    }
+
+    #[test]
+    fn nothing_usable_is_an_error() {
+        let probe = Probe::default();
+        let err = select(&probe, &builtin(), None).expect_err("nothing can run");
+        assert!(err.to_string().contains("virtual-webcam: this machine lacks videotestsrc"), "{err}");
+    }
+
+    #[test]
+    fn node_order_is_numeric() {
+        assert!(node_order("/dev/video2") < node_order("/dev/video10"));
+    }
+
+    /// Stand-ins registered under the hardware element names make this machine look like a
+    /// Pi 4 to `probe()`, which must then report them and lead to the hardware chain.
+    #[test]
+    fn stand_in_hardware_elements_are_probed_and_selected() {
+        gst::init().expect("GStreamer initialises");
+        let identity = gst::ElementFactory::find("identity")
+            .expect("identity is a core element")
+            .load()
+            .expect("identity loads")
+            .element_type();
+        for name in ["v4l2h264enc", "libcamerasrc"] {
+            if gst::ElementFactory::find(name).is_none() {
+                gst::Element::register(None, name, gst::Rank::NONE, identity).expect("registers");
+            }
+        }
+        let mut probe = crate::media::probe::probe().expect("probe runs");
+        assert!(probe.has_element("v4l2h264enc") && probe.has_element("libcamerasrc"));
+
+        probe.board = Board::RaspberryPi4;
+        probe.devices = vec![v4l2("/dev/video0", "USB Camera", "uvcvideo", vec![VideoFormat::Raw])];
+        let s = select(&probe, &builtin(), None).expect("selects");
+        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("rpi-v4l2h264enc", Some("/dev/video0")));
+    }
+}

@@ -1,0 +1,140 @@
+//! The HTTP side: the viewer app (embedded in the binary), `/api/info`, a health check and,
+//! where this process embeds one, the rendezvous WebSocket at `/signal`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+
+use crate::config::IceConfig;
+use crate::signalling::server::Rendezvous;
+
+const INDEX_HTML: &str = include_str!("../../web/index.html");
+const VIEWER_JS: &str = include_str!("../../web/viewer.js");
+const STYLE_CSS: &str = include_str!("../../web/style.css");
+
+/// What the viewer app asks the server that served it (docs/protocol.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiInfo {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    pub ice_servers: Vec<IceServer>,
+    /// `/signal` on this server, or the `ws(s)://` URL of a remote rendezvous.
+    pub signal_path: String,
+}
+
+/// An `RTCIceServer` as the browser takes it.
+#[derive(Clone, Serialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl std::fmt::Debug for IceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer").field("urls", &self.urls).finish_non_exhaustive()
+    }
+}
+
+impl IceServer {
+    /// The browser's view of the configured STUN and TURN servers.
+    pub fn from_config(ice: &IceConfig) -> Vec<Self> {
+        let stun = ice.stun_servers.iter().map(|url| Self { urls: vec![url.clone()], username: None, credential: None });
+        let turn = ice.turn_servers.iter().map(|t| Self {
+            urls: vec![t.url.clone()],
+            username: Some(t.username.clone()),
+            credential: Some(t.credential.clone()),
+        });
+        stun.chain(turn).collect()
+    }
+}
+
+/// The whole HTTP app. `rendezvous` is mounted at `/signal` when this process embeds one.
+pub fn app(info: ApiInfo, rendezvous: Option<&Arc<Rendezvous>>) -> axum::Router {
+    let info = Arc::new(info);
+    let mut router = axum::Router::new()
+        .route("/", get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }))
+        .route("/viewer.js", get(|| async { asset(VIEWER_JS, "text/javascript; charset=utf-8") }))
+        .route("/style.css", get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }))
+        .route("/api/info", get(move || async move { Json(info.as_ref().clone()) }))
+        .route("/healthz", get(|| async { "ok\n" }));
+    if let Some(rendezvous) = rendezvous {
+        router = router.merge(rendezvous.routes());
+    }
+    router
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // Assets change with the binary; a stale viewer after an upgrade would confuse people.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; connect-src 'self' ws: wss:; media-src 'self' blob:; img-src 'self' data:; frame-ancestors 'none'",
+        ),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    fn info() -> ApiInfo {
+        ApiInfo { device_id: Some("aaaaaaaaaaaaaaaa".into()), ice_servers: vec![], signal_path: "/signal".into() }
+    }
+
+    async fn get(app: axum::Router, path: &str) -> (StatusCode, String) {
+        let response = app.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn serves_the_viewer_and_its_info() {
+        let (status, body) = get(app(info(), None), "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("viewer.js"), "{body}");
+        let (status, body) = get(app(info(), None), "/api/info").await;
+        assert_eq!(status, StatusCode::OK);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["device_id"], "aaaaaaaaaaaaaaaa");
+        assert_eq!(json["signal_path"], "/signal");
+        assert_eq!(get(app(info(), None), "/nope").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn signal_exists_only_with_an_embedded_rendezvous() {
+        assert_eq!(get(app(info(), None), "/signal").await.0, StatusCode::NOT_FOUND);
+        let rendezvous = Rendezvous::new("test");
+        // A plain GET (no upgrade) reaches the WebSocket route and is refused by it.
+        assert_ne!(get(app(info(), Some(&rendezvous)), "/signal").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn ice_servers_never_print_credentials() {
+        let ice: IceConfig = toml::from_str(
+            r#"stun_servers = ["stun:127.0.0.1:3478"]
+            turn_servers = [{ url = "turn:127.0.0.1:3478", username = "u", credential = "s3cret" }]"#,
+        )
+        .unwrap();
+        let servers = IceServer::from_config(&ice);
+        assert_eq!(servers.len(), 2);
+        assert!(!format!("{servers:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,124 @@
+//! Starts a real `pipe device` process for a test and reads what it prints.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub struct Device {
+    child: Child,
+    /// The loopback viewer URL the device printed.
+    pub url: String,
+    pub device_id: String,
+    pub port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    _state: tempfile::TempDir,
+}
+
+impl Device {
+    /// `pipe device` on a free port with a fresh state directory and `extra` arguments.
+    pub fn start(extra: &[&str]) -> Result<Device> {
+        let state = tempfile::tempdir()?;
+        Self::start_in(state, extra)
+    }
+
+    pub fn start_in(state: tempfile::TempDir, extra: &[&str]) -> Result<Device> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
+            .args(["--log", "info,pipe=debug", "device", "--listen", "127.0.0.1", "--port", "0"])
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(extra)
+            .env_remove("PIPE_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting pipe device")?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        for (stream, is_stdout) in [(Box::new(stdout) as Box<dyn std::io::Read + Send>, true), (Box::new(stderr), false)] {
+            let log = log.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if is_stdout && line.trim_start().starts_with("http://127.0.0.1:") {
+                        let _ = tx.send(line.trim().to_string());
+                    }
+                    log.lock().unwrap().push(line);
+                }
+            });
+        }
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("the device printed no URL within 30 s:\n{}", log.lock().unwrap().join("\n"));
+            }
+        };
+        let (base, device_id) = url.split_once("/#device=").context("URL has #device=")?;
+        let port = base.rsplit(':').next().and_then(|p| p.parse().ok()).context("URL has a port")?;
+        Ok(Device { child, device_id: device_id.to_string(), port, url, log, _state: state })
+    }
+
+    pub fn signal_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/signal", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    pub fn threads(&self) -> usize {
+        count_entries(&format!("/proc/{}/task", self.pid()))
+    }
+
+    pub fn fds(&self) -> usize {
+        count_entries(&format!("/proc/{}/fd", self.pid()))
+    }
+
+    /// Waits until `f` holds, polling; returns the last value on timeout.
+    pub fn settle<T: PartialEq + Copy>(&self, timeout: Duration, f: impl Fn(&Self) -> T, ok: impl Fn(T) -> bool) -> T {
+        let start = Instant::now();
+        loop {
+            let value = f(self);
+            if ok(value) || start.elapsed() > timeout {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Asks the device to stop (SIGTERM) and waits for it.
+    pub fn stop(mut self) -> Result<std::process::ExitStatus> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                bail!("the device did not stop within 10 s of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn count_entries(dir: &str) -> usize {
+    std::fs::read_dir(Path::new(dir)).map(|d| d.count()).unwrap_or(0)
+}
