@@ -125,9 +125,12 @@ impl Fanout {
         self.feeds.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn clock_time(&self, buffer: &gst::Buffer) -> Option<gst::ClockTime> {
+    /// The clock time a sample was captured at: base time plus its running time. (Not its
+    /// PTS: encoders shift timestamps, x264enc by 1000 hours, and say so in the segment.)
+    fn clock_time(&self, sample: &gst::Sample, buffer: &gst::Buffer) -> Option<gst::ClockTime> {
         let base = (*self.base_time.lock().unwrap_or_else(|p| p.into_inner()))?;
-        Some(base + buffer.pts()?)
+        let segment = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
+        Some(base + segment.to_running_time(buffer.pts()?)?)
     }
 }
 
@@ -226,7 +229,7 @@ fn build(
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                 let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
-                let Some(clock_time) = fan.clock_time(&buffer) else { return Ok(gst::FlowSuccess::Ok) };
+                let Some(clock_time) = fan.clock_time(&sample, &buffer) else { return Ok(gst::FlowSuccess::Ok) };
                 let caps = sample.caps_owned();
                 let mut gap = false;
                 for feed in fan.feeds() {
@@ -248,7 +251,7 @@ fn build(
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                     if let Some(buffer) = sample.buffer_owned() {
-                        if let Some(clock_time) = fan.clock_time(&buffer) {
+                        if let Some(clock_time) = fan.clock_time(&sample, &buffer) {
                             let caps = sample.caps_owned();
                             for feed in fan.feeds() {
                                 feed.push_audio(&buffer, caps.as_ref(), clock_time);
@@ -260,10 +263,15 @@ fn build(
                 .build(),
         );
     }
+    // Fix the base time before starting (no start time: GStreamer keeps it), so a frame's
+    // clock time is known from the very first one.
+    let base_time = clock.time();
+    pipeline.set_start_time(gst::ClockTime::NONE);
+    pipeline.set_base_time(base_time);
+    *fanout.base_time.lock().unwrap_or_else(|p| p.into_inner()) = Some(base_time);
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|_| MediaError::Pipeline(first_error(&pipeline).unwrap_or_else(|| "the capture chain did not start".into())))?;
-    *fanout.base_time.lock().unwrap_or_else(|p| p.into_inner()) = pipeline.base_time();
     Ok(pipeline)
 }
 

@@ -49,30 +49,63 @@ const KEYS: &[&str] = &[
 /// The builtin chains, embedded at build time, in the order auto-selection prefers them.
 const BUILTIN: &[(&str, &str)] = &[
     ("rtsp", include_str!("../../pipelines/rtsp.pipeline")),
-    ("rpi-libcamera", include_str!("../../pipelines/rpi-libcamera.pipeline")),
-    ("rpi5-openh264", include_str!("../../pipelines/rpi5-openh264.pipeline")),
-    ("v4l2-h264", include_str!("../../pipelines/v4l2-h264.pipeline")),
-    ("rpi-v4l2h264enc", include_str!("../../pipelines/rpi-v4l2h264enc.pipeline")),
-    ("v4l2-x264", include_str!("../../pipelines/v4l2-x264.pipeline")),
-    ("virtual-webcam", include_str!("../../pipelines/virtual-webcam.pipeline")),
+    (
+        "rpi-libcamera",
+        include_str!("../../pipelines/rpi-libcamera.pipeline"),
+    ),
+    (
+        "rpi5-openh264",
+        include_str!("../../pipelines/rpi5-openh264.pipeline"),
+    ),
+    (
+        "v4l2-h264",
+        include_str!("../../pipelines/v4l2-h264.pipeline"),
+    ),
+    (
+        "rpi-v4l2h264enc",
+        include_str!("../../pipelines/rpi-v4l2h264enc.pipeline"),
+    ),
+    (
+        "v4l2-x264",
+        include_str!("../../pipelines/v4l2-x264.pipeline"),
+    ),
+    (
+        "virtual-webcam",
+        include_str!("../../pipelines/virtual-webcam.pipeline"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("{file}:{line}: {message}")]
-    Syntax { file: String, line: usize, message: String },
+    Syntax {
+        file: String,
+        line: usize,
+        message: String,
+    },
     #[error("{file}: the header lacks `# {key}: ...`")]
     MissingKey { file: String, key: &'static str },
     #[error("{file}: {message}")]
     Invalid { file: String, message: String },
     #[error("pipeline '{pipeline}' uses {{{placeholder}}} but no {what} is configured")]
-    MissingParam { pipeline: String, placeholder: &'static str, what: &'static str },
+    MissingParam {
+        pipeline: String,
+        placeholder: &'static str,
+        what: &'static str,
+    },
     #[error("invalid {param}: {reason}")]
     InvalidParam { param: &'static str, reason: String },
     #[error("cannot read pipeline file {}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no pipeline named '{name}'{searched}; the builtin pipelines are {builtins}")]
-    NotFound { name: String, searched: String, builtins: String },
+    NotFound {
+        name: String,
+        searched: String,
+        builtins: String,
+    },
 }
 
 /// Where the video comes from; auto-selection matches it against the cameras found.
@@ -225,7 +258,10 @@ impl Params {
 
     fn validate(&self) -> Result<(), PipelineError> {
         let invalid = |param, reason: &str| {
-            Err(PipelineError::InvalidParam { param, reason: reason.to_string() })
+            Err(PipelineError::InvalidParam {
+                param,
+                reason: reason.to_string(),
+            })
         };
         if !(1..=16384).contains(&self.width) {
             return invalid("width", "must be between 1 and 16384");
@@ -252,9 +288,14 @@ impl PipelineTemplate {
 
     /// Reads and parses a file; the name is the file stem.
     pub fn from_file(path: &Path) -> Result<Self, PipelineError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PipelineError::Read { path: path.to_path_buf(), source })?;
-        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
         let mut template = parse_labelled(name, &text, &path.display().to_string())?;
         template.file = Some(path.to_path_buf());
         Ok(template)
@@ -298,7 +339,9 @@ impl PipelineTemplate {
         let chain = self.render(params)?;
         let mut out = format!("appsink name={VIDEO_SINK} caps=\"{VIDEO_CAPS}\" {SINK_PROPS} ");
         if self.meta.audio {
-            out.push_str(&format!("appsink name={AUDIO_SINK} caps=\"{AUDIO_CAPS}\" {SINK_PROPS} "));
+            out.push_str(&format!(
+                "appsink name={AUDIO_SINK} caps=\"{AUDIO_CAPS}\" {SINK_PROPS} "
+            ));
         }
         out.push_str(&chain);
         Ok(out)
@@ -312,11 +355,17 @@ impl PipelineTemplate {
         };
         Ok(match name {
             "device" => {
-                let device = params.device.as_deref().ok_or_else(|| missing("device", "V4L2 device"))?;
+                let device = params
+                    .device
+                    .as_deref()
+                    .ok_or_else(|| missing("device", "V4L2 device"))?;
                 launch_safe("device", device)?.to_string()
             }
             "rtsp_url" => {
-                let url = params.rtsp_url.as_deref().ok_or_else(|| missing("rtsp_url", "RTSP URL"))?;
+                let url = params
+                    .rtsp_url
+                    .as_deref()
+                    .ok_or_else(|| missing("rtsp_url", "RTSP URL"))?;
                 launch_safe("rtsp_url", url)?.to_string()
             }
             "width" => params.width.to_string(),
@@ -353,7 +402,9 @@ pub fn resolve(name_or_path: &str, dir: Option<&Path>) -> Result<PipelineTemplat
         return PipelineTemplate::from_file(Path::new(name_or_path));
     }
     let valid_name = !name_or_path.is_empty()
-        && name_or_path.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name_or_path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if valid_name && let Some(dir) = dir {
         let path = dir.join(format!("{name_or_path}.pipeline"));
         if path.is_file() {
@@ -374,7 +425,11 @@ pub fn resolve(name_or_path: &str, dir: Option<&Path>) -> Result<PipelineTemplat
 }
 
 fn parse_labelled(name: &str, text: &str, file: &str) -> Result<PipelineTemplate, PipelineError> {
-    let syntax = |line, message: String| PipelineError::Syntax { file: file.to_string(), line, message };
+    let syntax = |line, message: String| PipelineError::Syntax {
+        file: file.to_string(),
+        line,
+        message,
+    };
 
     let mut header: Vec<(usize, &str, &str)> = Vec::new();
     let mut body: Vec<(usize, &str)> = Vec::new();
@@ -411,20 +466,40 @@ fn parse_labelled(name: &str, text: &str, file: &str) -> Result<PipelineTemplate
 
     let meta = parse_header(name, file, &header)?;
     check_body(file, &meta, &body)?;
-    let description = body.iter().map(|(_, line)| *line).collect::<Vec<_>>().join(" ");
-    Ok(PipelineTemplate { name: name.to_string(), meta, description, file: None })
+    let description = body
+        .iter()
+        .map(|(_, line)| *line)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(PipelineTemplate {
+        name: name.to_string(),
+        meta,
+        description,
+        file: None,
+    })
 }
 
 fn is_key(key: &str) -> bool {
     !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '-')
 }
 
-fn parse_header(name: &str, file: &str, header: &[(usize, &str, &str)]) -> Result<Meta, PipelineError> {
-    let syntax = |line, message: String| PipelineError::Syntax { file: file.to_string(), line, message };
+fn parse_header(
+    name: &str,
+    file: &str,
+    header: &[(usize, &str, &str)],
+) -> Result<Meta, PipelineError> {
+    let syntax = |line, message: String| PipelineError::Syntax {
+        file: file.to_string(),
+        line,
+        message,
+    };
     let yes_no = |line, key: &str, value: &str| match value {
         "yes" => Ok(true),
         "no" => Ok(false),
-        _ => Err(syntax(line, format!("{key}: expected yes or no, found '{value}'"))),
+        _ => Err(syntax(
+            line,
+            format!("{key}: expected yes or no, found '{value}'"),
+        )),
     };
 
     let mut seen = BTreeSet::new();
@@ -449,7 +524,10 @@ fn parse_header(name: &str, file: &str, header: &[(usize, &str, &str)]) -> Resul
                 let kind = SourceKind::ALL.into_iter().find(|k| k.as_str() == value);
                 source = Some(kind.ok_or_else(|| {
                     let known: Vec<_> = SourceKind::ALL.iter().map(|k| k.as_str()).collect();
-                    syntax(line, format!("source: '{value}' is not one of {}", known.join(", ")))
+                    syntax(
+                        line,
+                        format!("source: '{value}' is not one of {}", known.join(", ")),
+                    )
                 })?);
             }
             "requires" => {
@@ -458,7 +536,10 @@ fn parse_header(name: &str, file: &str, header: &[(usize, &str, &str)]) -> Resul
                     return Err(syntax(line, "requires: lists no element".to_string()));
                 }
                 if let Some(bad) = elements.iter().find(|e| !is_element_name(e)) {
-                    return Err(syntax(line, format!("requires: '{bad}' is not an element name")));
+                    return Err(syntax(
+                        line,
+                        format!("requires: '{bad}' is not an element name"),
+                    ));
                 }
                 requires = Some(elements);
             }
@@ -466,13 +547,21 @@ fn parse_header(name: &str, file: &str, header: &[(usize, &str, &str)]) -> Resul
                 board = Some(match value {
                     "rpi4" => Board::RaspberryPi4,
                     "rpi5" => Board::RaspberryPi5,
-                    _ => return Err(syntax(line, format!("board: '{value}' is not rpi4 or rpi5"))),
+                    _ => {
+                        return Err(syntax(
+                            line,
+                            format!("board: '{value}' is not rpi4 or rpi5"),
+                        ));
+                    }
                 });
             }
             "profile" => {
                 profile = Some(Profile::parse(value).ok_or_else(|| {
                     let known: Vec<_> = Profile::ALL.iter().map(|p| p.as_str()).collect();
-                    syntax(line, format!("profile: '{value}' is not one of {}", known.join(", ")))
+                    syntax(
+                        line,
+                        format!("profile: '{value}' is not one of {}", known.join(", ")),
+                    )
                 })?);
             }
             "force-key-unit" => force_key_unit = Some(yes_no(line, key, value)?),
@@ -485,7 +574,10 @@ fn parse_header(name: &str, file: &str, header: &[(usize, &str, &str)]) -> Resul
             }
         }
     }
-    let missing = |key| PipelineError::MissingKey { file: file.to_string(), key };
+    let missing = |key| PipelineError::MissingKey {
+        file: file.to_string(),
+        key,
+    };
     if !named {
         return Err(missing("pipeline"));
     }
@@ -500,7 +592,10 @@ fn parse_header(name: &str, file: &str, header: &[(usize, &str, &str)]) -> Resul
 }
 
 fn is_element_name(word: &str) -> bool {
-    !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// The name of a placeholder starting right after a `{`, if the text is `name}...`. Caps lists
@@ -514,7 +609,11 @@ fn placeholder_at(after_brace: &str) -> Option<&str> {
 
 /// Checks the description against the header and the latency contract, line by line.
 fn check_body(file: &str, meta: &Meta, body: &[(usize, &str)]) -> Result<(), PipelineError> {
-    let syntax = |line, message: String| PipelineError::Syntax { file: file.to_string(), line, message };
+    let syntax = |line, message: String| PipelineError::Syntax {
+        file: file.to_string(),
+        line,
+        message,
+    };
     if body.is_empty() {
         return Err(PipelineError::Invalid {
             file: file.to_string(),
@@ -522,6 +621,7 @@ fn check_body(file: &str, meta: &Meta, body: &[(usize, &str)]) -> Result<(), Pip
         });
     }
     let (mut links_video, mut links_audio) = (false, false);
+    let mut in_caps = false;
     for &(line, text) in body {
         let mut rest = text;
         while let Some(start) = rest.find('{') {
@@ -531,35 +631,52 @@ fn check_body(file: &str, meta: &Meta, body: &[(usize, &str)]) -> Result<(), Pip
             {
                 return Err(syntax(
                     line,
-                    format!("unknown placeholder {{{name}}} (known: {})", PLACEHOLDERS.join(", ")),
+                    format!(
+                        "unknown placeholder {{{name}}} (known: {})",
+                        PLACEHOLDERS.join(", ")
+                    ),
                 ));
             }
         }
-        for token in launch_tokens(text).map_err(|message| syntax(line, message))? {
+        for token in launch_tokens(text, &mut in_caps).map_err(|message| syntax(line, message))? {
             match token {
                 Token::Element(element) => {
                     if element == "clocksync" {
-                        return Err(syntax(line, "clocksync holds frames until their time; \
+                        return Err(syntax(
+                            line,
+                            "clocksync holds frames until their time; \
                             pipe's latency target allows no element but live sources to sync"
-                            .to_string()));
+                                .to_string(),
+                        ));
                     }
                     if !meta.requires.iter().any(|r| r == element) {
                         return Err(syntax(
                             line,
-                            format!("the description uses '{element}' but `requires:` does not list it"),
+                            format!(
+                                "the description uses '{element}' but `requires:` does not list it"
+                            ),
                         ));
                     }
                 }
                 Token::Property(key, value) => {
-                    let enabled = matches!(value.to_ascii_lowercase().as_str(), "true" | "1" | "yes");
+                    let enabled =
+                        matches!(value.to_ascii_lowercase().as_str(), "true" | "1" | "yes");
                     if key == "sync" && enabled {
-                        return Err(syntax(line, "sync=true makes an element wait for the clock; \
+                        return Err(syntax(
+                            line,
+                            "sync=true makes an element wait for the clock; \
                             pipe's latency target allows no element but live sources to sync"
-                            .to_string()));
+                                .to_string(),
+                        ));
                     }
                     if key.starts_with("min-threshold-") && value != "0" {
-                        return Err(syntax(line, format!("{key} holds frames in a queue; \
-                            pipe's latency target allows no queue that holds frames")));
+                        return Err(syntax(
+                            line,
+                            format!(
+                                "{key} holds frames in a queue; \
+                            pipe's latency target allows no queue that holds frames"
+                            ),
+                        ));
                     }
                 }
                 Token::Reference(reference) => {
@@ -571,7 +688,10 @@ fn check_body(file: &str, meta: &Meta, body: &[(usize, &str)]) -> Result<(), Pip
         }
     }
     let invalid = |message: &str| {
-        Err(PipelineError::Invalid { file: file.to_string(), message: message.to_string() })
+        Err(PipelineError::Invalid {
+            file: file.to_string(),
+            message: message.to_string(),
+        })
     };
     if !links_video {
         return invalid("the description never links its output to `video.`");
@@ -593,8 +713,60 @@ enum Token<'a> {
 }
 
 /// Splits one line of gst-launch syntax far enough to see element names, properties and
-/// `name.` references. Caps, quoted strings and URIs are skipped: they name no element.
-fn launch_tokens(line: &str) -> Result<Vec<Token<'_>>, String> {
+/// `name.` references. Caps run up to the next `!`, possibly across lines (`in_caps` carries
+/// that over), as in GStreamer's own lexer; they, quoted strings and URIs name no element.
+fn launch_tokens<'a>(line: &'a str, in_caps: &mut bool) -> Result<Vec<Token<'a>>, String> {
+    let mut tokens = Vec::new();
+    for word in launch_words(line)? {
+        let mut rest = word;
+        loop {
+            if *in_caps {
+                match rest.find('!') {
+                    Some(bang) => {
+                        *in_caps = false;
+                        rest = &rest[bang + 1..];
+                    }
+                    None => break,
+                }
+            }
+            if rest.is_empty() {
+                break;
+            }
+            if let Some((key, value)) = rest.split_once('=')
+                && is_element_name(key)
+            {
+                // A property value may itself contain `!` (a URL): it runs to the whitespace.
+                tokens.push(Token::Property(
+                    key,
+                    value.trim_matches(|c| c == '"' || c == '\''),
+                ));
+                break;
+            }
+            let head = rest.split(['!', ',', '=']).next().unwrap_or_default();
+            if rest.starts_with(['"', '\'']) || head.contains('/') {
+                *in_caps = true;
+                continue;
+            }
+            let (piece, next) = match rest.split_once('!') {
+                Some((piece, next)) => (piece, Some(next)),
+                None => (rest, None),
+            };
+            if piece.contains('.') {
+                tokens.push(Token::Reference(piece));
+            } else if is_element_name(piece) {
+                tokens.push(Token::Element(piece));
+            }
+            match next {
+                Some(next) => rest = next,
+                None => break,
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// Whitespace-separated words; quoted strings stay whole.
+fn launch_words(line: &str) -> Result<Vec<&str>, String> {
     let mut words = Vec::new();
     let mut start = None;
     let mut quote = None;
@@ -622,27 +794,7 @@ fn launch_tokens(line: &str) -> Result<Vec<Token<'_>>, String> {
     if let Some(s) = start {
         words.push(&line[s..]);
     }
-
-    let mut tokens = Vec::new();
-    for word in words {
-        if let Some((key, value)) = word.split_once('=') {
-            if !key.contains('/') && !key.contains(',') {
-                tokens.push(Token::Property(key, value.trim_matches(|c| c == '"' || c == '\'')));
-            }
-            continue;
-        }
-        if word.starts_with(['"', '\'']) || word.contains('/') {
-            continue;
-        }
-        for piece in word.split('!').filter(|p| !p.is_empty()) {
-            if piece.contains('.') {
-                tokens.push(Token::Reference(piece));
-            } else if is_element_name(piece) {
-                tokens.push(Token::Element(piece));
-            }
-        }
-    }
-    Ok(tokens)
+    Ok(words)
 }
 
 /// Values substituted verbatim must stay one unquoted launch-syntax word: whitespace would end
@@ -650,7 +802,9 @@ fn launch_tokens(line: &str) -> Result<Vec<Token<'_>>, String> {
 /// echoed because an RTSP URL can carry a password.
 fn launch_safe<'a>(param: &'static str, value: &'a str) -> Result<&'a str, PipelineError> {
     let bad = value.is_empty()
-        || value.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\'));
+        || value
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\'));
     if bad {
         return Err(PipelineError::InvalidParam {
             param,
@@ -664,19 +818,26 @@ fn launch_safe<'a>(param: &'static str, value: &'a str) -> Result<&'a str, Pipel
 
 /// `rtsp://user:secret@host/x` -> `rtsp://user:***@host/x`, for logs.
 fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else { return url.to_string() };
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
     let authority_start = scheme_end + 3;
-    let authority_end = url[authority_start..].find('/').map_or(url.len(), |i| authority_start + i);
+    let authority_end = url[authority_start..]
+        .find('/')
+        .map_or(url.len(), |i| authority_start + i);
     let authority = &url[authority_start..authority_end];
     match authority.rfind('@') {
         Some(at) => {
             let user = authority[..at].split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..authority_start], &url[authority_start + at..])
+            format!(
+                "{}{user}:***{}",
+                &url[..authority_start],
+                &url[authority_start + at..]
+            )
         }
         None => url.to_string(),
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -698,7 +859,9 @@ videotestsrc is-live=true
 ";
 
     fn parse_err(text: &str) -> String {
-        PipelineTemplate::parse("mine", text).expect_err("parse fails").to_string()
+        PipelineTemplate::parse("mine", text)
+            .expect_err("parse fails")
+            .to_string()
     }
 
     /// MINIMAL with one line replaced.
@@ -713,22 +876,50 @@ videotestsrc is-live=true
         let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(
             names,
-            ["rtsp", "rpi-libcamera", "rpi5-openh264", "v4l2-h264", "rpi-v4l2h264enc", "v4l2-x264", "virtual-webcam"]
+            [
+                "rtsp",
+                "rpi-libcamera",
+                "rpi5-openh264",
+                "v4l2-h264",
+                "rpi-v4l2h264enc",
+                "v4l2-x264",
+                "virtual-webcam"
+            ]
         );
         let by_name = |n: &str| all.iter().find(|t| t.name == n).expect("builtin exists");
         let webcam = by_name("virtual-webcam");
         assert_eq!(webcam.meta.source, SourceKind::Test);
         assert!(webcam.meta.audio && webcam.meta.force_key_unit);
         assert_eq!(webcam.meta.profile, Profile::ConstrainedBaseline);
-        assert_eq!(by_name("rpi-v4l2h264enc").meta.board, Some(Board::RaspberryPi4));
-        assert_eq!(by_name("rpi-libcamera").meta.board, Some(Board::RaspberryPi4));
-        assert_eq!(by_name("rpi5-openh264").meta.board, Some(Board::RaspberryPi5));
+        assert_eq!(
+            by_name("rpi-v4l2h264enc").meta.board,
+            Some(Board::RaspberryPi4)
+        );
+        assert_eq!(
+            by_name("rpi-libcamera").meta.board,
+            Some(Board::RaspberryPi4)
+        );
+        assert_eq!(
+            by_name("rpi5-openh264").meta.board,
+            Some(Board::RaspberryPi5)
+        );
         assert_eq!(by_name("rtsp").meta.profile, Profile::Camera);
         assert_eq!(by_name("v4l2-h264").meta.profile, Profile::Camera);
         assert!(!by_name("v4l2-h264").meta.force_key_unit);
         for t in &all {
-            assert!(!t.description.contains('#'), "{}: a comment leaked into the description", t.name);
-            assert!(t.render(&Params { device: Some("/dev/video0".into()), rtsp_url: Some("rtsp://h/s".into()), ..Params::default() }).is_ok());
+            assert!(
+                !t.description.contains('#'),
+                "{}: a comment leaked into the description",
+                t.name
+            );
+            assert!(
+                t.render(&Params {
+                    device: Some("/dev/video0".into()),
+                    rtsp_url: Some("rtsp://h/s".into()),
+                    ..Params::default()
+                })
+                .is_ok()
+            );
         }
     }
 
@@ -736,15 +927,24 @@ videotestsrc is-live=true
     fn parse_reads_header_and_joins_the_description() {
         let t = PipelineTemplate::parse("mine", MINIMAL).expect("parses");
         assert_eq!(t.meta.requires, ["videotestsrc", "x264enc"]);
-        assert_eq!((t.meta.board, t.meta.profile), (None, Profile::Main));
-        assert!(t.description.starts_with("videotestsrc is-live=true ! video/x-raw,"));
+        assert_eq!((&t.meta.board, t.meta.profile), (&None, Profile::Main));
+        assert!(
+            t.description
+                .starts_with("videotestsrc is-live=true ! video/x-raw,")
+        );
         assert!(t.description.ends_with("! video."));
-        assert_eq!(t.placeholders().into_iter().collect::<Vec<_>>(), ["bitrate", "framerate", "height", "keyint", "width"]);
+        assert_eq!(
+            t.placeholders().into_iter().collect::<Vec<_>>(),
+            ["bitrate", "framerate", "height", "keyint", "width"]
+        );
     }
 
     #[test]
     fn header_errors_name_file_line_and_key() {
-        assert_eq!(parse_err(&with("# profile: main\n", "")), "mine.pipeline: the header lacks `# profile: ...`");
+        assert_eq!(
+            parse_err(&with("# profile: main\n", "")),
+            "mine.pipeline: the header lacks `# profile: ...`"
+        );
         assert_eq!(
             parse_err(&with("# audio: no\n", "# audio: no\n# audio: yes\n")),
             "mine.pipeline:7: `audio` is given twice"
@@ -757,58 +957,120 @@ videotestsrc is-live=true
             parse_err(&with("# pipeline: mine", "# pipeline: yours")),
             "mine.pipeline:1: pipeline: 'yours' must equal the file name 'mine'"
         );
-        assert!(parse_err(&with("# audio: no", "# audio: maybe")).contains(":6: audio: expected yes or no"));
-        assert!(parse_err(&with("# audio: no", "# audio: no\n# colour: red")).contains(":7: unknown header key 'colour'"));
-        assert!(parse_err(&with("# source: test", "# source: usb")).contains("source: 'usb' is not one of test, v4l2-raw"));
-        assert!(parse_err(&with("# audio: no", "# audio: no\n# board: rpi3")).contains("board: 'rpi3' is not rpi4 or rpi5"));
-        assert!(parse_err(&with("videotestsrc x264enc", "")).contains(":3: requires: lists no element"));
+        assert!(
+            parse_err(&with("# audio: no", "# audio: maybe"))
+                .contains(":6: audio: expected yes or no")
+        );
+        assert!(
+            parse_err(&with("# audio: no", "# audio: no\n# colour: red"))
+                .contains(":7: unknown header key 'colour'")
+        );
+        assert!(
+            parse_err(&with("# source: test", "# source: usb"))
+                .contains("source: 'usb' is not one of test, v4l2-raw")
+        );
+        assert!(
+            parse_err(&with("# audio: no", "# audio: no\n# board: rpi3"))
+                .contains("board: 'rpi3' is not rpi4 or rpi5")
+        );
+        assert!(
+            parse_err(&with("videotestsrc x264enc", "")).contains(":3: requires: lists no element")
+        );
         // Free comments must be separated from the header by a lone `#`.
-        assert!(parse_err(&with("#\n# Free", "# Free")).contains(":7: expected `# key: value` in the header"));
+        assert!(
+            parse_err(&with("#\n# Free", "# Free"))
+                .contains(":7: expected `# key: value` in the header")
+        );
     }
 
     #[test]
     fn description_errors_name_the_line() {
         assert_eq!(
             parse_err(&with("{bitrate}", "{bitrate_kbps}")),
-            "mine.pipeline:12: unknown placeholder {bitrate_kbps} (known: device, width, height, \
+            "mine.pipeline:11: unknown placeholder {bitrate_kbps} (known: device, width, height, \
              framerate, bitrate, bitrate_bps, keyint, rtsp_url)"
         );
         assert_eq!(
             parse_err(&with("  ! video.", "  ! h264parse ! video.")),
-            "mine.pipeline:13: the description uses 'h264parse' but `requires:` does not list it"
+            "mine.pipeline:12: the description uses 'h264parse' but `requires:` does not list it"
         );
-        assert!(parse_err(&with("  ! video.", "  ! fakesink")).ends_with("never links its output to `video.`"));
-        assert!(parse_err(&with("# audio: no", "# audio: yes")).contains("never links to `audio.`"));
-        assert!(parse_err(&with("  ! video.", "  ! video. audiotestsrc ! audio.")).contains("says `audio: no`"));
-        assert!(parse_err(&with("is-live=true", "is-live=true sync=true")).contains(":10: sync=true makes"));
-        assert!(parse_err(&with("  ! video.", "  ! clocksync ! video.")).contains(":13: clocksync holds frames"));
-        assert!(parse_err(&with("is-live=true", "is-live=\"true")).contains(":10: a quote is not closed"));
-        assert!(parse_err(&with("  ! video.", "  ! queue min-threshold-time=100 ! video.")).contains("min-threshold-time"));
-        let header_only = MINIMAL.split("videotestsrc is-live").next().expect("header");
+        assert!(
+            parse_err(&with("  ! video.", "  ! videotestsrc"))
+                .ends_with("never links its output to `video.`")
+        );
+        assert!(
+            parse_err(&with("# audio: no", "# audio: yes")).contains("never links to `audio.`")
+        );
+        assert!(
+            parse_err(&with("  ! video.", "  ! video. videotestsrc ! audio."))
+                .contains("says `audio: no`")
+        );
+        assert!(
+            parse_err(&with("is-live=true", "is-live=true sync=true"))
+                .contains(":9: sync=true makes")
+        );
+        assert!(
+            parse_err(&with("  ! video.", "  ! clocksync ! video."))
+                .contains(":12: clocksync holds frames")
+        );
+        assert!(
+            parse_err(&with("is-live=true", "is-live=\"true"))
+                .contains(":9: a quote is not closed")
+        );
+        let holding = with("  ! video.", "  ! queue min-threshold-time=100 ! video.")
+            .replace("x264enc\n", "x264enc queue\n");
+        assert!(parse_err(&holding).contains(":12: min-threshold-time holds frames"));
+        let header_only = MINIMAL
+            .split("videotestsrc is-live")
+            .next()
+            .expect("header");
         assert!(parse_err(header_only).ends_with("there is no description after the header"));
     }
 
     #[test]
     fn tokens_skip_caps_strings_and_uris() {
+        let mut in_caps = false;
         let tokens = launch_tokens(
-            "a name=x ! \"video/x-raw, format=I420\" ! b.sink c location=rtsp://h/p!x d!e. f caps=video/x-h264",
+            "a name=x ! \"video/x-raw, format=I420\" ! b.sink c location=rtsp://h/p!x d!e. f caps=video/x-h264 \
+             ! video/x-raw,format={ I420, NV12 },width=2 ! g ! video/x-raw, width=1",
+            &mut in_caps,
         )
         .expect("tokenizes");
+        assert!(in_caps, "caps at the end of a line continue on the next");
         let elements: Vec<&str> = tokens
             .iter()
-            .filter_map(|t| if let Token::Element(e) = t { Some(*e) } else { None })
+            .filter_map(|t| {
+                if let Token::Element(e) = t {
+                    Some(*e)
+                } else {
+                    None
+                }
+            })
             .collect();
-        assert_eq!(elements, ["a", "c", "d", "f"]);
-        assert!(tokens.contains(&Token::Reference("b.sink")) && tokens.contains(&Token::Reference("e.")));
+        assert_eq!(elements, ["a", "c", "d", "f", "g"]);
+        assert!(
+            tokens.contains(&Token::Reference("b.sink"))
+                && tokens.contains(&Token::Reference("e."))
+        );
         assert!(tokens.contains(&Token::Property("location", "rtsp://h/p!x")));
         // Caps lists are not placeholders.
-        assert!(PipelineTemplate::parse("mine", &with("framerate}", "framerate},format={ I420, NV12 }")).is_ok());
+        assert!(
+            PipelineTemplate::parse(
+                "mine",
+                &with("framerate}", "framerate},format={ I420, NV12 }")
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn render_fills_placeholders() {
         let t = PipelineTemplate::parse("mine", MINIMAL).expect("parses");
-        let params = Params { framerate: (30000, 1001), bitrate_kbps: 1500, ..Params::default() };
+        let params = Params {
+            framerate: (30000, 1001),
+            bitrate_kbps: 1500,
+            ..Params::default()
+        };
         assert_eq!(
             t.render(&params).expect("renders"),
             "videotestsrc is-live=true ! video/x-raw,width=1280,height=720,framerate=30000/1001 \
@@ -818,7 +1080,13 @@ videotestsrc is-live=true
 
     #[test]
     fn keyint_is_about_two_seconds() {
-        let keyint = |framerate| Params { framerate, ..Params::default() }.keyint();
+        let keyint = |framerate| {
+            Params {
+                framerate,
+                ..Params::default()
+            }
+            .keyint()
+        };
         assert_eq!(keyint((30, 1)), 60);
         assert_eq!(keyint((59, 2)), 59);
         assert_eq!(keyint((30000, 1001)), 60);
@@ -830,43 +1098,109 @@ videotestsrc is-live=true
     fn render_rejects_missing_and_unsafe_values() {
         let webcam = resolve("v4l2-x264", None).expect("builtin");
         assert_eq!(
-            webcam.render(&Params::default()).expect_err("no device").to_string(),
+            webcam
+                .render(&Params::default())
+                .expect_err("no device")
+                .to_string(),
             "pipeline 'v4l2-x264' uses {device} but no V4L2 device is configured"
         );
         let rtsp = resolve("rtsp", None).expect("builtin");
         assert!(rtsp.render(&Params::default()).is_err());
-        let secret = Params { rtsp_url: Some("rtsp://u:pa ss@h/x".into()), ..Params::default() };
+        let secret = Params {
+            rtsp_url: Some("rtsp://u:pa ss@h/x".into()),
+            ..Params::default()
+        };
         let err = rtsp.render(&secret).expect_err("space").to_string();
-        assert!(err.starts_with("invalid rtsp_url:") && !err.contains("pa ss"), "{err}");
-        let ok = Params { rtsp_url: Some("rtsp://u:p%20w!@h:554/a?b=c&d".into()), ..Params::default() };
-        assert!(rtsp.render(&ok).expect("renders").contains("location=rtsp://u:p%20w!@h:554/a?b=c&d latency=0"));
+        assert!(
+            err.starts_with("invalid rtsp_url:") && !err.contains("pa ss"),
+            "{err}"
+        );
+        let ok = Params {
+            rtsp_url: Some("rtsp://u:p%20w!@h:554/a?b=c&d".into()),
+            ..Params::default()
+        };
+        assert!(
+            rtsp.render(&ok)
+                .expect("renders")
+                .contains("location=rtsp://u:p%20w!@h:554/a?b=c&d latency=0")
+        );
 
-        let bad = |p: Params| webcam.render(&Params { device: Some("/dev/video0".into()), ..p }).is_err();
-        assert!(bad(Params { width: 0, ..Params::default() }));
-        assert!(bad(Params { framerate: (30, 0), ..Params::default() }));
-        assert!(bad(Params { bitrate_kbps: 0, ..Params::default() }));
-        assert!(webcam.render(&Params { device: Some("/dev/video0\"x".into()), ..Params::default() }).is_err());
-        assert!(webcam.render(&Params { device: Some("/dev/vid eo0".into()), ..Params::default() }).is_err());
+        let bad = |p: Params| {
+            webcam
+                .render(&Params {
+                    device: Some("/dev/video0".into()),
+                    ..p
+                })
+                .is_err()
+        };
+        assert!(bad(Params {
+            width: 0,
+            ..Params::default()
+        }));
+        assert!(bad(Params {
+            framerate: (30, 0),
+            ..Params::default()
+        }));
+        assert!(bad(Params {
+            bitrate_kbps: 0,
+            ..Params::default()
+        }));
+        assert!(
+            webcam
+                .render(&Params {
+                    device: Some("/dev/video0\"x".into()),
+                    ..Params::default()
+                })
+                .is_err()
+        );
+        assert!(
+            webcam
+                .render(&Params {
+                    device: Some("/dev/vid eo0".into()),
+                    ..Params::default()
+                })
+                .is_err()
+        );
     }
 
     #[test]
     fn bitrate_bps_is_in_bits() {
         let t = resolve("rpi-v4l2h264enc", None).expect("builtin");
-        let out = t.render(&Params { device: Some("/dev/video0".into()), ..Params::default() }).expect("renders");
-        assert!(out.contains("video_bitrate=2000000,h264_i_frame_period=60,"), "{out}");
+        let out = t
+            .render(&Params {
+                device: Some("/dev/video0".into()),
+                ..Params::default()
+            })
+            .expect("renders");
+        assert!(
+            out.contains("video_bitrate=2000000,h264_i_frame_period=60,"),
+            "{out}"
+        );
     }
 
     #[test]
     fn full_description_prepends_the_appsinks() {
-        let params = Params { device: Some("/dev/video0".into()), ..Params::default() };
-        let video_only = resolve("v4l2-x264", None).expect("builtin").full_description(&params).expect("renders");
+        let params = Params {
+            device: Some("/dev/video0".into()),
+            ..Params::default()
+        };
+        let video_only = resolve("v4l2-x264", None)
+            .expect("builtin")
+            .full_description(&params)
+            .expect("renders");
         assert!(video_only.starts_with(
             "appsink name=video caps=\"video/x-h264,stream-format=byte-stream,alignment=au\" \
              sync=false async=false emit-signals=false max-buffers=2 drop=false v4l2src device=/dev/video0 "
         ), "{video_only}");
         assert!(!video_only.contains("name=audio"));
-        let with_audio = resolve("virtual-webcam", None).expect("builtin").full_description(&params).expect("renders");
-        assert!(with_audio.contains(" appsink name=audio caps=\"audio/x-opus\" sync=false async=false "));
+        let with_audio = resolve("virtual-webcam", None)
+            .expect("builtin")
+            .full_description(&params)
+            .expect("renders");
+        assert!(
+            with_audio
+                .contains(" appsink name=audio caps=\"audio/x-opus\" sync=false async=false ")
+        );
     }
 
     #[test]
@@ -876,27 +1210,58 @@ videotestsrc is-live=true
         std::fs::write(dir.path().join("virtual-webcam.pipeline"), &custom).expect("write");
         let t = resolve("virtual-webcam", Some(dir.path())).expect("override");
         assert_eq!(t.meta.profile, Profile::Main);
-        assert_eq!(t.file.as_deref(), Some(dir.path().join("virtual-webcam.pipeline").as_path()));
+        assert_eq!(
+            t.file.as_deref(),
+            Some(dir.path().join("virtual-webcam.pipeline").as_path())
+        );
         // Not overridden: the builtin.
         let builtin = resolve("v4l2-x264", Some(dir.path())).expect("builtin");
         assert_eq!(builtin.file, None);
         // A path is read as a file, named by its stem.
         std::fs::write(dir.path().join("mine.pipeline"), MINIMAL).expect("write");
         let path = dir.path().join("mine.pipeline");
-        assert_eq!(resolve(path.to_str().expect("utf-8"), None).expect("path").name, "mine");
+        assert_eq!(
+            resolve(path.to_str().expect("utf-8"), None)
+                .expect("path")
+                .name,
+            "mine"
+        );
     }
 
     #[test]
     fn resolve_errors_name_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("v4l2-x264.pipeline"), "# pipeline: v4l2-x264\n# bogus\n").expect("write");
-        let err = resolve("v4l2-x264", Some(dir.path())).expect_err("broken override").to_string();
-        assert!(err.starts_with(&format!("{}:2: expected", dir.path().join("v4l2-x264.pipeline").display())), "{err}");
+        std::fs::write(
+            dir.path().join("v4l2-x264.pipeline"),
+            "# pipeline: v4l2-x264\n# bogus\n",
+        )
+        .expect("write");
+        let err = resolve("v4l2-x264", Some(dir.path()))
+            .expect_err("broken override")
+            .to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}:2: expected",
+                dir.path().join("v4l2-x264.pipeline").display()
+            )),
+            "{err}"
+        );
 
-        let err = resolve("nope", Some(dir.path())).expect_err("unknown").to_string();
-        assert!(err.starts_with("no pipeline named 'nope' (looked for ") && err.contains("virtual-webcam"), "{err}");
-        let err = resolve("/no/such/file.pipeline", None).expect_err("missing file").to_string();
-        assert!(err.starts_with("cannot read pipeline file /no/such/file.pipeline:"), "{err}");
+        let err = resolve("nope", Some(dir.path()))
+            .expect_err("unknown")
+            .to_string();
+        assert!(
+            err.starts_with("no pipeline named 'nope' (looked for ")
+                && err.contains("virtual-webcam"),
+            "{err}"
+        );
+        let err = resolve("/no/such/file.pipeline", None)
+            .expect_err("missing file")
+            .to_string();
+        assert!(
+            err.starts_with("cannot read pipeline file /no/such/file.pipeline:"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -910,9 +1275,15 @@ videotestsrc is-live=true
 
     #[test]
     fn debug_hides_the_rtsp_password() {
-        let params = Params { rtsp_url: Some("rtsp://admin:hunter2@10.0.0.5:554/live".into()), ..Params::default() };
+        let params = Params {
+            rtsp_url: Some("rtsp://admin:hunter2@10.0.0.5:554/live".into()),
+            ..Params::default()
+        };
         let debug = format!("{params:?}");
-        assert!(debug.contains("rtsp://admin:***@10.0.0.5:554/live") && !debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("rtsp://admin:***@10.0.0.5:554/live") && !debug.contains("hunter2"),
+            "{debug}"
+        );
         assert_eq!(redact_url("rtsp://cam/live"), "rtsp://cam/live");
     }
 }

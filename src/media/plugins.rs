@@ -44,7 +44,13 @@ const fn req(
     yocto: &'static str,
     buildroot: &'static str,
 ) -> Requirement {
-    Requirement { element, what, debian, yocto, buildroot }
+    Requirement {
+        element,
+        what,
+        debian,
+        yocto,
+        buildroot,
+    }
 }
 
 const CORE_DEB: &str = "libgstreamer1.0-0";
@@ -53,6 +59,7 @@ const GOOD: &str = "gstreamer1.0-plugins-good";
 const BAD: &str = "gstreamer1.0-plugins-bad";
 
 /// Every element pipe or a builtin chain uses.
+#[rustfmt::skip]
 pub const REQUIREMENTS: &[Requirement] = &[
     // WebRTC
     req("webrtcbin", "WebRTC peer connection", BAD,
@@ -151,7 +158,9 @@ impl fmt::Display for Missing {
         write!(f, "missing GStreamer element '{}' ", self.element)?;
         match self.requirement {
             Some(r) => write!(f, "(Debian: apt install {})", r.debian),
-            None => f.write_str("(no package known; look it up with gst-inspect-1.0 on a machine that has it)"),
+            None => f.write_str(
+                "(no package known; look it up with gst-inspect-1.0 on a machine that has it)",
+            ),
         }
     }
 }
@@ -185,7 +194,10 @@ pub fn missing_in(elements: &[&str], present: impl Fn(&str) -> bool) -> Vec<Miss
     let mut out: Vec<Missing> = Vec::new();
     for &element in elements {
         if !present(element) && !out.iter().any(|m| m.element == element) {
-            out.push(Missing { element: element.to_string(), requirement: requirement(element) });
+            out.push(Missing {
+                element: element.to_string(),
+                requirement: requirement(element),
+            });
         }
     }
     out
@@ -194,13 +206,19 @@ pub fn missing_in(elements: &[&str], present: impl Fn(&str) -> bool) -> Vec<Miss
 /// The elements this machine's GStreamer registry lacks (initialises GStreamer if needed).
 pub fn missing(elements: &[&str]) -> Result<Vec<Missing>, gst::glib::Error> {
     gst::init()?;
-    Ok(missing_in(elements, |name| gst::ElementFactory::find(name).is_some()))
+    Ok(missing_in(elements, |name| {
+        gst::ElementFactory::find(name).is_some()
+    }))
 }
 
 /// `Ok` when every element is present; for the start-up check of `CORE` plus the chain's.
 pub fn check(elements: &[&str]) -> Result<(), PluginError> {
     let missing = missing(elements)?;
-    if missing.is_empty() { Ok(()) } else { Err(MissingElements(missing).into()) }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(MissingElements(missing).into())
+    }
 }
 
 #[cfg(test)]
@@ -215,7 +233,11 @@ mod tests {
         }
         for template in pipeline::builtin() {
             for element in &template.meta.requires {
-                assert!(requirement(element).is_some(), "{element} ({}) has no entry", template.name);
+                assert!(
+                    requirement(element).is_some(),
+                    "{element} ({}) has no entry",
+                    template.name
+                );
             }
         }
     }
@@ -235,7 +257,9 @@ mod tests {
 
     #[test]
     fn display_names_the_package_one_line_per_element() {
-        let missing = missing_in(&["x264enc", "appsink", "frobnicate", "x264enc"], |e| e == "appsink");
+        let missing = missing_in(&["x264enc", "appsink", "frobnicate", "x264enc"], |e| {
+            e == "appsink"
+        });
         let text = MissingElements(missing).to_string();
         assert_eq!(
             text,

@@ -20,8 +20,14 @@ const NOT_CAMERAS: &[(&str, &str)] = &[
     ("bcm2835-isp", "the Raspberry Pi 4 ISP"),
     ("pispbe", "the Raspberry Pi 5 ISP"),
     ("rpivid", "the Raspberry Pi HEVC decoder"),
-    ("unicam", "the Raspberry Pi 4 CSI receiver, which libcamera drives"),
-    ("rp1-cfe", "the Raspberry Pi 5 CSI receiver, which libcamera drives"),
+    (
+        "unicam",
+        "the Raspberry Pi 4 CSI receiver, which libcamera drives",
+    ),
+    (
+        "rp1-cfe",
+        "the Raspberry Pi 5 CSI receiver, which libcamera drives",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,8 +96,7 @@ pub fn select(
         (SourceKind::V4l2H264, decodable_h264_camera),
         (SourceKind::V4l2Raw, raw_camera),
         (SourceKind::V4l2H264, unverified_h264_camera),
-        (SourceKind::Test, |_, t| Ok((None, format!("no usable camera, so a test picture with a \
-                                                     clock is streamed, encoded by {}", encoder(t))))),
+        (SourceKind::Test, test_picture),
     ];
     for (source, finder) in tiers {
         if let Some(found) = s.first(source, finder) {
@@ -129,8 +134,13 @@ impl<'a> Selector<'a> {
                 .iter()
                 .find(|(driver, _)| device.driver.as_deref() == Some(*driver))
                 .map(|(_, what)| *what)
-                .or(device.is_m2m().then_some("a memory-to-memory codec or converter"))
-                .or(device.path.is_none().then_some("a device without a /dev node"));
+                .or(device
+                    .is_m2m()
+                    .then_some("a memory-to-memory codec or converter"))
+                .or(device
+                    .path
+                    .is_none()
+                    .then_some("a device without a /dev node"));
             match not_camera {
                 Some(what) => ignored.push(format!("{}: {what}", device.label())),
                 None => v4l2.push(device),
@@ -139,24 +149,52 @@ impl<'a> Selector<'a> {
         v4l2.sort_by_key(|d| node_order(d.path.as_deref().unwrap_or_default()));
         // libcamera also lists USB (UVC) cameras; the V4L2 chains handle those better, as
         // they can use the camera's own H.264.
-        let libcamera = probe.libcamera_cameras().filter(|d| !d.name.contains("usb")).collect();
-        let cameras = Cameras { board: &probe.board, v4l2, libcamera, ignored };
-        Selector { probe, templates, cameras, rejected: Vec::new() }
+        let libcamera = probe
+            .libcamera_cameras()
+            .filter(|d| !d.name.contains("usb"))
+            .collect();
+        let cameras = Cameras {
+            board: &probe.board,
+            v4l2,
+            libcamera,
+            ignored,
+        };
+        Selector {
+            probe,
+            templates,
+            cameras,
+            rejected: Vec::new(),
+        }
     }
 
     /// The first template of this source that can run, trying board-specific ones first;
     /// the others are recorded as rejected.
     fn first(&mut self, source: SourceKind, find: Finder) -> Option<(&'a PipelineTemplate, Found)> {
-        let mut candidates: Vec<&'a PipelineTemplate> =
-            self.templates.iter().filter(|t| t.meta.source == source).collect();
+        let mut candidates: Vec<&'a PipelineTemplate> = self
+            .templates
+            .iter()
+            .filter(|t| t.meta.source == source)
+            .collect();
         candidates.sort_by_key(|t| t.meta.board.is_none());
         for template in candidates {
-            if self.rejected.iter().any(|r| r.pipeline == template.name) {
-                continue;
-            }
-            match self.check(template).and_then(|()| find(&self.cameras, template)) {
-                Ok(found) => return Some((template, found)),
-                Err(why) => self.rejected.push(Rejected { pipeline: template.name.clone(), why }),
+            match self
+                .check(template)
+                .and_then(|()| find(&self.cameras, template))
+            {
+                Ok(found) => {
+                    // A pass-through chain is tried twice (verified profile, then unverified);
+                    // its first rejection no longer applies once it is chosen.
+                    self.rejected.retain(|r| r.pipeline != template.name);
+                    return Some((template, found));
+                }
+                Err(why) => {
+                    if !self.rejected.iter().any(|r| r.pipeline == template.name) {
+                        self.rejected.push(Rejected {
+                            pipeline: template.name.clone(),
+                            why,
+                        });
+                    }
+                }
             }
         }
         None
@@ -171,7 +209,10 @@ impl<'a> Selector<'a> {
         let meta = &template.meta;
         let passes_through = matches!(meta.source, SourceKind::V4l2H264 | SourceKind::Rtsp);
         if !passes_through && !meta.profile.browser_decodable() {
-            return Err(format!("it emits profile '{}', which browsers may not decode", meta.profile.as_str()));
+            return Err(format!(
+                "it emits profile '{}', which browsers may not decode",
+                meta.profile.as_str()
+            ));
         }
         let requires: Vec<&str> = meta.requires.iter().map(String::as_str).collect();
         let missing = plugins::missing_in(&requires, |e| self.probe.has_element(e));
@@ -190,13 +231,24 @@ impl<'a> Selector<'a> {
 
     fn reject_all(&mut self, source: SourceKind, why: &str) {
         for template in self.templates.iter().filter(|t| t.meta.source == source) {
-            self.rejected.push(Rejected { pipeline: template.name.clone(), why: why.to_string() });
+            self.rejected.push(Rejected {
+                pipeline: template.name.clone(),
+                why: why.to_string(),
+            });
         }
     }
 
     fn rejections(&self) -> String {
-        let parts: Vec<String> = self.rejected.iter().map(|r| format!("{}: {}", r.pipeline, r.why)).collect();
-        if parts.is_empty() { "no pipeline templates were given".to_string() } else { parts.join("; ") }
+        let parts: Vec<String> = self
+            .rejected
+            .iter()
+            .map(|r| format!("{}: {}", r.pipeline, r.why))
+            .collect();
+        if parts.is_empty() {
+            "no pipeline templates were given".to_string()
+        } else {
+            parts.join("; ")
+        }
     }
 
     fn finish(self, (template, (device, why)): (&PipelineTemplate, Found)) -> Selection {
@@ -215,22 +267,51 @@ impl<'a> Selector<'a> {
 }
 
 fn rtsp_stream(_: &Cameras, _: &PipelineTemplate) -> Result<Found, String> {
-    Ok((None, "an RTSP URL is configured and its H.264 is passed through as the camera sends it".to_string()))
+    Ok((
+        None,
+        "an RTSP URL is configured and its H.264 is passed through as the camera sends it"
+            .to_string(),
+    ))
+}
+
+fn test_picture(_: &Cameras, template: &PipelineTemplate) -> Result<Found, String> {
+    let why = format!(
+        "no usable camera, so a test picture with a clock is streamed, encoded by {}",
+        encoder(template)
+    );
+    Ok((None, why))
 }
 
 fn libcamera_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Found, String> {
-    let camera = cameras.libcamera.first().ok_or("no libcamera camera found")?;
-    Ok((None, format!("libcamera camera {} on this {}, encoded by {}", camera.label(), cameras.board, encoder(template))))
+    let camera = cameras
+        .libcamera
+        .first()
+        .ok_or("no libcamera camera found")?;
+    Ok((
+        None,
+        format!(
+            "libcamera camera {} on this {}, encoded by {}",
+            camera.label(),
+            cameras.board,
+            encoder(template)
+        ),
+    ))
 }
 
 fn decodable_h264_camera(cameras: &Cameras, _: &PipelineTemplate) -> Result<Found, String> {
     for camera in &cameras.v4l2 {
         let profiles = camera.h264_profiles().unwrap_or_default();
-        if let Some(profile) = profiles.iter().find(|p| Profile::parse(p).is_some_and(Profile::browser_decodable)) {
+        if let Some(profile) = profiles
+            .iter()
+            .find(|p| Profile::parse(p).is_some_and(Profile::browser_decodable))
+        {
             return Ok((
                 camera.path.clone(),
-                format!("{} gives H.264 in profile {profile}, which browsers decode, so it is \
-                         passed through without re-encoding", camera.label()),
+                format!(
+                    "{} gives H.264 in profile {profile}, which browsers decode, so it is \
+                         passed through without re-encoding",
+                    camera.label()
+                ),
             ));
         }
     }
@@ -240,7 +321,11 @@ fn decodable_h264_camera(cameras: &Cameras, _: &PipelineTemplate) -> Result<Foun
         .filter_map(|c| c.h264_profiles().map(|p| (c, p)))
         .map(|(c, p)| match p.is_empty() {
             true => format!("{} gives H.264 without saying its profile", c.label()),
-            false => format!("{} gives H.264 only in {}, which browsers are not offered", c.label(), p.join(", ")),
+            false => format!(
+                "{} gives H.264 only in {}, which browsers are not offered",
+                c.label(),
+                p.join(", ")
+            ),
         })
         .collect();
     if h264.is_empty() {
@@ -254,7 +339,11 @@ fn raw_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Found, S
     match cameras.v4l2.iter().find(|c| c.has_raw()) {
         Some(camera) => Ok((
             camera.path.clone(),
-            format!("{} gives raw video, encoded by {}", camera.label(), encoder(template)),
+            format!(
+                "{} gives raw video, encoded by {}",
+                camera.label(),
+                encoder(template)
+            ),
         )),
         None if cameras.v4l2.is_empty() => Err("no V4L2 camera found".to_string()),
         None => {
@@ -263,10 +352,21 @@ fn raw_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Found, S
                 .iter()
                 .map(|c| {
                     let formats: Vec<String> = c.formats.iter().map(ToString::to_string).collect();
-                    format!("{} gives {}", c.label(), if formats.is_empty() { "nothing".into() } else { formats.join(", ") })
+                    format!(
+                        "{} gives {}",
+                        c.label(),
+                        if formats.is_empty() {
+                            "nothing".into()
+                        } else {
+                            formats.join(", ")
+                        }
+                    )
                 })
                 .collect();
-            Err(format!("no V4L2 camera gives raw video ({})", offers.join("; ")))
+            Err(format!(
+                "no V4L2 camera gives raw video ({})",
+                offers.join("; ")
+            ))
         }
     }
 }
@@ -279,16 +379,24 @@ fn unverified_h264_camera(cameras: &Cameras, _: &PipelineTemplate) -> Result<Fou
         .ok_or("no V4L2 camera gives H.264 of unknown profile")?;
     Ok((
         camera.path.clone(),
-        format!("{} gives H.264 without saying its profile and no camera gives raw video, so it \
+        format!(
+            "{} gives H.264 without saying its profile and no camera gives raw video, so it \
                  is passed through unverified (browsers decode it only in constrained-baseline, \
-                 baseline or main)", camera.label()),
+                 baseline or main)",
+            camera.label()
+        ),
     ))
 }
 
 /// How a chain encodes, for the reason.
 fn encoder(template: &PipelineTemplate) -> String {
     let has = |e: &str| template.meta.requires.iter().any(|r| r == e);
-    let board = template.meta.board.as_ref().map(|b| format!("the {b} ")).unwrap_or_default();
+    let board = template
+        .meta
+        .board
+        .as_ref()
+        .map(|b| format!("the {b} "))
+        .unwrap_or_default();
     if has("v4l2h264enc") {
         format!("{board}hardware encoder (v4l2h264enc)")
     } else if has("openh264enc") {
@@ -312,16 +420,34 @@ mod tests {
     use super::*;
     use crate::media::pipeline::builtin;
     use crate::media::probe::{Backend, VideoFormat};
+    use gst::prelude::*;
 
     const EVERYTHING: &[&str] = &[
-        "v4l2src", "videoscale", "videoconvert", "x264enc", "h264parse", "videotestsrc",
-        "clockoverlay", "audiotestsrc", "audioconvert", "audioresample", "opusenc", "rtspsrc",
-        "rtpbin", "udpsrc", "rtph264depay", "openh264enc",
+        "v4l2src",
+        "videoscale",
+        "videoconvert",
+        "x264enc",
+        "h264parse",
+        "videotestsrc",
+        "clockoverlay",
+        "audiotestsrc",
+        "audioconvert",
+        "audioresample",
+        "opusenc",
+        "rtspsrc",
+        "rtpbin",
+        "udpsrc",
+        "rtph264depay",
+        "openh264enc",
     ];
 
     fn machine(board: Board, extra: &[&str]) -> Probe {
         Probe {
-            elements: EVERYTHING.iter().chain(extra).map(|e| e.to_string()).collect(),
+            elements: EVERYTHING
+                .iter()
+                .chain(extra)
+                .map(|e| e.to_string())
+                .collect(),
             devices: Vec::new(),
             board,
             notes: Vec::new(),
@@ -351,14 +477,26 @@ mod tests {
     }
 
     fn h264(profiles: &[&str]) -> VideoFormat {
-        VideoFormat::H264 { profiles: profiles.iter().map(|p| p.to_string()).collect() }
+        VideoFormat::H264 {
+            profiles: profiles.iter().map(|p| p.to_string()).collect(),
+        }
     }
 
     /// The ISP and codec nodes a Raspberry Pi 4 shows next to its cameras.
     fn pi_nodes() -> Vec<VideoDevice> {
         vec![
-            v4l2("/dev/video13", "bcm2835-isp", "bcm2835-isp", vec![VideoFormat::Raw]),
-            v4l2("/dev/video0", "unicam", "unicam", vec![VideoFormat::Other("video/x-bayer".into())]),
+            v4l2(
+                "/dev/video13",
+                "bcm2835-isp",
+                "bcm2835-isp",
+                vec![VideoFormat::Raw],
+            ),
+            v4l2(
+                "/dev/video0",
+                "unicam",
+                "unicam",
+                vec![VideoFormat::Other("video/x-bayer".into())],
+            ),
         ]
     }
 
@@ -369,10 +507,16 @@ mod tests {
     #[test]
     fn rtsp_url_wins_over_everything() {
         let mut probe = machine(Board::RaspberryPi4, &["v4l2h264enc", "libcamerasrc"]);
-        probe.devices.push(libcamera("/base/soc/i2c0mux/i2c@1/imx708@1a"));
+        probe
+            .devices
+            .push(libcamera("/base/soc/i2c0mux/i2c@1/imx708@1a"));
         let s = pick(&probe, Some("rtsp://cam/stream"));
-        assert_eq!((s.pipeline.as_str(), s.device), ("rtsp", None));
-        assert!(s.reason.starts_with("rtsp: an RTSP URL is configured"), "{}", s.reason);
+        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("rtsp", None));
+        assert!(
+            s.reason.starts_with("rtsp: an RTSP URL is configured"),
+            "{}",
+            s.reason
+        );
     }
 
     #[test]
@@ -381,91 +525,192 @@ mod tests {
         probe.elements.remove("rtspsrc");
         let err = select(&probe, &builtin(), Some("rtsp://cam/x")).expect_err("rtsp cannot run");
         let text = err.to_string();
-        assert!(text.contains("rtspsrc (Debian package gstreamer1.0-plugins-good)"), "{text}");
+        assert!(
+            text.contains("rtspsrc (Debian package gstreamer1.0-plugins-good)"),
+            "{text}"
+        );
     }
 
     #[test]
     fn pi4_libcamera_camera_uses_the_hardware_encoder() {
         let mut probe = machine(Board::RaspberryPi4, &["v4l2h264enc", "libcamerasrc"]);
         probe.devices = pi_nodes();
-        probe.devices.push(libcamera("/base/soc/i2c0mux/i2c@1/imx708@1a"));
+        probe
+            .devices
+            .push(libcamera("/base/soc/i2c0mux/i2c@1/imx708@1a"));
         let s = pick(&probe, None);
-        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("rpi-libcamera", None));
-        assert!(s.reason.contains("imx708@1a' on this Raspberry Pi 4, encoded by the Raspberry Pi 4 \
-                                   hardware encoder (v4l2h264enc)"), "{}", s.reason);
+        assert_eq!(
+            (s.pipeline.as_str(), s.device.as_deref()),
+            ("rpi-libcamera", None)
+        );
+        assert!(
+            s.reason.contains(
+                "imx708@1a' on this Raspberry Pi 4, encoded by the Raspberry Pi 4 \
+                                   hardware encoder (v4l2h264enc)"
+            ),
+            "{}",
+            s.reason
+        );
         assert_eq!(s.ignored_devices.len(), 2, "{:?}", s.ignored_devices);
     }
 
     #[test]
     fn pi5_libcamera_camera_uses_openh264() {
         let mut probe = machine(Board::RaspberryPi5, &["libcamerasrc"]);
-        probe.devices.push(libcamera("/base/axi/pcie@120000/rp1/i2c@88000/imx219@10"));
-        probe.devices.push(v4l2("/dev/video0", "rp1-cfe", "rp1-cfe", vec![VideoFormat::Raw]));
+        probe
+            .devices
+            .push(libcamera("/base/axi/pcie@120000/rp1/i2c@88000/imx219@10"));
+        probe.devices.push(v4l2(
+            "/dev/video0",
+            "rp1-cfe",
+            "rp1-cfe",
+            vec![VideoFormat::Raw],
+        ));
         let s = pick(&probe, None);
         assert_eq!(s.pipeline, "rpi5-openh264");
-        assert!(s.reason.contains("rpi-libcamera: made for Raspberry Pi 4, this is Raspberry Pi 5"), "{}", s.reason);
+        assert!(
+            s.reason
+                .contains("rpi-libcamera: made for Raspberry Pi 4, this is Raspberry Pi 5"),
+            "{}",
+            s.reason
+        );
     }
 
     #[test]
     fn pi4_without_v4l2h264enc_says_what_is_missing() {
         let mut probe = machine(Board::RaspberryPi4, &["libcamerasrc"]);
-        probe.devices.push(libcamera("/base/soc/i2c0mux/i2c@1/imx219@10"));
+        probe
+            .devices
+            .push(libcamera("/base/soc/i2c0mux/i2c@1/imx219@10"));
         let s = pick(&probe, None);
         assert_eq!(s.pipeline, "virtual-webcam");
-        assert!(s.reason.contains("rpi-libcamera: this machine lacks v4l2h264enc (Debian package \
-                                   gstreamer1.0-plugins-good)"), "{}", s.reason);
+        assert!(
+            s.reason.contains(
+                "rpi-libcamera: this machine lacks v4l2h264enc (Debian package \
+                                   gstreamer1.0-plugins-good)"
+            ),
+            "{}",
+            s.reason
+        );
     }
 
     #[test]
     fn decodable_h264_camera_is_passed_through() {
         let mut probe = machine(Board::Unknown, &[]);
-        probe.devices.push(v4l2("/dev/video2", "H264 Cam", "uvcvideo", vec![VideoFormat::Raw, h264(&["constrained-baseline"])]));
+        probe.devices.push(v4l2(
+            "/dev/video2",
+            "H264 Cam",
+            "uvcvideo",
+            vec![VideoFormat::Raw, h264(&["constrained-baseline"])],
+        ));
         let s = pick(&probe, None);
-        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("v4l2-h264", Some("/dev/video2")));
-        assert!(s.reason.contains("/dev/video2 (H264 Cam) gives H.264 in profile constrained-baseline"), "{}", s.reason);
+        assert_eq!(
+            (s.pipeline.as_str(), s.device.as_deref()),
+            ("v4l2-h264", Some("/dev/video2"))
+        );
+        assert!(
+            s.reason
+                .contains("/dev/video2 (H264 Cam) gives H.264 in profile constrained-baseline"),
+            "{}",
+            s.reason
+        );
     }
 
     #[test]
     fn high_profile_camera_is_encoded_from_raw_instead() {
         let mut probe = machine(Board::Unknown, &[]);
-        probe.devices.push(v4l2("/dev/video0", "Cam", "uvcvideo", vec![VideoFormat::Raw, h264(&["high"])]));
+        probe.devices.push(v4l2(
+            "/dev/video0",
+            "Cam",
+            "uvcvideo",
+            vec![VideoFormat::Raw, h264(&["high"])],
+        ));
         let s = pick(&probe, None);
-        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("v4l2-x264", Some("/dev/video0")));
-        assert!(s.reason.contains("v4l2-h264: /dev/video0 (Cam) gives H.264 only in high"), "{}", s.reason);
+        assert_eq!(
+            (s.pipeline.as_str(), s.device.as_deref()),
+            ("v4l2-x264", Some("/dev/video0"))
+        );
+        assert!(
+            s.reason
+                .contains("v4l2-h264: /dev/video0 (Cam) gives H.264 only in high"),
+            "{}",
+            s.reason
+        );
     }
 
     #[test]
     fn raw_camera_on_pi4_with_v4l2h264enc_uses_the_hardware_encoder() {
         let mut probe = machine(Board::RaspberryPi4, &["v4l2h264enc"]);
         probe.devices = pi_nodes();
-        probe.devices.push(v4l2("/dev/video1", "USB Camera", "uvcvideo", vec![VideoFormat::Jpeg, VideoFormat::Raw]));
+        probe.devices.push(v4l2(
+            "/dev/video1",
+            "USB Camera",
+            "uvcvideo",
+            vec![VideoFormat::Jpeg, VideoFormat::Raw],
+        ));
         let s = pick(&probe, None);
-        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("rpi-v4l2h264enc", Some("/dev/video1")));
+        assert_eq!(
+            (s.pipeline.as_str(), s.device.as_deref()),
+            ("rpi-v4l2h264enc", Some("/dev/video1"))
+        );
         assert_eq!(
             s.reason.split(" Not chosen").next(),
-            Some("rpi-v4l2h264enc: /dev/video1 (USB Camera) gives raw video, encoded by the \
-                  Raspberry Pi 4 hardware encoder (v4l2h264enc).")
+            Some(
+                "rpi-v4l2h264enc: /dev/video1 (USB Camera) gives raw video, encoded by the \
+                  Raspberry Pi 4 hardware encoder (v4l2h264enc)."
+            )
         );
-        assert!(s.reason.contains("rpi-libcamera: no libcamera camera found"), "{}", s.reason);
+        assert!(
+            s.reason.contains(
+                "rpi-libcamera: this machine lacks libcamerasrc (Debian package \
+                                   gstreamer1.0-libcamera)"
+            ),
+            "{}",
+            s.reason
+        );
     }
 
     #[test]
     fn raw_camera_elsewhere_uses_x264() {
         let mut probe = machine(Board::Unknown, &["v4l2h264enc"]);
-        probe.devices.push(v4l2("/dev/video10", "Later", "uvcvideo", vec![VideoFormat::Raw]));
-        probe.devices.push(v4l2("/dev/video2", "First", "uvcvideo", vec![VideoFormat::Raw]));
+        probe.devices.push(v4l2(
+            "/dev/video10",
+            "Later",
+            "uvcvideo",
+            vec![VideoFormat::Raw],
+        ));
+        probe.devices.push(v4l2(
+            "/dev/video2",
+            "First",
+            "uvcvideo",
+            vec![VideoFormat::Raw],
+        ));
         let s = pick(&probe, None);
-        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("v4l2-x264", Some("/dev/video2")));
-        assert!(s.reason.contains("rpi-v4l2h264enc: made for Raspberry Pi 4, this is an unknown board"), "{}", s.reason);
+        assert_eq!(
+            (s.pipeline.as_str(), s.device.as_deref()),
+            ("v4l2-x264", Some("/dev/video2"))
+        );
+        assert!(
+            s.reason
+                .contains("rpi-v4l2h264enc: made for Raspberry Pi 4, this is an unknown board"),
+            "{}",
+            s.reason
+        );
     }
 
     #[test]
     fn h264_of_unknown_profile_only_without_raw() {
         let mut probe = machine(Board::Unknown, &[]);
-        probe.devices.push(v4l2("/dev/video0", "Cam", "uvcvideo", vec![h264(&[])]));
+        probe
+            .devices
+            .push(v4l2("/dev/video0", "Cam", "uvcvideo", vec![h264(&[])]));
         let s = pick(&probe, None);
         assert_eq!(s.pipeline, "v4l2-h264");
-        assert!(s.reason.contains("passed through unverified"), "{}", s.reason);
+        assert!(
+            s.reason.contains("passed through unverified"),
+            "{}",
+            s.reason
+        );
 
         probe.devices[0].formats.push(VideoFormat::Raw);
         assert_eq!(pick(&probe, None).pipeline, "v4l2-x264");
@@ -474,20 +719,47 @@ mod tests {
     #[test]
     fn nothing_found_streams_the_test_picture() {
         let mut probe = machine(Board::Unknown, &[]);
-        probe.devices.push(v4l2("/dev/video0", "Bayer", "uvcvideo", vec![VideoFormat::Jpeg]));
+        probe.devices.push(v4l2(
+            "/dev/video0",
+            "Bayer",
+            "uvcvideo",
+            vec![VideoFormat::Jpeg],
+        ));
         let s = pick(&probe, None);
-        assert_eq!((s.pipeline.as_str(), s.device), ("virtual-webcam", None));
-        assert!(s.reason.contains("v4l2-x264: no V4L2 camera gives raw video (/dev/video0 (Bayer) gives MJPEG)"), "{}", s.reason);
-        assert!(s.explain().contains("not chosen: rtsp: no RTSP URL is configured"));
+        assert_eq!(
+            (s.pipeline.as_str(), s.device.as_deref()),
+            ("virtual-webcam", None)
+        );
+        assert!(
+            s.reason.contains(
+                "v4l2-x264: no V4L2 camera gives raw video (/dev/video0 (Bayer) gives MJPEG)"
+            ),
+            "{}",
+            s.reason
+        );
+        assert!(
+            s.explain()
+                .contains("not chosen: rtsp: no RTSP URL is configured")
+        );
     }
 
     #[test]
     fn codec_nodes_are_not_cameras() {
         let mut probe = machine(Board::Unknown, &[]);
-        let mut m2m = v4l2("/dev/video20", "some-m2m", "vendor-codec", vec![VideoFormat::Raw]);
+        let mut m2m = v4l2(
+            "/dev/video20",
+            "some-m2m",
+            "vendor-codec",
+            vec![VideoFormat::Raw],
+        );
         m2m.capabilities = Some(0x0420_8000);
         probe.devices.push(m2m);
-        probe.devices.push(v4l2("/dev/video11", "enc", "bcm2835-codec", vec![VideoFormat::Raw]));
+        probe.devices.push(v4l2(
+            "/dev/video11",
+            "enc",
+            "bcm2835-codec",
+            vec![VideoFormat::Raw],
+        ));
         let s = pick(&probe, None);
         assert_eq!(s.pipeline, "virtual-webcam");
         assert_eq!(s.ignored_devices.len(), 2);
@@ -496,8 +768,15 @@ mod tests {
     #[test]
     fn usb_cameras_listed_by_libcamera_go_to_the_v4l2_chains() {
         let mut probe = machine(Board::RaspberryPi4, &["v4l2h264enc", "libcamerasrc"]);
-        probe.devices.push(libcamera("/base/scb/pcie@7d500000/pci@0,0/usb@0,0-1.2:1.0-046d:0825"));
-        probe.devices.push(v4l2("/dev/video0", "Webcam", "uvcvideo", vec![VideoFormat::Raw]));
+        probe.devices.push(libcamera(
+            "/base/scb/pcie@7d500000/pci@0,0/usb@0,0-1.2:1.0-046d:0825",
+        ));
+        probe.devices.push(v4l2(
+            "/dev/video0",
+            "Webcam",
+            "uvcvideo",
+            vec![VideoFormat::Raw],
+        ));
         assert_eq!(pick(&probe, None).pipeline, "rpi-v4l2h264enc");
     }
 
@@ -505,7 +784,11 @@ mod tests {
     fn nothing_usable_is_an_error() {
         let probe = Probe::default();
         let err = select(&probe, &builtin(), None).expect_err("nothing can run");
-        assert!(err.to_string().contains("virtual-webcam: this machine lacks videotestsrc"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("virtual-webcam: this machine lacks videotestsrc"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -532,8 +815,16 @@ mod tests {
         assert!(probe.has_element("v4l2h264enc") && probe.has_element("libcamerasrc"));
 
         probe.board = Board::RaspberryPi4;
-        probe.devices = vec![v4l2("/dev/video0", "USB Camera", "uvcvideo", vec![VideoFormat::Raw])];
+        probe.devices = vec![v4l2(
+            "/dev/video0",
+            "USB Camera",
+            "uvcvideo",
+            vec![VideoFormat::Raw],
+        )];
         let s = select(&probe, &builtin(), None).expect("selects");
-        assert_eq!((s.pipeline.as_str(), s.device.as_deref()), ("rpi-v4l2h264enc", Some("/dev/video0")));
+        assert_eq!(
+            (s.pipeline.as_str(), s.device.as_deref()),
+            ("rpi-v4l2h264enc", Some("/dev/video0"))
+        );
     }
 }

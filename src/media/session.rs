@@ -202,6 +202,14 @@ fn build(capture: &Capture, ice: &IceConfig, events: mpsc::Sender<GstEvent>) -> 
         .downcast::<gst::Pipeline>()
         .map_err(|_| MediaError::Pipeline("viewer description is not a pipeline".into()))?;
     pipeline.use_clock(Some(capture.clock()));
+    // webrtcbin 1.22 puts a clocksync on every input stream, holding each frame until its
+    // running time (plus latency). Our input is live and already paced by the camera, so the
+    // wait only adds latency: let frames through at once.
+    pipeline.connect_deep_element_added(|_, _, element| {
+        if element.factory().is_some_and(|f| f.name() == "clocksync") {
+            element.set_property("sync", false);
+        }
+    });
     let webrtc = pipeline.by_name("webrtc").expect("named in the description");
     let appsrc = |name| pipeline.by_name(name).and_then(|e| e.downcast::<gst_app::AppSrc>().ok());
     let video = appsrc("video").expect("named in the description");
@@ -235,10 +243,17 @@ fn build(capture: &Capture, ice: &IceConfig, events: mpsc::Sender<GstEvent>) -> 
             gst::PadProbeReturn::Ok
         });
     }
+    // Fix the base time ourselves (no start time: GStreamer keeps it), so the fan-out can move
+    // each frame's capture clock time into this pipeline's running time from the first frame.
+    let base_time = capture.clock().time();
+    pipeline.set_start_time(gst::ClockTime::NONE);
+    pipeline.set_base_time(base_time);
+    // Nothing here waits for the clock, so the pipeline's latency is zero; saying so up front
+    // also lets rtpsession timestamp RTCP before any latency query completes.
+    pipeline.set_latency(gst::ClockTime::ZERO);
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|_| MediaError::Pipeline("the viewer pipeline did not start".into()))?;
-    let base_time = pipeline.base_time().unwrap_or(gst::ClockTime::ZERO);
     let feed = Feed::new(video, audio, base_time);
     Ok(Viewer { pipeline, webrtc, feed })
 }

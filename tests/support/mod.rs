@@ -1,0 +1,7 @@
+//! Helpers shared by the integration tests: each `tests/*.rs` says `mod support;`.
+// Not every test binary uses every helper.
+#![allow(dead_code)]
+
+pub mod chromium;
+pub mod device;
+pub mod netns;
