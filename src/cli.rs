@@ -9,10 +9,16 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, ConfigError};
 
 #[derive(Debug, Parser)]
-#[command(name = "pipe", version, about = "Secure remote access to a camera behind NAT, with nothing but a browser.")]
-#[command(long_about = "pipe streams a camera to browsers over WebRTC. The device keeps an outbound \
+#[command(
+    name = "pipe",
+    version,
+    about = "Secure remote access to a camera behind NAT, with nothing but a browser."
+)]
+#[command(
+    long_about = "pipe streams a camera to browsers over WebRTC. The device keeps an outbound \
 connection to a rendezvous (signalling) server, embedded by default, so it works behind NAT \
-without port forwarding.\n\nWith no subcommand, `pipe` runs `pipe device`.")]
+without port forwarding.\n\nWith no subcommand, `pipe` runs `pipe device`."
+)]
 pub struct Cli {
     /// Config file (TOML). Default /etc/pipe/pipe.toml, if it exists.
     #[arg(long, global = true, env = "PIPE_CONFIG", value_name = "PATH")]
@@ -30,7 +36,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the camera supervisor: capture, encode once, stream to every authorised viewer
     /// (the default).
-    Device(DeviceArgs),
+    Device(Box<DeviceArgs>),
     /// Run a standalone rendezvous (signalling) server that also serves the viewer app. It
     /// only forwards messages between devices and browsers and holds no keys.
     Rendezvous(RendezvousArgs),
@@ -75,7 +81,12 @@ pub struct DeviceArgs {
     #[arg(long, env = "PIPE_RTSP_URL", value_name = "URL")]
     pub rtsp_url: Option<String>,
     /// STUN server (stun:host:port) for device and viewer; repeat for more.
-    #[arg(long = "stun", env = "PIPE_STUN", value_delimiter = ',', value_name = "URL")]
+    #[arg(
+        long = "stun",
+        env = "PIPE_STUN",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
     pub stun_servers: Vec<String>,
 }
 
@@ -133,15 +144,23 @@ mod tests {
     #[test]
     fn flags_override_the_file_and_are_validated() {
         let file = Config::from_toml("[device]\nport = 9000\n[video]\nwidth = 640\n").unwrap();
-        let cli = Cli::try_parse_from(["pipe", "device", "--port", "9100", "--framerate", "29.5"]).unwrap();
-        let Some(Command::Device(args)) = cli.command else { panic!("device") };
+        let cli = Cli::try_parse_from(["pipe", "device", "--port", "9100", "--framerate", "29.5"])
+            .unwrap();
+        let Some(Command::Device(args)) = cli.command else {
+            panic!("device")
+        };
         let config = args.apply(file).unwrap();
         assert_eq!(config.device.port, 9100);
-        assert_eq!(config.video.width, 640, "file values stay where no flag is given");
+        assert_eq!(
+            config.video.width, 640,
+            "file values stay where no flag is given"
+        );
         assert_eq!(config.video.framerate, "29.5");
 
         let cli = Cli::try_parse_from(["pipe", "device", "--width", "7"]).unwrap();
-        let Some(Command::Device(args)) = cli.command else { panic!("device") };
+        let Some(Command::Device(args)) = cli.command else {
+            panic!("device")
+        };
         let err = args.apply(Config::default()).unwrap_err();
         assert!(err.to_string().contains("video.width"), "{err}");
     }

@@ -13,7 +13,10 @@ pub const DEFAULT_PATH: &str = "/etc/pipe/pipe.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}`: {message}")]
@@ -81,7 +84,14 @@ pub struct VideoConfig {
 
 impl Default for VideoConfig {
     fn default() -> Self {
-        Self { device: None, width: 1280, height: 720, framerate: "30".into(), bitrate_kbps: 2000, rtsp_url: None }
+        Self {
+            device: None,
+            width: 1280,
+            height: 720,
+            framerate: "30".into(),
+            bitrate_kbps: 2000,
+            rtsp_url: None,
+        }
     }
 }
 
@@ -118,7 +128,10 @@ pub struct TurnServer {
 
 impl fmt::Debug for TurnServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TurnServer").field("url", &self.url).field("username", &self.username).finish_non_exhaustive()
+        f.debug_struct("TurnServer")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
     }
 }
 
@@ -142,7 +155,10 @@ impl Framerate {
             (text.parse().ok()?, 1)
         };
         let g = gcd(num, den);
-        (num > 0 && den > 0 && num / den <= 240).then(|| Self { num: num / g, den: den / g })
+        (num > 0 && den > 0 && num / den <= 240).then(|| Self {
+            num: num / g,
+            den: den / g,
+        })
     }
 
     pub fn as_f64(self) -> f64 {
@@ -164,7 +180,9 @@ impl Config {
         };
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(Self::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                return Ok(Self::default());
+            }
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         Self::from_toml(&text).map_err(|message| ConfigError::Parse { path, message })
@@ -176,16 +194,24 @@ impl Config {
 
     /// Checks what serde cannot; run after flags and environment are applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: &str| Err(ConfigError::Invalid { key, message: message.into() });
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
         let v = &self.video;
-        if !(16..=7680).contains(&v.width) || v.width % 2 != 0 {
+        if !(16..=7680).contains(&v.width) || !v.width.is_multiple_of(2) {
             return invalid("video.width", "must be an even number from 16 to 7680");
         }
-        if !(16..=4320).contains(&v.height) || v.height % 2 != 0 {
+        if !(16..=4320).contains(&v.height) || !v.height.is_multiple_of(2) {
             return invalid("video.height", "must be an even number from 16 to 4320");
         }
         if Framerate::parse(&v.framerate).is_none() {
-            return invalid("video.framerate", "must be a rate like 30, 29.5 or 30000/1001 (at most 240)");
+            return invalid(
+                "video.framerate",
+                "must be a rate like 30, 29.5 or 30000/1001 (at most 240)",
+            );
         }
         if !(100..=50_000).contains(&v.bitrate_kbps) {
             return invalid("video.bitrate_kbps", "must be from 100 to 50000");
@@ -197,7 +223,10 @@ impl Config {
             }
         }
         if self.device.pipeline.trim().is_empty() {
-            return invalid("device.pipeline", "must be `auto`, a pipeline name or a path");
+            return invalid(
+                "device.pipeline",
+                "must be `auto`, a pipeline name or a path",
+            );
         }
         for s in &self.ice.stun_servers {
             if !(s.starts_with("stun:") || s.starts_with("stuns:")) {
@@ -206,13 +235,21 @@ impl Config {
         }
         for t in &self.ice.turn_servers {
             if !(t.url.starts_with("turn:") || t.url.starts_with("turns:")) {
-                return invalid("ice.turn_servers", "url looks like turn:host:port or turns:host:port");
+                return invalid(
+                    "ice.turn_servers",
+                    "url looks like turn:host:port or turns:host:port",
+                );
             }
         }
         match (self.ice.port_min, self.ice.port_max) {
-            (Some(lo), Some(hi)) if lo > hi => return invalid("ice.port_min", "must not exceed ice.port_max"),
+            (Some(lo), Some(hi)) if lo > hi => {
+                return invalid("ice.port_min", "must not exceed ice.port_max");
+            }
             (Some(_), None) | (None, Some(_)) => {
-                return invalid("ice.port_min", "set both ice.port_min and ice.port_max, or neither");
+                return invalid(
+                    "ice.port_min",
+                    "set both ice.port_min and ice.port_max, or neither",
+                );
             }
             _ => {}
         }
@@ -226,7 +263,9 @@ impl Config {
 
 /// " at line L, column C" for a TOML error span.
 fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    let Some(span) = span else { return String::new() };
+    let Some(span) = span else {
+        return String::new();
+    };
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, str::len) + 1;
@@ -242,7 +281,10 @@ mod tests {
         let c = Config::from_toml("").unwrap();
         assert_eq!(c.device.port, 8080);
         assert_eq!(c.device.state_dir, PathBuf::from("/var/lib/pipe"));
-        assert_eq!((c.video.width, c.video.height, c.video.bitrate_kbps), (1280, 720, 2000));
+        assert_eq!(
+            (c.video.width, c.video.height, c.video.bitrate_kbps),
+            (1280, 720, 2000)
+        );
         assert_eq!(c.framerate(), Framerate { num: 30, den: 1 });
         assert!(!c.ice.upnp && !c.ice.tcp && c.ice.stun_servers.is_empty());
         c.validate().unwrap();
@@ -269,7 +311,10 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.device.port, 9000);
         assert_eq!(c.framerate(), Framerate { num: 59, den: 2 });
-        assert!(!format!("{c:?}").contains("hunter2"), "TURN credentials never reach logs");
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "TURN credentials never reach logs"
+        );
     }
 
     #[test]
@@ -299,9 +344,18 @@ mod tests {
 
     #[test]
     fn framerates_parse_as_exact_fractions() {
-        assert_eq!(Framerate::parse("30000/1001"), Some(Framerate { num: 30000, den: 1001 }));
+        assert_eq!(
+            Framerate::parse("30000/1001"),
+            Some(Framerate {
+                num: 30000,
+                den: 1001
+            })
+        );
         assert_eq!(Framerate::parse("25"), Some(Framerate { num: 25, den: 1 }));
-        assert_eq!(Framerate::parse("29.50"), Some(Framerate { num: 59, den: 2 }));
+        assert_eq!(
+            Framerate::parse("29.50"),
+            Some(Framerate { num: 59, den: 2 })
+        );
         assert_eq!(Framerate::parse("0"), None);
         assert_eq!(Framerate::parse("1/0"), None);
     }

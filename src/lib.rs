@@ -4,11 +4,11 @@
 //! read straight through the modules: a signalling message (`signalling`), a video frame
 //! (`media`), and the viewer app (`web`).
 
-pub mod media;
-pub mod signalling;
+pub mod cli;
+pub mod cmds;
 pub mod config;
 pub mod identity;
+pub mod media;
 pub mod persist;
+pub mod signalling;
 pub mod web;
-pub mod cmds;
-pub mod cli;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use pipe::cli::{Cli, Command, DeviceArgs};
+use pipe::cli::{Cli, Command};
 use pipe::cmds;
 use pipe::config::Config;
 
@@ -10,7 +10,11 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -23,12 +27,14 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let file = Config::load(cli.config.as_deref())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    match cli.command.unwrap_or(Command::Device(DeviceArgs::default())) {
+    match cli.command.unwrap_or(Command::Device(Box::default())) {
         Command::Device(args) => runtime.block_on(cmds::device::run(args.apply(file)?)),
-        Command::Rendezvous(args) => runtime.block_on(cmds::rendezvous::run(cmds::rendezvous::Options {
-            listen: args.listen,
-            port: args.port,
-            ice: file.ice,
-        })),
+        Command::Rendezvous(args) => {
+            runtime.block_on(cmds::rendezvous::run(cmds::rendezvous::Options {
+                listen: args.listen,
+                port: args.port,
+                ice: file.ice,
+            }))
+        }
     }
 }

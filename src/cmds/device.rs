@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -14,9 +15,9 @@ use crate::config::Config;
 use crate::identity::DeviceIdentity;
 use crate::media::capture::Capture;
 use crate::media::pipeline::{self, Params, PipelineTemplate};
+use crate::media::select;
 use crate::media::session::{self, Command, SessionContext, SessionHandle};
 use crate::media::{plugins, probe};
-use crate::media::select;
 use crate::signalling::client::{self, Event};
 use crate::signalling::protocol::SessionId;
 use crate::signalling::server::Rendezvous;
@@ -48,25 +49,56 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (rendezvous, signal_url) = match &config.device.rendezvous {
         Some(url) => (None, url.clone()),
         None => {
-            let host = if config.device.listen.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { config.device.listen };
+            let host = if config.device.listen.is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                config.device.listen
+            };
             let name = concat!("pipe-device/", env!("CARGO_PKG_VERSION"));
-            (Some(Rendezvous::new(name)), format!("ws://{}/signal", SocketAddr::new(host, port)))
+            (
+                Some(Rendezvous::new(name)),
+                format!("ws://{}/signal", SocketAddr::new(host, port)),
+            )
         }
     };
     let info = ApiInfo {
         device_id: Some(identity.device_id.to_string()),
         ice_servers: IceServer::from_config(&config.ice),
-        signal_path: if rendezvous.is_some() { "/signal".into() } else { signal_url.clone() },
+        signal_path: if rendezvous.is_some() {
+            "/signal".into()
+        } else {
+            signal_url.clone()
+        },
     };
-    let app = web::app(info, rendezvous.as_ref());
+    let registry = session::Registry::default();
+    let status: web::StatusFn = {
+        let (capture, registry, name) = (capture.clone(), registry.clone(), template.name.clone());
+        Arc::new(move || {
+            let (pipelines, elements) = registry.live();
+            serde_json::json!({
+                "pipeline": name,
+                "viewers": capture.viewer_count(),
+                "viewer_pipelines": pipelines,
+                "viewer_elements": elements,
+            })
+        })
+    };
+    let app = web::app(info, rendezvous.as_ref(), Some(status));
     let server = tokio::spawn(
-        axum::serve(listener, app).with_graceful_shutdown(super::until(shutdown.clone())).into_future(),
+        axum::serve(listener, app)
+            .with_graceful_shutdown(super::until(shutdown.clone()))
+            .into_future(),
     );
     print_urls(&config, port, &identity.device_id.to_string());
 
     let signal_url = url::Url::parse(&signal_url).context("rendezvous URL")?;
     let client = client::spawn(signal_url, identity.device_id.clone(), shutdown.clone());
-    let context = SessionContext { capture: capture.clone(), ice: config.ice.clone(), outgoing: client.outgoing.clone() };
+    let context = SessionContext {
+        capture: capture.clone(),
+        ice: config.ice.clone(),
+        outgoing: client.outgoing.clone(),
+        registry,
+    };
     supervise(client.events, context, shutdown).await;
 
     capture.stop().await;
@@ -76,7 +108,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// The signalling loop: one entry per live session, each served by its own task.
-async fn supervise(mut events: mpsc::Receiver<Event>, context: SessionContext, mut shutdown: watch::Receiver<bool>) {
+async fn supervise(
+    mut events: mpsc::Receiver<Event>,
+    context: SessionContext,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
     let mut reap = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -118,11 +154,16 @@ async fn supervise(mut events: mpsc::Receiver<Event>, context: SessionContext, m
     let tasks: Vec<_> = sessions
         .drain()
         .map(|(_, handle)| {
-            let _ = handle.commands.try_send(Command::End("device shutting down".into()));
+            let _ = handle
+                .commands
+                .try_send(Command::End("device shutting down".into()));
             handle.task
         })
         .collect();
-    if tokio::time::timeout(SHUTDOWN_DEADLINE, futures::future::join_all(tasks)).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, futures::future::join_all(tasks))
+        .await
+        .is_err()
+    {
         warn!("some sessions did not close in time");
     }
 }
@@ -141,8 +182,10 @@ fn choose_pipeline(config: &Config) -> anyhow::Result<(PipelineTemplate, Params)
     let dir = Some(config.device.pipelines_dir.as_path());
     let template = if config.device.pipeline == "auto" {
         let probe = probe::probe()?;
-        let templates: Vec<PipelineTemplate> =
-            pipeline::builtin().into_iter().map(|t| pipeline::resolve(&t.name, dir).unwrap_or(t)).collect();
+        let templates: Vec<PipelineTemplate> = pipeline::builtin()
+            .into_iter()
+            .map(|t| pipeline::resolve(&t.name, dir).unwrap_or(t))
+            .collect();
         let selection = select::select(&probe, &templates, config.video.rtsp_url.as_deref())?;
         info!(pipeline = %selection.pipeline, reason = %selection.reason, "auto-selected the capture chain");
         if params.device.is_none() {
@@ -158,7 +201,11 @@ fn choose_pipeline(config: &Config) -> anyhow::Result<(PipelineTemplate, Params)
     let requires: Vec<&str> = template.meta.requires.iter().map(String::as_str).collect();
     let missing = plugins::missing(&requires)?;
     if !missing.is_empty() {
-        bail!("pipeline {} cannot run here:\n{}", template.name, plugins::MissingElements(missing));
+        bail!(
+            "pipeline {} cannot run here:\n{}",
+            template.name,
+            plugins::MissingElements(missing)
+        );
     }
     Ok((template, params))
 }
@@ -169,17 +216,24 @@ fn print_urls(config: &Config, port: u16, device_id: &str) {
     if config.device.listen.is_unspecified() {
         hosts.push(IpAddr::from([127, 0, 0, 1]));
         if let Ok(interfaces) = if_addrs::get_if_addrs() {
-            hosts.extend(interfaces.iter().map(|i| i.ip()).filter(|ip| ip.is_ipv4() && !ip.is_loopback()));
+            hosts.extend(
+                interfaces
+                    .iter()
+                    .map(|i| i.ip())
+                    .filter(|ip| ip.is_ipv4() && !ip.is_loopback()),
+            );
         }
     } else {
         hosts.push(config.device.listen);
     }
     println!("pipe device {device_id} is streaming. Open in a browser:");
     for host in hosts {
-        println!("  http://{}/#device={device_id}", SocketAddr::new(host, port));
+        println!(
+            "  http://{}/#device={device_id}",
+            SocketAddr::new(host, port)
+        );
     }
     if let Some(url) = &config.device.rendezvous {
         println!("  (signalling through {url})");
     }
 }
-

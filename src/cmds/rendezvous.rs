@@ -16,12 +16,20 @@ pub struct Options {
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let rendezvous = Rendezvous::new(concat!("pipe-rendezvous/", env!("CARGO_PKG_VERSION")));
-    let info = ApiInfo { device_id: None, ice_servers: IceServer::from_config(&options.ice), signal_path: "/signal".into() };
-    let app = web::app(info, Some(&rendezvous));
+    let info = ApiInfo {
+        device_id: None,
+        ice_servers: IceServer::from_config(&options.ice),
+        signal_path: "/signal".into(),
+    };
+    let app = web::app(info, Some(&rendezvous), None);
     let listener = super::bind(SocketAddr::new(options.listen, options.port)).await?;
     let addr = listener.local_addr()?;
     info!(%addr, "rendezvous listening");
-    println!("pipe rendezvous: signalling at ws://{addr}/signal, viewer at http://{addr}/#device=DEVICE_ID");
-    axum::serve(listener, app).with_graceful_shutdown(super::until(super::shutdown_signal())).await?;
+    println!(
+        "pipe rendezvous: signalling at ws://{addr}/signal, viewer at http://{addr}/#device=DEVICE_ID"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(super::until(super::shutdown_signal()))
+        .await?;
     Ok(())
 }

@@ -16,12 +16,20 @@ const KEY_FILE: &str = "device-key.pem";
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a PEM certificate")]
     BadPem { path: PathBuf },
-    #[error("{path} exists but {missing} does not; restore it or remove both to make a new identity")]
+    #[error(
+        "{path} exists but {missing} does not; restore it or remove both to make a new identity"
+    )]
     HalfPresent { path: PathBuf, missing: PathBuf },
     #[error("cannot generate the device certificate: {0}")]
     Generate(#[from] rcgen::Error),
@@ -60,12 +68,18 @@ impl Fingerprint {
 
     /// The SDP form: `AB:CD:...` (RFC 8122).
     pub fn to_sdp(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+        self.0
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
     }
 
     /// The device id: lowercase base32 of the first 10 bytes (80 bits).
     pub fn device_id(&self) -> DeviceId {
-        let text = data_encoding::BASE32_NOPAD.encode(&self.0[..10]).to_ascii_lowercase();
+        let text = data_encoding::BASE32_NOPAD
+            .encode(&self.0[..10])
+            .to_ascii_lowercase();
         DeviceId::parse(&text).expect("10 bytes encode to 16 base32 characters")
     }
 }
@@ -92,20 +106,36 @@ impl DeviceIdentity {
         match (cert_path.exists(), key_path.exists()) {
             (true, true) => Self::load(&cert_path, &key_path),
             (false, false) => Self::create(state_dir, &cert_path, &key_path),
-            (true, false) => Err(IdentityError::HalfPresent { path: cert_path, missing: key_path }),
-            (false, true) => Err(IdentityError::HalfPresent { path: key_path, missing: cert_path }),
+            (true, false) => Err(IdentityError::HalfPresent {
+                path: cert_path,
+                missing: key_path,
+            }),
+            (false, true) => Err(IdentityError::HalfPresent {
+                path: key_path,
+                missing: cert_path,
+            }),
         }
     }
 
     fn load(cert_path: &Path, key_path: &Path) -> Result<Self, IdentityError> {
         let read = |path: &Path| {
-            std::fs::read_to_string(path).map_err(|source| IdentityError::Read { path: path.to_owned(), source })
+            std::fs::read_to_string(path).map_err(|source| IdentityError::Read {
+                path: path.to_owned(),
+                source,
+            })
         };
         let cert_pem = read(cert_path)?;
         let key_pem = PrivateKeyPem(read(key_path)?);
-        let der = pem_der(&cert_pem).ok_or_else(|| IdentityError::BadPem { path: cert_path.to_owned() })?;
+        let der = pem_der(&cert_pem).ok_or_else(|| IdentityError::BadPem {
+            path: cert_path.to_owned(),
+        })?;
         let fingerprint = Fingerprint::of_der(&der);
-        Ok(Self { cert_pem, key_pem, device_id: fingerprint.device_id(), fingerprint })
+        Ok(Self {
+            cert_pem,
+            key_pem,
+            device_id: fingerprint.device_id(),
+            fingerprint,
+        })
     }
 
     fn create(state_dir: &Path, cert_path: &Path, key_path: &Path) -> Result<Self, IdentityError> {
@@ -116,17 +146,26 @@ impl DeviceIdentity {
         persist::ensure_dir(state_dir).map_err(write_err(state_dir))?;
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = rcgen::CertificateParams::new(vec!["pipe-device".to_string()])?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, "pipe device");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "pipe device");
         // Fingerprints are pinned, so expiry protects nothing; browsers only need a valid date.
         params.not_before = rcgen::date_time_ymd(2025, 1, 1);
         params.not_after = rcgen::date_time_ymd(2125, 1, 1);
         let cert = params.self_signed(&key)?;
         let key_pem = PrivateKeyPem(key.serialize_pem());
         // The key first: a crash between the two writes leaves a state `load_or_create` names.
-        persist::write_atomic(key_path, key_pem.expose().as_bytes(), 0o600).map_err(write_err(key_path))?;
-        persist::write_atomic(cert_path, cert.pem().as_bytes(), 0o644).map_err(write_err(cert_path))?;
+        persist::write_atomic(key_path, key_pem.expose().as_bytes(), 0o600)
+            .map_err(write_err(key_path))?;
+        persist::write_atomic(cert_path, cert.pem().as_bytes(), 0o644)
+            .map_err(write_err(cert_path))?;
         let fingerprint = Fingerprint::of_der(cert.der());
-        Ok(Self { cert_pem: cert.pem(), key_pem, device_id: fingerprint.device_id(), fingerprint })
+        Ok(Self {
+            cert_pem: cert.pem(),
+            key_pem,
+            device_id: fingerprint.device_id(),
+            fingerprint,
+        })
     }
 }
 
@@ -138,7 +177,10 @@ fn pem_der(pem: &str) -> Option<Vec<u8>> {
         .skip(1)
         .take_while(|l| !l.starts_with("-----END"))
         .collect();
-    data_encoding::BASE64.decode(body.trim().as_bytes()).ok().filter(|d| !d.is_empty())
+    data_encoding::BASE64
+        .decode(body.trim().as_bytes())
+        .ok()
+        .filter(|d| !d.is_empty())
 }
 
 #[cfg(test)]
@@ -153,7 +195,10 @@ mod tests {
         let again = DeviceIdentity::load_or_create(dir.path()).unwrap();
         assert_eq!(first.device_id, again.device_id);
         assert_eq!(first.fingerprint, again.fingerprint);
-        let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(first.fingerprint.to_sdp().len(), 32 * 3 - 1);
     }

@@ -14,8 +14,8 @@ use gst::prelude::*;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use super::keyframe::{Decision, KeyframeThrottle, MIN_INTERVAL};
 use super::MediaError;
+use super::keyframe::{Decision, KeyframeThrottle, MIN_INTERVAL};
 
 /// Encoded frames one viewer may have queued before it counts as stalled: ~0.5 s at 30 fps.
 const MAX_QUEUED_FRAMES: u64 = 15;
@@ -43,8 +43,22 @@ struct FeedState {
 }
 
 impl Feed {
-    pub fn new(video: gst_app::AppSrc, audio: Option<gst_app::AppSrc>, base_time: gst::ClockTime) -> Arc<Self> {
-        Arc::new(Self { video, audio, base_time, state: Mutex::new(FeedState { open: false, waiting_for_keyframe: true, video_caps: None, audio_caps: None }) })
+    pub fn new(
+        video: gst_app::AppSrc,
+        audio: Option<gst_app::AppSrc>,
+        base_time: gst::ClockTime,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            video,
+            audio,
+            base_time,
+            state: Mutex::new(FeedState {
+                open: false,
+                waiting_for_keyframe: true,
+                video_caps: None,
+                audio_caps: None,
+            }),
+        })
     }
 
     fn state(&self) -> MutexGuard<'_, FeedState> {
@@ -59,7 +73,12 @@ impl Feed {
     }
 
     /// True if the feed now needs a key frame it did not need before.
-    fn push_video(&self, buffer: &gst::Buffer, caps: Option<&gst::Caps>, clock_time: gst::ClockTime) -> bool {
+    fn push_video(
+        &self,
+        buffer: &gst::Buffer,
+        caps: Option<&gst::Caps>,
+        clock_time: gst::ClockTime,
+    ) -> bool {
         let mut state = self.state();
         if !state.open {
             return false;
@@ -80,14 +99,23 @@ impl Feed {
             self.video.set_caps(Some(caps));
         }
         drop(state);
-        if self.video.push_buffer(self.restamp(buffer, clock_time)).is_err() {
+        if self
+            .video
+            .push_buffer(self.restamp(buffer, clock_time))
+            .is_err()
+        {
             // Flushing or shutting down: treat as a gap.
             self.state().waiting_for_keyframe = true;
         }
         false
     }
 
-    fn push_audio(&self, buffer: &gst::Buffer, caps: Option<&gst::Caps>, clock_time: gst::ClockTime) {
+    fn push_audio(
+        &self,
+        buffer: &gst::Buffer,
+        caps: Option<&gst::Caps>,
+        clock_time: gst::ClockTime,
+    ) {
         let Some(audio) = &self.audio else { return };
         let mut state = self.state();
         if let Some(caps) = caps.filter(|c| state.audio_caps.as_ref() != Some(*c)) {
@@ -156,17 +184,38 @@ impl Capture {
         let fanout = Arc::new(Fanout::default());
         let (keyframes, keyframe_rx) = mpsc::channel(16);
         let first = {
-            let (description, fanout, clock, k) = (description.clone(), fanout.clone(), clock.clone(), keyframes.clone());
+            let (description, fanout, clock, k) = (
+                description.clone(),
+                fanout.clone(),
+                clock.clone(),
+                keyframes.clone(),
+            );
             tokio::task::spawn_blocking(move || build(&description, &fanout, &clock, has_audio, k))
                 .await
                 .map_err(|e| MediaError::Pipeline(e.to_string()))??
         };
-        let video_sink = Arc::new(Mutex::new(appsink(&first, "video")?.upcast::<gst::Element>()));
+        let video_sink = Arc::new(Mutex::new(
+            appsink(&first, "video")?.upcast::<gst::Element>(),
+        ));
         tokio::spawn(keyframe_task(keyframe_rx, video_sink.clone()));
         let (stop, stop_rx) = watch::channel(false);
         let (stopped_tx, stopped) = watch::channel(false);
-        let capture = Arc::new(Self { fanout, keyframes, video_sink, clock, has_audio, stop, stopped });
-        tokio::spawn(supervise(first, description, capture.clone(), stop_rx, stopped_tx));
+        let capture = Arc::new(Self {
+            fanout,
+            keyframes,
+            video_sink,
+            clock,
+            has_audio,
+            stop,
+            stopped,
+        });
+        tokio::spawn(supervise(
+            first,
+            description,
+            capture.clone(),
+            stop_rx,
+            stopped_tx,
+        ));
         Ok(capture)
     }
 
@@ -186,15 +235,27 @@ impl Capture {
     }
 
     pub fn attach(&self, feed: Arc<Feed>) {
-        self.fanout.feeds.lock().unwrap_or_else(|p| p.into_inner()).push(feed);
+        self.fanout
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(feed);
     }
 
     pub fn detach(&self, feed: &Arc<Feed>) {
-        self.fanout.feeds.lock().unwrap_or_else(|p| p.into_inner()).retain(|f| !Arc::ptr_eq(f, feed));
+        self.fanout
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|f| !Arc::ptr_eq(f, feed));
     }
 
     pub fn viewer_count(&self) -> usize {
-        self.fanout.feeds.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.fanout
+            .feeds
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     /// Asks for a key frame; requests are coalesced to one per 500 ms across all viewers.
@@ -228,8 +289,12 @@ fn build(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |sink| {
                 let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let Some(buffer) = sample.buffer_owned() else { return Ok(gst::FlowSuccess::Ok) };
-                let Some(clock_time) = fan.clock_time(&sample, &buffer) else { return Ok(gst::FlowSuccess::Ok) };
+                let Some(buffer) = sample.buffer_owned() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let Some(clock_time) = fan.clock_time(&sample, &buffer) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
                 let caps = sample.caps_owned();
                 let mut gap = false;
                 for feed in fan.feeds() {
@@ -250,12 +315,12 @@ fn build(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    if let Some(buffer) = sample.buffer_owned() {
-                        if let Some(clock_time) = fan.clock_time(&sample, &buffer) {
-                            let caps = sample.caps_owned();
-                            for feed in fan.feeds() {
-                                feed.push_audio(&buffer, caps.as_ref(), clock_time);
-                            }
+                    if let Some(buffer) = sample.buffer_owned()
+                        && let Some(clock_time) = fan.clock_time(&sample, &buffer)
+                    {
+                        let caps = sample.caps_owned();
+                        for feed in fan.feeds() {
+                            feed.push_audio(&buffer, caps.as_ref(), clock_time);
                         }
                     }
                     Ok(gst::FlowSuccess::Ok)
@@ -269,9 +334,11 @@ fn build(
     pipeline.set_start_time(gst::ClockTime::NONE);
     pipeline.set_base_time(base_time);
     *fanout.base_time.lock().unwrap_or_else(|p| p.into_inner()) = Some(base_time);
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|_| MediaError::Pipeline(first_error(&pipeline).unwrap_or_else(|| "the capture chain did not start".into())))?;
+    pipeline.set_state(gst::State::Playing).map_err(|_| {
+        MediaError::Pipeline(
+            first_error(&pipeline).unwrap_or_else(|| "the capture chain did not start".into()),
+        )
+    })?;
     Ok(pipeline)
 }
 
@@ -279,15 +346,22 @@ fn appsink(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink, Med
     pipeline
         .by_name(name)
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or_else(|| MediaError::Pipeline(format!("the capture chain has no appsink named {name}")))
+        .ok_or_else(|| {
+            MediaError::Pipeline(format!("the capture chain has no appsink named {name}"))
+        })
 }
 
 /// The first error on the bus, for a start-up failure message.
 fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
     let bus = pipeline.bus()?;
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_mseconds(100), &[gst::MessageType::Error])?;
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_mseconds(100),
+        &[gst::MessageType::Error],
+    )?;
     match msg.view() {
-        gst::MessageView::Error(e) => Some(format!("{} ({})", e.error(), e.debug().unwrap_or_default())),
+        gst::MessageView::Error(e) => {
+            Some(format!("{} ({})", e.error(), e.debug().unwrap_or_default()))
+        }
         _ => None,
     }
 }
@@ -313,13 +387,23 @@ async fn supervise(
                     return;
                 }
             };
-            let Some(msg) = msg else { break "the capture bus closed".to_string() };
+            let Some(msg) = msg else {
+                break "the capture bus closed".to_string();
+            };
             match msg.view() {
                 gst::MessageView::Error(e) => {
-                    break format!("{}: {}", e.src().map(|s| s.path_string().to_string()).unwrap_or_default(), e.error());
+                    break format!(
+                        "{}: {}",
+                        e.src()
+                            .map(|s| s.path_string().to_string())
+                            .unwrap_or_default(),
+                        e.error()
+                    );
                 }
                 gst::MessageView::Eos(_) => break "the capture source ended".to_string(),
-                gst::MessageView::Warning(w) => warn!(warning = %w.error(), "capture chain warning"),
+                gst::MessageView::Warning(w) => {
+                    warn!(warning = %w.error(), "capture chain warning")
+                }
                 _ => {}
             }
         };
@@ -345,7 +429,8 @@ async fn supervise(
                 Ok(Ok(p)) => {
                     info!("capture chain restarted");
                     if let Ok(sink) = appsink(&p, "video") {
-                        *capture.video_sink.lock().unwrap_or_else(|e| e.into_inner()) = sink.upcast();
+                        *capture.video_sink.lock().unwrap_or_else(|e| e.into_inner()) =
+                            sink.upcast();
                     }
                     pipeline = p;
                     break;
@@ -383,7 +468,9 @@ async fn keyframe_task(mut requests: mpsc::Receiver<()>, sink: Arc<Mutex<gst::El
         if fire {
             let sink = sink.lock().unwrap_or_else(|p| p.into_inner()).clone();
             debug!("forcing a key frame");
-            let event = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
+            let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
             let _ = tokio::task::spawn_blocking(move || sink.send_event(event)).await;
         }
     }

@@ -24,7 +24,11 @@ pub struct KeyframeThrottle {
 
 impl KeyframeThrottle {
     pub fn new(interval: Duration) -> Self {
-        Self { interval, last: None, pending: None }
+        Self {
+            interval,
+            last: None,
+            pending: None,
+        }
     }
 
     pub fn request(&mut self, now: Instant) -> Decision {

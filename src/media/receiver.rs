@@ -13,7 +13,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{MediaError, webrtc};
 use crate::config::IceConfig;
-use crate::signalling::protocol::{self, ClientMessage, DeviceId, IceCandidate, Sdp, SdpKind, ServerMessage, SignalData};
+use crate::signalling::protocol::{
+    self, ClientMessage, DeviceId, IceCandidate, Sdp, SdpKind, ServerMessage, SignalData,
+};
 
 /// What a receiver has seen so far.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +47,11 @@ impl Receiver {
     }
 
     /// Waits until `done` holds for the stats, or the timeout passes.
-    pub async fn wait_for(&self, timeout: Duration, done: impl Fn(&ReceiverStats) -> bool) -> Result<ReceiverStats, ReceiverStats> {
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&ReceiverStats) -> bool,
+    ) -> Result<ReceiverStats, ReceiverStats> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let stats = self.stats();
@@ -67,7 +73,10 @@ impl Receiver {
     /// Leaves politely: sends `end`, closes the socket, stops the pipeline.
     pub async fn close(self) {
         let _ = self.leave.send(());
-        if tokio::time::timeout(Duration::from_secs(5), self.task).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .is_err()
+        {
             tracing::warn!("receiver did not close within 5 s");
         }
     }
@@ -75,19 +84,27 @@ impl Receiver {
 
 /// Connects to `signal_url` as a viewer of `device_id`. With `decode`, frames are decoded
 /// (and sizes and distinctness measured); without, only access units are counted.
-pub async fn connect(signal_url: &str, device_id: DeviceId, decode: bool) -> Result<Receiver, MediaError> {
+pub async fn connect(
+    signal_url: &str,
+    device_id: DeviceId,
+    decode: bool,
+) -> Result<Receiver, MediaError> {
     super::init()?;
-    let (socket, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(signal_url))
-        .await
-        .map_err(|_| MediaError::Negotiation("rendezvous connection timed out".into()))?
-        .map_err(|e| MediaError::Negotiation(format!("rendezvous: {e}")))?;
+    let (socket, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(signal_url),
+    )
+    .await
+    .map_err(|_| MediaError::Negotiation("rendezvous connection timed out".into()))?
+    .map_err(|e| MediaError::Negotiation(format!("rendezvous: {e}")))?;
     let stats = Arc::new(Mutex::new(ReceiverStats::default()));
     let (leave, leave_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(run(socket, device_id, decode, stats.clone(), leave_rx));
     Ok(Receiver { stats, task, leave })
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 enum Local {
     Candidate(u32, String),
@@ -122,8 +139,14 @@ async fn session(
     mut leave: tokio::sync::oneshot::Receiver<()>,
 ) -> String {
     let (mut sink, mut stream) = socket.split();
-    let connect = ClientMessage::Connect { device_id: device_id.clone() };
-    if sink.send(Message::text(protocol::encode(&connect))).await.is_err() {
+    let connect = ClientMessage::Connect {
+        device_id: device_id.clone(),
+    };
+    if sink
+        .send(Message::text(protocol::encode(&connect)))
+        .await
+        .is_err()
+    {
         return "rendezvous closed".into();
     }
     let mut session_id = None;
@@ -180,7 +203,10 @@ async fn answer(webrtc: &gst::Element, offer: &str) -> Result<String, MediaError
     webrtc::set_remote_description(webrtc, &offer).await?;
     let answer: WebRTCSessionDescription = webrtc::create_answer(webrtc).await?;
     webrtc::set_local_description(webrtc, &answer).await?;
-    answer.sdp().as_text().map_err(|e| MediaError::Negotiation(e.to_string()))
+    answer
+        .sdp()
+        .as_text()
+        .map_err(|e| MediaError::Negotiation(e.to_string()))
 }
 
 struct StopOnDrop(gst::Pipeline);
@@ -191,13 +217,18 @@ impl Drop for StopOnDrop {
     }
 }
 
-fn build(decode: bool, stats: Arc<Mutex<ReceiverStats>>) -> Result<(gst::Pipeline, gst::Element, mpsc::Receiver<Local>), MediaError> {
+fn build(
+    decode: bool,
+    stats: Arc<Mutex<ReceiverStats>>,
+) -> Result<(gst::Pipeline, gst::Element, mpsc::Receiver<Local>), MediaError> {
     let pipeline = gst::Pipeline::new();
     let webrtc = gst::ElementFactory::make("webrtcbin")
         .property_from_str("bundle-policy", "max-bundle")
         .build()
         .map_err(|e| MediaError::Pipeline(e.to_string()))?;
-    pipeline.add(&webrtc).map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    pipeline
+        .add(&webrtc)
+        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
     webrtc::configure_ice(&webrtc, &IceConfig::default());
     // Candidates come in bursts; the session task drains them at once.
     let (tx, rx) = mpsc::channel(256);
@@ -220,7 +251,9 @@ fn build(decode: bool, stats: Arc<Mutex<ReceiverStats>>) -> Result<(gst::Pipelin
             tracing::warn!(error = %e, "receiver cannot handle a pad");
         }
     });
-    pipeline.set_state(gst::State::Playing).map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
     Ok((pipeline, webrtc, rx))
 }
 
@@ -232,12 +265,20 @@ fn link_output(
     stats: Arc<Mutex<ReceiverStats>>,
 ) -> Result<(), MediaError> {
     let description = match (media, decode) {
-        ("video", true) => "rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! appsink name=out sync=false",
-        ("video", false) => "rtph264depay ! video/x-h264,alignment=au ! appsink name=out sync=false",
+        ("video", true) => {
+            "rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! appsink name=out sync=false"
+        }
+        ("video", false) => {
+            "rtph264depay ! video/x-h264,alignment=au ! appsink name=out sync=false"
+        }
         _ => "queue ! appsink name=out sync=false",
     };
-    let bin = gst::parse::bin_from_description(description, true).map_err(|e| MediaError::Pipeline(e.to_string()))?;
-    let sink = bin.by_name("out").and_then(|e| e.downcast::<gst_app::AppSink>().ok()).expect("named above");
+    let bin = gst::parse::bin_from_description(description, true)
+        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    let sink = bin
+        .by_name("out")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .expect("named above");
     let is_video = media == "video";
     let mut last_digest = 0u64;
     sink.set_callbacks(
@@ -255,11 +296,15 @@ fn link_output(
                         stats.width = s.get::<i32>("width").unwrap_or(0).max(0) as u32;
                         stats.height = s.get::<i32>("height").unwrap_or(0).max(0) as u32;
                     }
-                    let digest = sample.buffer().and_then(|b| b.map_readable().ok()).map_or(0, |m| digest(&m));
+                    let digest = sample
+                        .buffer()
+                        .and_then(|b| b.map_readable().ok())
+                        .map_or(0, |m| digest(&m));
                     if digest != last_digest {
                         stats.distinct_frames += 1;
                         stats.current_run += 1;
-                        stats.longest_distinct_run = stats.longest_distinct_run.max(stats.current_run);
+                        stats.longest_distinct_run =
+                            stats.longest_distinct_run.max(stats.current_run);
                         last_digest = digest;
                     } else {
                         stats.current_run = 0;
@@ -269,14 +314,23 @@ fn link_output(
             })
             .build(),
     );
-    pipeline.add(&bin).map_err(|e| MediaError::Pipeline(e.to_string()))?;
-    bin.sync_state_with_parent().map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    pipeline
+        .add(&bin)
+        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+    bin.sync_state_with_parent()
+        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
     let sinkpad = bin.static_pad("sink").expect("ghost pad");
-    pad.link(&sinkpad).map_err(|e| MediaError::Pipeline(format!("{e:?}")))?;
+    pad.link(&sinkpad)
+        .map_err(|e| MediaError::Pipeline(format!("{e:?}")))?;
     Ok(())
 }
 
 /// A cheap content hash: every 64th byte of the frame (enough to tell frames apart).
 fn digest(bytes: &[u8]) -> u64 {
-    bytes.iter().step_by(64).fold(0xcbf29ce484222325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+    bytes
+        .iter()
+        .step_by(64)
+        .fold(0xcbf29ce484222325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+        })
 }

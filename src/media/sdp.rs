@@ -18,7 +18,9 @@ pub fn normalize_h264_fmtp(sdp: &str) -> String {
     for line in sdp.split_inclusive('\n') {
         let body = line.trim_end_matches(['\r', '\n']);
         let ending = &line[body.len()..];
-        let fmtp = body.strip_prefix("a=fmtp:").and_then(|rest| rest.split_once(' '));
+        let fmtp = body
+            .strip_prefix("a=fmtp:")
+            .and_then(|rest| rest.split_once(' '));
         match fmtp {
             Some((pt, params)) if h264_payloads.iter().any(|p| p == pt) => {
                 out.push_str(&format!("a=fmtp:{pt} {}", rewrite_h264_params(params)));
@@ -31,12 +33,16 @@ pub fn normalize_h264_fmtp(sdp: &str) -> String {
 }
 
 fn rewrite_h264_params(params: &str) -> String {
-    let mut parts: Vec<String> = params.split(';').map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect();
+    let mut parts: Vec<String> = params
+        .split(';')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
     for part in &mut parts {
-        if let Some(value) = part.strip_prefix("profile-level-id=") {
-            if let Some(fixed) = constrained_baseline_id(value) {
-                *part = format!("profile-level-id={fixed}");
-            }
+        if let Some(value) = part.strip_prefix("profile-level-id=")
+            && let Some(fixed) = constrained_baseline_id(value)
+        {
+            *part = format!("profile-level-id={fixed}");
         }
     }
     if !parts.iter().any(|p| p.starts_with("packetization-mode=")) {
@@ -85,16 +91,31 @@ mod tests {
     #[test]
     fn says_constrained_baseline_as_browsers_do() {
         let out = normalize_h264_fmtp(OFFER);
-        assert!(out.contains("a=fmtp:96 packetization-mode=1;profile-level-id=42e01f;sprop-parameter-sets="), "{out}");
-        assert!(out.contains("a=fmtp:97 apt=96\r\n"), "other codecs untouched: {out}");
+        assert!(
+            out.contains(
+                "a=fmtp:96 packetization-mode=1;profile-level-id=42e01f;sprop-parameter-sets="
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("a=fmtp:97 apt=96\r\n"),
+            "other codecs untouched: {out}"
+        );
         assert_eq!(out.lines().count(), OFFER.lines().count());
     }
 
     #[test]
     fn leaves_other_profiles_alone_and_adds_packetization_mode() {
         let sdp = "a=rtpmap:100 H264/90000\na=fmtp:100 profile-level-id=640028\n";
-        assert_eq!(normalize_h264_fmtp(sdp), "a=rtpmap:100 H264/90000\na=fmtp:100 profile-level-id=640028;packetization-mode=1\n");
-        assert_eq!(constrained_baseline_id("42001f"), None, "plain baseline is not constrained");
+        assert_eq!(
+            normalize_h264_fmtp(sdp),
+            "a=rtpmap:100 H264/90000\na=fmtp:100 profile-level-id=640028;packetization-mode=1\n"
+        );
+        assert_eq!(
+            constrained_baseline_id("42001f"),
+            None,
+            "plain baseline is not constrained"
+        );
         assert_eq!(constrained_baseline_id("42E01F").as_deref(), Some("42e01f"));
     }
 
@@ -106,7 +127,10 @@ mod tests {
             Some("candidate:1 1 UDP 2015363327 203.0.113.7 50000 typ host")
         );
         let srflx = "candidate:2 1 UDP 1 198.51.100.1 50000 typ srflx raddr 0.0.0.0 rport 0";
-        assert_eq!(advertised_candidate(srflx, "203.0.113.7".parse().unwrap()), None);
+        assert_eq!(
+            advertised_candidate(srflx, "203.0.113.7".parse().unwrap()),
+            None
+        );
         assert_eq!(advertised_candidate(c, "::1".parse().unwrap()), None);
     }
 }

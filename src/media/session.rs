@@ -14,7 +14,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::capture::{Capture, Feed};
 use super::{MediaError, sdp, webrtc};
 use crate::config::IceConfig;
-use crate::signalling::protocol::{ClientMessage, IceCandidate, Sdp, SdpKind, SessionId, SignalData};
+use crate::signalling::protocol::{
+    ClientMessage, IceCandidate, Sdp, SdpKind, SessionId, SignalData,
+};
 
 /// A session that is not connected this long after it started is given up (a viewer that
 /// vanished mid-negotiation, or ICE that cannot succeed).
@@ -50,6 +52,36 @@ pub struct SessionContext {
     pub capture: Arc<Capture>,
     pub ice: IceConfig,
     pub outgoing: mpsc::Sender<ClientMessage>,
+    pub registry: Registry,
+}
+
+/// Weak references to every viewer pipeline built. Counting the live ones shows a leaked
+/// pipeline (a reference kept after its session ended) in the device's status.
+#[derive(Clone, Default)]
+pub struct Registry(Arc<std::sync::Mutex<Vec<gst::glib::WeakRef<gst::Pipeline>>>>);
+
+impl Registry {
+    fn add(&self, pipeline: &gst::Pipeline) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|weak| weak.upgrade().is_some());
+        list.push(pipeline.downgrade());
+    }
+
+    /// Live viewer pipelines and the elements in them (recursively).
+    pub fn live(&self) -> (usize, usize) {
+        let pipelines: Vec<gst::Pipeline> = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .collect();
+        let elements = pipelines
+            .iter()
+            .map(|p| p.iterate_recurse().into_iter().count())
+            .sum();
+        (pipelines.len(), elements)
+    }
 }
 
 pub fn spawn(id: SessionId, context: SessionContext) -> SessionHandle {
@@ -77,6 +109,7 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
         Ok(Err(e)) => return end(&id, &context, &format!("cannot start the session: {e}")).await,
         Err(e) => return end(&id, &context, &format!("cannot start the session: {e}")).await,
     };
+    context.registry.add(&viewer.pipeline);
     context.capture.attach(viewer.feed.clone());
     let outcome = drive(&id, &context, &viewer, &mut commands, &mut events).await;
     context.capture.detach(&viewer.feed);
@@ -103,13 +136,27 @@ async fn drive(
 ) -> Result<String, String> {
     let webrtc = &viewer.webrtc;
     webrtc::create_data_channel(webrtc, "control").map_err(|e| e.to_string())?;
-    let offer = webrtc::create_offer(webrtc).await.map_err(|e| e.to_string())?;
-    webrtc::set_local_description(webrtc, &offer).await.map_err(|e| e.to_string())?;
-    let text = offer.sdp().as_text().map_err(|e| format!("cannot write the offer: {e}"))?;
-    let data = SignalData::Sdp(Sdp { kind: SdpKind::Offer, sdp: sdp::normalize_h264_fmtp(&text) });
+    let offer = webrtc::create_offer(webrtc)
+        .await
+        .map_err(|e| e.to_string())?;
+    webrtc::set_local_description(webrtc, &offer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let text = offer
+        .sdp()
+        .as_text()
+        .map_err(|e| format!("cannot write the offer: {e}"))?;
+    let data = SignalData::Sdp(Sdp {
+        kind: SdpKind::Offer,
+        sdp: sdp::normalize_h264_fmtp(&text),
+    });
     send(context, id, data).await?;
 
-    let mut bus = viewer.pipeline.bus().expect("a pipeline has a bus").stream();
+    let mut bus = viewer
+        .pipeline
+        .bus()
+        .expect("a pipeline has a bus")
+        .stream();
     let connect_deadline = tokio::time::sleep(CONNECT_TIMEOUT);
     tokio::pin!(connect_deadline);
     let mut connected = false;
@@ -173,18 +220,31 @@ async fn drive(
 async fn send(context: &SessionContext, id: &SessionId, data: SignalData) -> Result<(), String> {
     context
         .outgoing
-        .send(ClientMessage::Signal { session_id: id.clone(), data })
+        .send(ClientMessage::Signal {
+            session_id: id.clone(),
+            data,
+        })
         .await
         .map_err(|_| "signalling is shut down".to_string())
 }
 
 async fn end(id: &SessionId, context: &SessionContext, reason: &str) {
     warn!(%reason, "ending session");
-    let _ = context.outgoing.send(ClientMessage::End { session_id: id.clone(), reason: Some(reason.into()) }).await;
+    let _ = context
+        .outgoing
+        .send(ClientMessage::End {
+            session_id: id.clone(),
+            reason: Some(reason.into()),
+        })
+        .await;
 }
 
 /// Builds and starts the viewer pipeline (on a blocking thread).
-fn build(capture: &Capture, ice: &IceConfig, events: mpsc::Sender<GstEvent>) -> Result<Viewer, MediaError> {
+fn build(
+    capture: &Capture,
+    ice: &IceConfig,
+    events: mpsc::Sender<GstEvent>,
+) -> Result<Viewer, MediaError> {
     let mut description = String::from(
         "webrtcbin name=webrtc bundle-policy=max-bundle \
          appsrc name=video is-live=true format=time do-timestamp=false block=false \
@@ -210,10 +270,20 @@ fn build(capture: &Capture, ice: &IceConfig, events: mpsc::Sender<GstEvent>) -> 
             element.set_property("sync", false);
         }
     });
-    let webrtc = pipeline.by_name("webrtc").expect("named in the description");
-    let appsrc = |name| pipeline.by_name(name).and_then(|e| e.downcast::<gst_app::AppSrc>().ok());
+    let webrtc = pipeline
+        .by_name("webrtc")
+        .expect("named in the description");
+    let appsrc = |name| {
+        pipeline
+            .by_name(name)
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+    };
     let video = appsrc("video").expect("named in the description");
-    let audio = if capture.has_audio() { appsrc("audio") } else { None };
+    let audio = if capture.has_audio() {
+        appsrc("audio")
+    } else {
+        None
+    };
 
     webrtc::configure_transceivers(&webrtc);
     webrtc::configure_ice(&webrtc, ice);
@@ -234,11 +304,11 @@ fn build(capture: &Capture, ice: &IceConfig, events: mpsc::Sender<GstEvent>) -> 
     let keyframes = capture.keyframe_requester();
     if let Some(pad) = video.static_pad("src") {
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
-            if let Some(event) = info.event() {
-                if gst_video::ForceKeyUnitEvent::is(event) {
-                    let _ = keyframes.try_send(());
-                    return gst::PadProbeReturn::Drop;
-                }
+            if let Some(event) = info.event()
+                && gst_video::ForceKeyUnitEvent::is(event)
+            {
+                let _ = keyframes.try_send(());
+                return gst::PadProbeReturn::Drop;
             }
             gst::PadProbeReturn::Ok
         });
@@ -255,5 +325,9 @@ fn build(capture: &Capture, ice: &IceConfig, events: mpsc::Sender<GstEvent>) -> 
         .set_state(gst::State::Playing)
         .map_err(|_| MediaError::Pipeline("the viewer pipeline did not start".into()))?;
     let feed = Feed::new(video, audio, base_time);
-    Ok(Viewer { pipeline, webrtc, feed })
+    Ok(Viewer {
+        pipeline,
+        webrtc,
+        feed,
+    })
 }

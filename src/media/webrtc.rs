@@ -10,7 +10,10 @@ use crate::config::IceConfig;
 
 /// A promise and the future of its reply. Unlike `gst::Promise::new_future`, a promise that
 /// webrtcbin drops unanswered (it does on shutdown) becomes an error here, not a panic.
-fn promise() -> (gst::Promise, impl Future<Output = Result<Option<gst::Structure>, MediaError>>) {
+fn promise() -> (
+    gst::Promise,
+    impl Future<Output = Result<Option<gst::Structure>, MediaError>>,
+) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let promise = gst::Promise::with_change_func(move |reply| {
         let reply = match reply {
@@ -24,7 +27,10 @@ fn promise() -> (gst::Promise, impl Future<Output = Result<Option<gst::Structure
             .await
             .map_err(|_| MediaError::Negotiation("webrtcbin dropped the request".into()))?
             .map_err(|e| MediaError::Negotiation(format!("webrtcbin promise failed: {e}")))?;
-        if let Some(error) = structure.as_ref().and_then(|s| s.get::<glib::Error>("error").ok()) {
+        if let Some(error) = structure
+            .as_ref()
+            .and_then(|s| s.get::<glib::Error>("error").ok())
+        {
             return Err(MediaError::Negotiation(error.to_string()));
         }
         Ok(structure)
@@ -35,7 +41,9 @@ fn promise() -> (gst::Promise, impl Future<Output = Result<Option<gst::Structure
 pub async fn create_offer(webrtc: &gst::Element) -> Result<WebRTCSessionDescription, MediaError> {
     let (promise, reply) = promise();
     webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
-    let structure = reply.await?.ok_or_else(|| MediaError::Negotiation("create-offer gave no reply".into()))?;
+    let structure = reply
+        .await?
+        .ok_or_else(|| MediaError::Negotiation("create-offer gave no reply".into()))?;
     structure
         .get::<WebRTCSessionDescription>("offer")
         .map_err(|e| MediaError::Negotiation(format!("create-offer gave no offer: {e}")))
@@ -44,19 +52,27 @@ pub async fn create_offer(webrtc: &gst::Element) -> Result<WebRTCSessionDescript
 pub async fn create_answer(webrtc: &gst::Element) -> Result<WebRTCSessionDescription, MediaError> {
     let (promise, reply) = promise();
     webrtc.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &promise]);
-    let structure = reply.await?.ok_or_else(|| MediaError::Negotiation("create-answer gave no reply".into()))?;
+    let structure = reply
+        .await?
+        .ok_or_else(|| MediaError::Negotiation("create-answer gave no reply".into()))?;
     structure
         .get::<WebRTCSessionDescription>("answer")
         .map_err(|e| MediaError::Negotiation(format!("create-answer gave no answer: {e}")))
 }
 
-pub async fn set_local_description(webrtc: &gst::Element, desc: &WebRTCSessionDescription) -> Result<(), MediaError> {
+pub async fn set_local_description(
+    webrtc: &gst::Element,
+    desc: &WebRTCSessionDescription,
+) -> Result<(), MediaError> {
     let (promise, reply) = promise();
     webrtc.emit_by_name::<()>("set-local-description", &[desc, &promise]);
     reply.await.map(drop)
 }
 
-pub async fn set_remote_description(webrtc: &gst::Element, desc: &WebRTCSessionDescription) -> Result<(), MediaError> {
+pub async fn set_remote_description(
+    webrtc: &gst::Element,
+    desc: &WebRTCSessionDescription,
+) -> Result<(), MediaError> {
     let (promise, reply) = promise();
     webrtc.emit_by_name::<()>("set-remote-description", &[desc, &promise]);
     reply.await.map(drop)
@@ -66,13 +82,26 @@ pub fn add_ice_candidate(webrtc: &gst::Element, mline: u32, candidate: &str) {
     webrtc.emit_by_name::<()>("add-ice-candidate", &[&mline, &candidate]);
 }
 
-pub fn create_data_channel(webrtc: &gst::Element, label: &str) -> Result<gst_webrtc::WebRTCDataChannel, MediaError> {
+pub fn create_data_channel(
+    webrtc: &gst::Element,
+    label: &str,
+) -> Result<gst_webrtc::WebRTCDataChannel, MediaError> {
     webrtc
-        .emit_by_name::<Option<gst_webrtc::WebRTCDataChannel>>("create-data-channel", &[&label, &None::<gst::Structure>])
-        .ok_or_else(|| MediaError::Negotiation(format!("webrtcbin refused to create data channel {label:?}")))
+        .emit_by_name::<Option<gst_webrtc::WebRTCDataChannel>>(
+            "create-data-channel",
+            &[&label, &None::<gst::Structure>],
+        )
+        .ok_or_else(|| {
+            MediaError::Negotiation(format!(
+                "webrtcbin refused to create data channel {label:?}"
+            ))
+        })
 }
 
-pub fn description(kind: WebRTCSDPType, text: &str) -> Result<WebRTCSessionDescription, MediaError> {
+pub fn description(
+    kind: WebRTCSDPType,
+    text: &str,
+) -> Result<WebRTCSessionDescription, MediaError> {
     let sdp = gst_sdp::SDPMessage::parse_buffer(text.as_bytes())
         .map_err(|_| MediaError::Negotiation("the peer's SDP does not parse".into()))?;
     Ok(WebRTCSessionDescription::new(kind, sdp))
@@ -85,8 +114,13 @@ pub fn connection_state(webrtc: &gst::Element) -> gst_webrtc::WebRTCPeerConnecti
 /// Sets every webrtcbin transceiver to send-only with NACK/RTX on.
 pub fn configure_transceivers(webrtc: &gst::Element) {
     for pad in webrtc.sink_pads() {
-        if let Some(transceiver) = pad.property::<Option<gst_webrtc::WebRTCRTPTransceiver>>("transceiver") {
-            transceiver.set_property("direction", gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly);
+        if let Some(transceiver) =
+            pad.property::<Option<gst_webrtc::WebRTCRTPTransceiver>>("transceiver")
+        {
+            transceiver.set_property(
+                "direction",
+                gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly,
+            );
             transceiver.set_property("do-nack", true);
         }
     }
@@ -102,7 +136,11 @@ pub fn configure_ice(webrtc: &gst::Element, ice: &IceConfig) {
         }
     }
     for turn in &ice.turn_servers {
-        let scheme = if turn.url.starts_with("turns:") { "turns" } else { "turn" };
+        let scheme = if turn.url.starts_with("turns:") {
+            "turns"
+        } else {
+            "turn"
+        };
         let uri = format!(
             "{scheme}://{}:{}@{}",
             percent(&turn.username),
@@ -128,20 +166,26 @@ fn set_if_present<V: Into<glib::Value> + ToValue>(object: &glib::Object, name: &
     if object.find_property(name).is_some() {
         object.set_property(name, value);
     } else {
-        tracing::debug!(property = name, "this GStreamer's ICE agent lacks the property; skipped");
+        tracing::debug!(
+            property = name,
+            "this GStreamer's ICE agent lacks the property; skipped"
+        );
     }
 }
 
 /// `turn:host:port?transport=udp` -> `host:port?transport=udp`.
 fn strip_scheme(url: &str) -> &str {
-    url.split_once(':').map_or(url, |(_, rest)| rest.trim_start_matches("//"))
+    url.split_once(':')
+        .map_or(url, |(_, rest)| rest.trim_start_matches("//"))
 }
 
 /// Percent-encodes what would break the userinfo part of webrtcbin's TURN URI.
 fn percent(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -153,7 +197,10 @@ mod tests {
 
     #[test]
     fn turn_uris_are_built_safely() {
-        assert_eq!(strip_scheme("turn:127.0.0.1:3478?transport=udp"), "127.0.0.1:3478?transport=udp");
+        assert_eq!(
+            strip_scheme("turn:127.0.0.1:3478?transport=udp"),
+            "127.0.0.1:3478?transport=udp"
+        );
         assert_eq!(strip_scheme("stun:host:19302"), "host:19302");
         assert_eq!(percent("a b@c:d"), "a%20b%40c%3Ad");
     }

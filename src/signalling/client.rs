@@ -10,7 +10,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
 use super::backoff::Backoff;
-use super::protocol::{self, ClientMessage, DeviceId, MAX_FRAME_BYTES, ServerMessage, SessionId, SignalData};
+use super::protocol::{
+    self, ClientMessage, DeviceId, MAX_FRAME_BYTES, ServerMessage, SessionId, SignalData,
+};
 
 /// How long a connection attempt may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,7 +63,16 @@ async fn run(
         if *shutdown.borrow() {
             return;
         }
-        match connect_once(&url, &device_id, &events, &mut outgoing, &mut shutdown, &mut backoff).await {
+        match connect_once(
+            &url,
+            &device_id,
+            &events,
+            &mut outgoing,
+            &mut shutdown,
+            &mut backoff,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(error) => {
                 let _ = events.send(Event::Offline).await;
@@ -96,8 +107,12 @@ async fn connect_once(
         .map_err(|_| "connection timed out".to_string())?
         .map_err(|e| e.to_string())?;
     let (mut sink, mut stream) = socket.split();
-    let register = ClientMessage::Register { device_id: device_id.clone() };
-    sink.send(Message::text(protocol::encode(&register))).await.map_err(|e| e.to_string())?;
+    let register = ClientMessage::Register {
+        device_id: device_id.clone(),
+    };
+    sink.send(Message::text(protocol::encode(&register)))
+        .await
+        .map_err(|e| e.to_string())?;
 
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut last_heard = tokio::time::Instant::now();
@@ -107,9 +122,8 @@ async fn connect_once(
                 last_heard = tokio::time::Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) => {
-                        if let Some(event) = interpret(text.as_str(), backoff)? {
-                            if events.send(event).await.is_err() { return Ok(()); }
-                        }
+                        if let Some(event) = interpret(text.as_str(), backoff)?
+                            && events.send(event).await.is_err() { return Ok(()); }
                     }
                     Some(Ok(Message::Close(frame))) => {
                         return Err(format!("closed by the server: {}", frame.map(|f| f.reason.to_string()).unwrap_or_default()));
@@ -155,10 +169,18 @@ fn interpret(text: &str, backoff: &mut Backoff) -> Result<Option<Event>, String>
         ServerMessage::SessionRequest { session_id } => Some(Event::SessionRequest(session_id)),
         ServerMessage::Signal { session_id, data } => Some(Event::Signal(session_id, data)),
         ServerMessage::End { session_id, reason } => Some(Event::End(session_id, reason)),
-        ServerMessage::Error { code: protocol::ErrorCode::Replaced, message, .. } => {
+        ServerMessage::Error {
+            code: protocol::ErrorCode::Replaced,
+            message,
+            ..
+        } => {
             return Err(format!("replaced by another registration: {message}"));
         }
-        ServerMessage::Error { code, message, session_id } => {
+        ServerMessage::Error {
+            code,
+            message,
+            session_id,
+        } => {
             debug!(?code, %message, ?session_id, "rendezvous reported an error");
             session_id.map(|id| Event::End(id, format!("rendezvous error: {message}")))
         }

@@ -19,8 +19,14 @@ impl DeviceId {
     pub const LEN: usize = 16;
 
     pub fn parse(s: &str) -> Result<Self, BadDeviceId> {
-        let ok = s.len() == Self::LEN && s.bytes().all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
-        if ok { Ok(Self(s.to_owned())) } else { Err(BadDeviceId) }
+        let ok = s.len() == Self::LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(BadDeviceId)
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -66,10 +72,21 @@ impl std::fmt::Display for SessionId {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ClientMessage {
-    Register { device_id: DeviceId },
-    Connect { device_id: DeviceId },
-    Signal { session_id: SessionId, data: SignalData },
-    End { session_id: SessionId, #[serde(default, skip_serializing_if = "Option::is_none")] reason: Option<String> },
+    Register {
+        device_id: DeviceId,
+    },
+    Connect {
+        device_id: DeviceId,
+    },
+    Signal {
+        session_id: SessionId,
+        data: SignalData,
+    },
+    End {
+        session_id: SessionId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     Ping,
 }
 
@@ -77,12 +94,28 @@ pub enum ClientMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ServerMessage {
-    Welcome { server: String, max_message_bytes: usize },
-    Registered { device_id: DeviceId },
-    Session { session_id: SessionId, device_id: DeviceId },
-    SessionRequest { session_id: SessionId },
-    Signal { session_id: SessionId, data: SignalData },
-    End { session_id: SessionId, reason: String },
+    Welcome {
+        server: String,
+        max_message_bytes: usize,
+    },
+    Registered {
+        device_id: DeviceId,
+    },
+    Session {
+        session_id: SessionId,
+        device_id: DeviceId,
+    },
+    SessionRequest {
+        session_id: SessionId,
+    },
+    Signal {
+        session_id: SessionId,
+        data: SignalData,
+    },
+    End {
+        session_id: SessionId,
+        reason: String,
+    },
     Pong,
     Error {
         code: ErrorCode,
@@ -94,11 +127,23 @@ pub enum ServerMessage {
 
 impl ServerMessage {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::Error { code, message: message.into(), session_id: None }
+        Self::Error {
+            code,
+            message: message.into(),
+            session_id: None,
+        }
     }
 
-    pub fn session_error(code: ErrorCode, session_id: SessionId, message: impl Into<String>) -> Self {
-        Self::Error { code, message: message.into(), session_id: Some(session_id) }
+    pub fn session_error(
+        code: ErrorCode,
+        session_id: SessionId,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+            session_id: Some(session_id),
+        }
     }
 }
 
@@ -185,7 +230,11 @@ pub fn decode_client(text: &str) -> Result<ClientMessage, DecodeError> {
     }
     serde_json::from_value(value).map_err(|e| {
         let text = e.to_string();
-        if text.contains("device id") { DecodeError::BadDeviceId(text) } else { DecodeError::Malformed(text) }
+        if text.contains("device id") {
+            DecodeError::BadDeviceId(text)
+        } else {
+            DecodeError::Malformed(text)
+        }
     })
 }
 
@@ -224,26 +273,56 @@ mod tests {
 
     #[test]
     fn tells_bad_input_apart() {
-        assert_eq!(decode_client("garbage").unwrap_err().code(), ErrorCode::BadMessage);
-        assert_eq!(decode_client(r#"{"type":"connect","device_id":"#).unwrap_err().code(), ErrorCode::BadMessage);
-        assert_eq!(decode_client("[1,2]").unwrap_err().code(), ErrorCode::BadMessage);
-        assert_eq!(decode_client(r#"{"type":"teleport"}"#).unwrap_err().code(), ErrorCode::UnknownType);
-        assert_eq!(decode_client(r#"{"type":"connect","device_id":"x"}"#).unwrap_err().code(), ErrorCode::BadDeviceId);
+        assert_eq!(
+            decode_client("garbage").unwrap_err().code(),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            decode_client(r#"{"type":"connect","device_id":"#)
+                .unwrap_err()
+                .code(),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            decode_client("[1,2]").unwrap_err().code(),
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            decode_client(r#"{"type":"teleport"}"#).unwrap_err().code(),
+            ErrorCode::UnknownType
+        );
+        assert_eq!(
+            decode_client(r#"{"type":"connect","device_id":"x"}"#)
+                .unwrap_err()
+                .code(),
+            ErrorCode::BadDeviceId
+        );
         assert_eq!(
             decode_client(r#"{"type":"signal","session_id":"s","data":{"sdp":{"type":"offer","sdp":"v"},"ice":{"candidate":"c","sdp_m_line_index":0}}}"#)
                 .unwrap_err()
                 .code(),
             ErrorCode::BadMessage
         );
-        let big = format!(r#"{{"type":"ping","pad":"{}"}}"#, "x".repeat(MAX_MESSAGE_BYTES));
+        let big = format!(
+            r#"{{"type":"ping","pad":"{}"}}"#,
+            "x".repeat(MAX_MESSAGE_BYTES)
+        );
         assert_eq!(decode_client(&big).unwrap_err().code(), ErrorCode::TooLarge);
     }
 
     #[test]
     fn server_messages_use_the_documented_names() {
-        let msg = ServerMessage::SessionRequest { session_id: SessionId("s1".into()) };
-        assert_eq!(encode(&msg), r#"{"type":"session-request","session_id":"s1"}"#);
+        let msg = ServerMessage::SessionRequest {
+            session_id: SessionId("s1".into()),
+        };
+        assert_eq!(
+            encode(&msg),
+            r#"{"type":"session-request","session_id":"s1"}"#
+        );
         let err = ServerMessage::error(ErrorCode::DeviceOffline, "no such device");
-        assert_eq!(encode(&err), r#"{"type":"error","code":"device-offline","message":"no such device"}"#);
+        assert_eq!(
+            encode(&err),
+            r#"{"type":"error","code":"device-offline","message":"no such device"}"#
+        );
     }
 }

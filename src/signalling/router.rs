@@ -5,8 +5,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::protocol::{
-    ClientMessage, DecodeError, DeviceId, ErrorCode, MAX_MESSAGE_BYTES, MAX_REASON_CHARS, ServerMessage,
-    SessionId,
+    ClientMessage, DecodeError, DeviceId, ErrorCode, MAX_MESSAGE_BYTES, MAX_REASON_CHARS,
+    ServerMessage, SessionId,
 };
 
 /// A transport-level connection, numbered by the server.
@@ -64,13 +64,19 @@ impl Router {
         self.conns.insert(conn, Conn::default());
         vec![Output::Send(
             conn,
-            ServerMessage::Welcome { server: self.server_name.clone(), max_message_bytes: MAX_MESSAGE_BYTES },
+            ServerMessage::Welcome {
+                server: self.server_name.clone(),
+                max_message_bytes: MAX_MESSAGE_BYTES,
+            },
         )]
     }
 
     /// A frame that did not decode: tell the sender, keep the connection.
     pub fn rejected(&mut self, conn: ConnId, error: &DecodeError) -> Vec<Output> {
-        vec![Output::Send(conn, ServerMessage::error(error.code(), error.to_string()))]
+        vec![Output::Send(
+            conn,
+            ServerMessage::error(error.code(), error.to_string()),
+        )]
     }
 
     pub fn handle(&mut self, conn: ConnId, message: ClientMessage) -> Vec<Output> {
@@ -82,14 +88,24 @@ impl Router {
             ClientMessage::Register { device_id } => self.register(conn, device_id),
             ClientMessage::Connect { device_id } => self.connect(conn, device_id),
             ClientMessage::Signal { session_id, data } => match self.peer_of(conn, &session_id) {
-                Ok(peer) => vec![Output::Send(peer, ServerMessage::Signal { session_id, data })],
+                Ok(peer) => vec![Output::Send(
+                    peer,
+                    ServerMessage::Signal { session_id, data },
+                )],
                 Err(out) => vec![out],
             },
             ClientMessage::End { session_id, reason } => match self.peer_of(conn, &session_id) {
                 Ok(peer) => {
                     self.remove_session(&session_id);
-                    let reason = reason.unwrap_or_else(|| "ended".into()).chars().take(MAX_REASON_CHARS).collect();
-                    vec![Output::Send(peer, ServerMessage::End { session_id, reason })]
+                    let reason = reason
+                        .unwrap_or_else(|| "ended".into())
+                        .chars()
+                        .take(MAX_REASON_CHARS)
+                        .collect();
+                    vec![Output::Send(
+                        peer,
+                        ServerMessage::End { session_id, reason },
+                    )]
                 }
                 Err(out) => vec![out],
             },
@@ -98,7 +114,9 @@ impl Router {
 
     /// The connection is gone: end its sessions and forget its registration.
     pub fn disconnected(&mut self, conn: ConnId) -> Vec<Output> {
-        let Some(state) = self.conns.remove(&conn) else { return Vec::new() };
+        let Some(state) = self.conns.remove(&conn) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         if let Some(device) = state.device {
             if self.devices.get(&device) == Some(&conn) {
@@ -110,7 +128,10 @@ impl Router {
             if let Some(session) = self.sessions.remove(&session_id) {
                 out.push(Output::Send(
                     session.device,
-                    ServerMessage::End { session_id, reason: "viewer-gone".into() },
+                    ServerMessage::End {
+                        session_id,
+                        reason: "viewer-gone".into(),
+                    },
                 ));
             }
         }
@@ -128,22 +149,28 @@ impl Router {
     fn register(&mut self, conn: ConnId, device_id: DeviceId) -> Vec<Output> {
         let mut out = Vec::new();
         let current = self.conns.get(&conn).and_then(|c| c.device.clone());
-        if let Some(current) = current {
-            if current != device_id {
-                let message = format!("this connection is already registered as device {current}");
-                return vec![Output::Send(conn, ServerMessage::error(ErrorCode::BadMessage, message))];
-            }
+        if let Some(current) = current
+            && current != device_id
+        {
+            let message = format!("this connection is already registered as device {current}");
+            return vec![Output::Send(
+                conn,
+                ServerMessage::error(ErrorCode::BadMessage, message),
+            )];
         }
-        if let Some(old) = self.devices.insert(device_id.clone(), conn) {
-            if old != conn {
-                out.extend(self.end_sessions_of_device(old, "replaced"));
-                if let Some(old_state) = self.conns.get_mut(&old) {
-                    old_state.device = None;
-                }
-                let message = format!("another connection registered device {device_id}");
-                out.push(Output::Send(old, ServerMessage::error(ErrorCode::Replaced, message)));
-                out.push(Output::Close(old));
+        if let Some(old) = self.devices.insert(device_id.clone(), conn)
+            && old != conn
+        {
+            out.extend(self.end_sessions_of_device(old, "replaced"));
+            if let Some(old_state) = self.conns.get_mut(&old) {
+                old_state.device = None;
             }
+            let message = format!("another connection registered device {device_id}");
+            out.push(Output::Send(
+                old,
+                ServerMessage::error(ErrorCode::Replaced, message),
+            ));
+            out.push(Output::Close(old));
         }
         if let Some(state) = self.conns.get_mut(&conn) {
             state.device = Some(device_id.clone());
@@ -155,21 +182,39 @@ impl Router {
     fn connect(&mut self, conn: ConnId, device_id: DeviceId) -> Vec<Output> {
         let Some(&device_conn) = self.devices.get(&device_id) else {
             let message = format!("device {device_id} is not connected to this rendezvous");
-            return vec![Output::Send(conn, ServerMessage::error(ErrorCode::DeviceOffline, message))];
+            return vec![Output::Send(
+                conn,
+                ServerMessage::error(ErrorCode::DeviceOffline, message),
+            )];
         };
         let viewing = self.conns.get(&conn).map_or(0, |c| c.viewing.len());
         if viewing >= MAX_SESSIONS_PER_VIEWER {
             let message = format!("at most {MAX_SESSIONS_PER_VIEWER} sessions per connection");
-            return vec![Output::Send(conn, ServerMessage::error(ErrorCode::TooManySessions, message))];
+            return vec![Output::Send(
+                conn,
+                ServerMessage::error(ErrorCode::TooManySessions, message),
+            )];
         }
         let session_id = SessionId(format!("{}-{}", self.session_prefix, self.next_session));
         self.next_session += 1;
-        self.sessions.insert(session_id.clone(), Session { viewer: conn, device: device_conn });
+        self.sessions.insert(
+            session_id.clone(),
+            Session {
+                viewer: conn,
+                device: device_conn,
+            },
+        );
         if let Some(state) = self.conns.get_mut(&conn) {
             state.viewing.insert(session_id.clone());
         }
         vec![
-            Output::Send(conn, ServerMessage::Session { session_id: session_id.clone(), device_id }),
+            Output::Send(
+                conn,
+                ServerMessage::Session {
+                    session_id: session_id.clone(),
+                    device_id,
+                },
+            ),
             Output::Send(device_conn, ServerMessage::SessionRequest { session_id }),
         ]
     }
@@ -178,7 +223,14 @@ impl Router {
     fn peer_of(&self, conn: ConnId, session_id: &SessionId) -> Result<ConnId, Output> {
         let Some(session) = self.sessions.get(session_id) else {
             let message = format!("no session {session_id}");
-            return Err(Output::Send(conn, ServerMessage::session_error(ErrorCode::UnknownSession, session_id.clone(), message)));
+            return Err(Output::Send(
+                conn,
+                ServerMessage::session_error(
+                    ErrorCode::UnknownSession,
+                    session_id.clone(),
+                    message,
+                ),
+            ));
         };
         if session.viewer == conn {
             Ok(session.device)
@@ -186,7 +238,10 @@ impl Router {
             Ok(session.viewer)
         } else {
             let message = format!("this connection is not an end of session {session_id}");
-            Err(Output::Send(conn, ServerMessage::session_error(ErrorCode::NotInSession, session_id.clone(), message)))
+            Err(Output::Send(
+                conn,
+                ServerMessage::session_error(ErrorCode::NotInSession, session_id.clone(), message),
+            ))
         }
     }
 
@@ -199,12 +254,22 @@ impl Router {
     }
 
     fn end_sessions_of_device(&mut self, device_conn: ConnId, reason: &str) -> Vec<Output> {
-        let ids: Vec<SessionId> =
-            self.sessions.iter().filter(|(_, s)| s.device == device_conn).map(|(id, _)| id.clone()).collect();
+        let ids: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.device == device_conn)
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut out = Vec::new();
         for session_id in ids {
             if let Some(session) = self.remove_session(&session_id) {
-                out.push(Output::Send(session.viewer, ServerMessage::End { session_id, reason: reason.into() }));
+                out.push(Output::Send(
+                    session.viewer,
+                    ServerMessage::End {
+                        session_id,
+                        reason: reason.into(),
+                    },
+                ));
             }
         }
         out
@@ -225,7 +290,10 @@ mod tests {
     }
 
     fn ice() -> SignalData {
-        SignalData::Ice(IceCandidate { candidate: "candidate:1 1 UDP 1 127.0.0.1 5000 typ host".into(), sdp_m_line_index: 0 })
+        SignalData::Ice(IceCandidate {
+            candidate: "candidate:1 1 UDP 1 127.0.0.1 5000 typ host".into(),
+            sdp_m_line_index: 0,
+        })
     }
 
     /// A router with a registered device and one viewer session, named `t-1`.
@@ -240,8 +308,19 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                Output::Send(VIEWER, ServerMessage::Session { session_id: sid.clone(), device_id: id() }),
-                Output::Send(DEV, ServerMessage::SessionRequest { session_id: sid.clone() }),
+                Output::Send(
+                    VIEWER,
+                    ServerMessage::Session {
+                        session_id: sid.clone(),
+                        device_id: id()
+                    }
+                ),
+                Output::Send(
+                    DEV,
+                    ServerMessage::SessionRequest {
+                        session_id: sid.clone()
+                    }
+                ),
             ]
         );
         (r, sid)
@@ -250,8 +329,14 @@ mod tests {
     #[test]
     fn greets_and_answers_ping() {
         let mut r = Router::new("test", "t");
-        assert!(matches!(r.connected(7)[0], Output::Send(7, ServerMessage::Welcome { .. })));
-        assert_eq!(r.handle(7, ClientMessage::Ping), vec![Output::Send(7, ServerMessage::Pong)]);
+        assert!(matches!(
+            r.connected(7)[0],
+            Output::Send(7, ServerMessage::Welcome { .. })
+        ));
+        assert_eq!(
+            r.handle(7, ClientMessage::Ping),
+            vec![Output::Send(7, ServerMessage::Pong)]
+        );
     }
 
     #[test]
@@ -259,37 +344,144 @@ mod tests {
         let mut r = Router::new("test", "t");
         r.connected(VIEWER);
         let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
-        assert!(matches!(&out[..], [Output::Send(VIEWER, ServerMessage::Error { code: ErrorCode::DeviceOffline, .. })]));
+        assert!(matches!(
+            &out[..],
+            [Output::Send(
+                VIEWER,
+                ServerMessage::Error {
+                    code: ErrorCode::DeviceOffline,
+                    ..
+                }
+            )]
+        ));
     }
 
     #[test]
     fn signals_flow_both_ways_within_a_session_only() {
         let (mut r, sid) = with_session();
-        let out = r.handle(VIEWER, ClientMessage::Signal { session_id: sid.clone(), data: ice() });
-        assert_eq!(out, vec![Output::Send(DEV, ServerMessage::Signal { session_id: sid.clone(), data: ice() })]);
-        let out = r.handle(DEV, ClientMessage::Signal { session_id: sid.clone(), data: ice() });
-        assert_eq!(out, vec![Output::Send(VIEWER, ServerMessage::Signal { session_id: sid.clone(), data: ice() })]);
-        let out = r.handle(OTHER, ClientMessage::Signal { session_id: sid.clone(), data: ice() });
-        assert!(matches!(&out[..], [Output::Send(OTHER, ServerMessage::Error { code: ErrorCode::NotInSession, .. })]));
-        let out = r.handle(VIEWER, ClientMessage::Signal { session_id: SessionId("nope".into()), data: ice() });
-        assert!(matches!(&out[..], [Output::Send(VIEWER, ServerMessage::Error { code: ErrorCode::UnknownSession, .. })]));
+        let out = r.handle(
+            VIEWER,
+            ClientMessage::Signal {
+                session_id: sid.clone(),
+                data: ice(),
+            },
+        );
+        assert_eq!(
+            out,
+            vec![Output::Send(
+                DEV,
+                ServerMessage::Signal {
+                    session_id: sid.clone(),
+                    data: ice()
+                }
+            )]
+        );
+        let out = r.handle(
+            DEV,
+            ClientMessage::Signal {
+                session_id: sid.clone(),
+                data: ice(),
+            },
+        );
+        assert_eq!(
+            out,
+            vec![Output::Send(
+                VIEWER,
+                ServerMessage::Signal {
+                    session_id: sid.clone(),
+                    data: ice()
+                }
+            )]
+        );
+        let out = r.handle(
+            OTHER,
+            ClientMessage::Signal {
+                session_id: sid.clone(),
+                data: ice(),
+            },
+        );
+        assert!(matches!(
+            &out[..],
+            [Output::Send(
+                OTHER,
+                ServerMessage::Error {
+                    code: ErrorCode::NotInSession,
+                    ..
+                }
+            )]
+        ));
+        let out = r.handle(
+            VIEWER,
+            ClientMessage::Signal {
+                session_id: SessionId("nope".into()),
+                data: ice(),
+            },
+        );
+        assert!(matches!(
+            &out[..],
+            [Output::Send(
+                VIEWER,
+                ServerMessage::Error {
+                    code: ErrorCode::UnknownSession,
+                    ..
+                }
+            )]
+        ));
     }
 
     #[test]
     fn end_is_forwarded_once_and_forgets_the_session() {
         let (mut r, sid) = with_session();
-        let out = r.handle(VIEWER, ClientMessage::End { session_id: sid.clone(), reason: Some("bye".into()) });
-        assert_eq!(out, vec![Output::Send(DEV, ServerMessage::End { session_id: sid.clone(), reason: "bye".into() })]);
+        let out = r.handle(
+            VIEWER,
+            ClientMessage::End {
+                session_id: sid.clone(),
+                reason: Some("bye".into()),
+            },
+        );
+        assert_eq!(
+            out,
+            vec![Output::Send(
+                DEV,
+                ServerMessage::End {
+                    session_id: sid.clone(),
+                    reason: "bye".into()
+                }
+            )]
+        );
         assert_eq!(r.session_count(), 0);
-        let out = r.handle(DEV, ClientMessage::End { session_id: sid, reason: None });
-        assert!(matches!(&out[..], [Output::Send(DEV, ServerMessage::Error { code: ErrorCode::UnknownSession, .. })]));
+        let out = r.handle(
+            DEV,
+            ClientMessage::End {
+                session_id: sid,
+                reason: None,
+            },
+        );
+        assert!(matches!(
+            &out[..],
+            [Output::Send(
+                DEV,
+                ServerMessage::Error {
+                    code: ErrorCode::UnknownSession,
+                    ..
+                }
+            )]
+        ));
     }
 
     #[test]
     fn long_reasons_are_cut() {
         let (mut r, sid) = with_session();
-        let out = r.handle(VIEWER, ClientMessage::End { session_id: sid, reason: Some("x".repeat(10_000)) });
-        let [Output::Send(_, ServerMessage::End { reason, .. })] = &out[..] else { panic!("{out:?}") };
+        let out = r.handle(
+            VIEWER,
+            ClientMessage::End {
+                session_id: sid,
+                reason: Some("x".repeat(10_000)),
+            },
+        );
+        let [Output::Send(_, ServerMessage::End { reason, .. })] = &out[..] else {
+            panic!("{out:?}")
+        };
         assert_eq!(reason.len(), MAX_REASON_CHARS);
     }
 
@@ -297,7 +489,16 @@ mod tests {
     fn a_vanished_viewer_ends_its_sessions_at_the_device() {
         let (mut r, sid) = with_session();
         let out = r.disconnected(VIEWER);
-        assert_eq!(out, vec![Output::Send(DEV, ServerMessage::End { session_id: sid, reason: "viewer-gone".into() })]);
+        assert_eq!(
+            out,
+            vec![Output::Send(
+                DEV,
+                ServerMessage::End {
+                    session_id: sid,
+                    reason: "viewer-gone".into()
+                }
+            )]
+        );
         assert_eq!(r.session_count(), 0);
         assert!(r.disconnected(VIEWER).is_empty());
     }
@@ -306,20 +507,59 @@ mod tests {
     fn a_vanished_device_ends_its_viewers_sessions_and_goes_offline() {
         let (mut r, sid) = with_session();
         let out = r.disconnected(DEV);
-        assert_eq!(out, vec![Output::Send(VIEWER, ServerMessage::End { session_id: sid, reason: "device-gone".into() })]);
+        assert_eq!(
+            out,
+            vec![Output::Send(
+                VIEWER,
+                ServerMessage::End {
+                    session_id: sid,
+                    reason: "device-gone".into()
+                }
+            )]
+        );
         assert_eq!(r.device_count(), 0);
         let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
-        assert!(matches!(&out[..], [Output::Send(VIEWER, ServerMessage::Error { code: ErrorCode::DeviceOffline, .. })]));
+        assert!(matches!(
+            &out[..],
+            [Output::Send(
+                VIEWER,
+                ServerMessage::Error {
+                    code: ErrorCode::DeviceOffline,
+                    ..
+                }
+            )]
+        ));
     }
 
     #[test]
     fn a_second_registration_replaces_the_first() {
         let (mut r, sid) = with_session();
         let out = r.handle(OTHER, ClientMessage::Register { device_id: id() });
-        assert_eq!(out[0], Output::Send(VIEWER, ServerMessage::End { session_id: sid, reason: "replaced".into() }));
-        assert!(matches!(&out[1], Output::Send(DEV, ServerMessage::Error { code: ErrorCode::Replaced, .. })));
+        assert_eq!(
+            out[0],
+            Output::Send(
+                VIEWER,
+                ServerMessage::End {
+                    session_id: sid,
+                    reason: "replaced".into()
+                }
+            )
+        );
+        assert!(matches!(
+            &out[1],
+            Output::Send(
+                DEV,
+                ServerMessage::Error {
+                    code: ErrorCode::Replaced,
+                    ..
+                }
+            )
+        ));
         assert_eq!(out[2], Output::Close(DEV));
-        assert_eq!(out[3], Output::Send(OTHER, ServerMessage::Registered { device_id: id() }));
+        assert_eq!(
+            out[3],
+            Output::Send(OTHER, ServerMessage::Registered { device_id: id() })
+        );
         // The replaced connection closing later must not unregister the new one.
         r.disconnected(DEV);
         assert_eq!(r.device_count(), 1);
@@ -332,7 +572,16 @@ mod tests {
         r.handle(DEV, ClientMessage::Register { device_id: id() });
         let other = DeviceId::parse("bbbbbbbbbbbbbbbb").unwrap();
         let out = r.handle(DEV, ClientMessage::Register { device_id: other });
-        assert!(matches!(&out[..], [Output::Send(DEV, ServerMessage::Error { code: ErrorCode::BadMessage, .. })]));
+        assert!(matches!(
+            &out[..],
+            [Output::Send(
+                DEV,
+                ServerMessage::Error {
+                    code: ErrorCode::BadMessage,
+                    ..
+                }
+            )]
+        ));
     }
 
     #[test]
@@ -342,14 +591,32 @@ mod tests {
             r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
         }
         let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
-        assert!(matches!(&out[..], [Output::Send(VIEWER, ServerMessage::Error { code: ErrorCode::TooManySessions, .. })]));
+        assert!(matches!(
+            &out[..],
+            [Output::Send(
+                VIEWER,
+                ServerMessage::Error {
+                    code: ErrorCode::TooManySessions,
+                    ..
+                }
+            )]
+        ));
     }
 
     #[test]
     fn rejected_frames_get_an_error_and_change_nothing() {
         let (mut r, _) = with_session();
         let out = r.rejected(VIEWER, &DecodeError::TooLarge(10_000_000));
-        assert!(matches!(&out[..], [Output::Send(VIEWER, ServerMessage::Error { code: ErrorCode::TooLarge, .. })]));
+        assert!(matches!(
+            &out[..],
+            [Output::Send(
+                VIEWER,
+                ServerMessage::Error {
+                    code: ErrorCode::TooLarge,
+                    ..
+                }
+            )]
+        ));
         assert_eq!(r.session_count(), 1);
     }
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
@@ -47,16 +47,24 @@ impl Rendezvous {
         let prefix: String = {
             use rand::Rng;
             let mut rng = rand::rng();
-            (0..12).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+            (0..12)
+                .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+                .collect()
         };
         Arc::new(Self {
-            inner: Mutex::new(Inner { router: Router::new(server_name, prefix), outboxes: HashMap::new(), next_conn: 1 }),
+            inner: Mutex::new(Inner {
+                router: Router::new(server_name, prefix),
+                outboxes: HashMap::new(),
+                next_conn: 1,
+            }),
         })
     }
 
     /// Routes `/signal` to this rendezvous.
     pub fn routes<S: Clone + Send + Sync + 'static>(self: &Arc<Self>) -> axum::Router<S> {
-        axum::Router::new().route("/signal", get(upgrade)).with_state(self.clone())
+        axum::Router::new()
+            .route("/signal", get(upgrade))
+            .with_state(self.clone())
     }
 
     pub fn session_count(&self) -> usize {
@@ -65,7 +73,9 @@ impl Rendezvous {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while routing would be a bug in the pure router; keep serving the others.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn open(&self) -> (ConnId, mpsc::Receiver<Outbound>) {
@@ -113,10 +123,10 @@ impl Rendezvous {
                 Output::Send(conn, message) => (conn, Outbound::Text(protocol::encode(&message))),
                 Output::Close(conn) => (conn, Outbound::Close),
             };
-            if let Some(tx) = inner.outboxes.get(&conn) {
-                if tx.try_send(outbound).is_err() {
-                    stuck.push(conn);
-                }
+            if let Some(tx) = inner.outboxes.get(&conn)
+                && tx.try_send(outbound).is_err()
+            {
+                stuck.push(conn);
             }
         }
         for conn in stuck {
@@ -175,9 +185,16 @@ async fn serve(socket: WebSocket, rendezvous: Arc<Rendezvous>) {
     };
     rendezvous.close(conn);
     if let Some((code, reason)) = close_reason {
-        let frame = CloseFrame { code, reason: reason.into() };
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
         // Best effort with a deadline: the peer may already be gone.
-        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            sink.send(Message::Close(Some(frame))),
+        )
+        .await;
     }
     debug!(conn, "signalling socket closed");
 }

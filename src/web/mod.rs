@@ -38,14 +38,20 @@ pub struct IceServer {
 
 impl std::fmt::Debug for IceServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IceServer").field("urls", &self.urls).finish_non_exhaustive()
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .finish_non_exhaustive()
     }
 }
 
 impl IceServer {
     /// The browser's view of the configured STUN and TURN servers.
     pub fn from_config(ice: &IceConfig) -> Vec<Self> {
-        let stun = ice.stun_servers.iter().map(|url| Self { urls: vec![url.clone()], username: None, credential: None });
+        let stun = ice.stun_servers.iter().map(|url| Self {
+            urls: vec![url.clone()],
+            username: None,
+            credential: None,
+        });
         let turn = ice.turn_servers.iter().map(|t| Self {
             urls: vec![t.url.clone()],
             username: Some(t.username.clone()),
@@ -55,17 +61,49 @@ impl IceServer {
     }
 }
 
-/// The whole HTTP app. `rendezvous` is mounted at `/signal` when this process embeds one.
-pub fn app(info: ApiInfo, rendezvous: Option<&Arc<Rendezvous>>) -> axum::Router {
+/// Produces the device's live status for `/api/status` (called on a blocking thread).
+pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// The whole HTTP app. `rendezvous` is mounted at `/signal` when this process embeds one;
+/// `status` serves `/api/status` on a device.
+pub fn app(
+    info: ApiInfo,
+    rendezvous: Option<&Arc<Rendezvous>>,
+    status: Option<StatusFn>,
+) -> axum::Router {
     let info = Arc::new(info);
     let mut router = axum::Router::new()
-        .route("/", get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }))
-        .route("/viewer.js", get(|| async { asset(VIEWER_JS, "text/javascript; charset=utf-8") }))
-        .route("/style.css", get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }))
-        .route("/api/info", get(move || async move { Json(info.as_ref().clone()) }))
+        .route(
+            "/",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/viewer.js",
+            get(|| async { asset(VIEWER_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/style.css",
+            get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/api/info",
+            get(move || async move { Json(info.as_ref().clone()) }),
+        )
         .route("/healthz", get(|| async { "ok\n" }));
     if let Some(rendezvous) = rendezvous {
         router = router.merge(rendezvous.routes());
+    }
+    if let Some(status) = status {
+        router = router.route(
+            "/api/status",
+            get(move || async move {
+                let status = status.clone();
+                match tokio::task::spawn_blocking(move || status()).await {
+                    Ok(value) => Json(value).into_response(),
+                    Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
+            }),
+        );
     }
     router
 }
@@ -82,8 +120,14 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
             "default-src 'self'; connect-src 'self' ws: wss:; media-src 'self' blob:; img-src 'self' data:; frame-ancestors 'none'",
         ),
     );
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }
 
@@ -95,35 +139,53 @@ mod tests {
     use tower::ServiceExt;
 
     fn info() -> ApiInfo {
-        ApiInfo { device_id: Some("aaaaaaaaaaaaaaaa".into()), ice_servers: vec![], signal_path: "/signal".into() }
+        ApiInfo {
+            device_id: Some("aaaaaaaaaaaaaaaa".into()),
+            ice_servers: vec![],
+            signal_path: "/signal".into(),
+        }
     }
 
     async fn get(app: axum::Router, path: &str) -> (StatusCode, String) {
-        let response = app.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+        let response = app
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, String::from_utf8_lossy(&body).into_owned())
     }
 
     #[tokio::test]
     async fn serves_the_viewer_and_its_info() {
-        let (status, body) = get(app(info(), None), "/").await;
+        let (status, body) = get(app(info(), None, None), "/").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("viewer.js"), "{body}");
-        let (status, body) = get(app(info(), None), "/api/info").await;
+        let (status, body) = get(app(info(), None, None), "/api/info").await;
         assert_eq!(status, StatusCode::OK);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(json["device_id"], "aaaaaaaaaaaaaaaa");
         assert_eq!(json["signal_path"], "/signal");
-        assert_eq!(get(app(info(), None), "/nope").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            get(app(info(), None, None), "/nope").await.0,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[tokio::test]
     async fn signal_exists_only_with_an_embedded_rendezvous() {
-        assert_eq!(get(app(info(), None), "/signal").await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            get(app(info(), None, None), "/signal").await.0,
+            StatusCode::NOT_FOUND
+        );
         let rendezvous = Rendezvous::new("test");
         // A plain GET (no upgrade) reaches the WebSocket route and is refused by it.
-        assert_ne!(get(app(info(), Some(&rendezvous)), "/signal").await.0, StatusCode::NOT_FOUND);
+        assert_ne!(
+            get(app(info(), Some(&rendezvous), None), "/signal").await.0,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]

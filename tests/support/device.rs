@@ -27,7 +27,15 @@ impl Device {
 
     pub fn start_in(state: tempfile::TempDir, extra: &[&str]) -> Result<Device> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
-            .args(["--log", "info,pipe=debug", "device", "--listen", "127.0.0.1", "--port", "0"])
+            .args([
+                "--log",
+                "info,pipe=debug",
+                "device",
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                "0",
+            ])
             .arg("--state-dir")
             .arg(state.path())
             .args(extra)
@@ -40,7 +48,10 @@ impl Device {
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        for (stream, is_stdout) in [(Box::new(stdout) as Box<dyn std::io::Read + Send>, true), (Box::new(stderr), false)] {
+        for (stream, is_stdout) in [
+            (Box::new(stdout) as Box<dyn std::io::Read + Send>, true),
+            (Box::new(stderr), false),
+        ] {
             let log = log.clone();
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -56,12 +67,26 @@ impl Device {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
-                bail!("the device printed no URL within 30 s:\n{}", log.lock().unwrap().join("\n"));
+                bail!(
+                    "the device printed no URL within 30 s:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
             }
         };
         let (base, device_id) = url.split_once("/#device=").context("URL has #device=")?;
-        let port = base.rsplit(':').next().and_then(|p| p.parse().ok()).context("URL has a port")?;
-        Ok(Device { child, device_id: device_id.to_string(), port, url, log, _state: state })
+        let port = base
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("URL has a port")?;
+        Ok(Device {
+            child,
+            device_id: device_id.to_string(),
+            port,
+            url,
+            log,
+            _state: state,
+        })
     }
 
     pub fn signal_url(&self) -> String {
@@ -85,7 +110,12 @@ impl Device {
     }
 
     /// Waits until `f` holds, polling; returns the last value on timeout.
-    pub fn settle<T: PartialEq + Copy>(&self, timeout: Duration, f: impl Fn(&Self) -> T, ok: impl Fn(T) -> bool) -> T {
+    pub fn settle<T: PartialEq + Copy>(
+        &self,
+        timeout: Duration,
+        f: impl Fn(&Self) -> T,
+        ok: impl Fn(T) -> bool,
+    ) -> T {
         let start = Instant::now();
         loop {
             let value = f(self);
@@ -98,14 +128,20 @@ impl Device {
 
     /// Asks the device to stop (SIGTERM) and waits for it.
     pub fn stop(mut self) -> Result<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait()? {
                 return Ok(status);
             }
             if start.elapsed() > Duration::from_secs(10) {
-                bail!("the device did not stop within 10 s of SIGTERM:\n{}", self.log());
+                bail!(
+                    "the device did not stop within 10 s of SIGTERM:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -120,5 +156,7 @@ impl Drop for Device {
 }
 
 fn count_entries(dir: &str) -> usize {
-    std::fs::read_dir(Path::new(dir)).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(Path::new(dir))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
