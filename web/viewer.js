@@ -136,9 +136,15 @@ function pickDeviceId(info) {
 
 // ---- signalling ------------------------------------------------------------------------------
 
+// `signal_path` is a path on this server, or a remote rendezvous's ws(s):// URL.
+function signalUrl(path) {
+  if (typeof path === 'string' && /^wss?:\/\//.test(path)) return path;
+  const local = typeof path === 'string' && path.startsWith('/') ? path : '/signal';
+  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${local}`;
+}
+
 function openSocket(s, info) {
-  const path = typeof info.signal_path === 'string' && info.signal_path.startsWith('/') ? info.signal_path : '/signal';
-  const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`);
+  const ws = new WebSocket(signalUrl(info.signal_path));
   s.ws = ws;
   let opened = false;
   ws.onopen = () => {
