@@ -19,6 +19,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Silence after which the device gives up on a connection and dials again (the server pings
 /// every 10 s).
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// A rendezvous that does not take a message within this time is treated as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Application-level keepalive, also keeping NAT mappings and proxies warm.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -135,13 +137,13 @@ async fn connect_once(
             }
             message = outgoing.recv() => {
                 let Some(message) = message else { return Ok(()) };
-                sink.send(Message::text(protocol::encode(&message))).await.map_err(|e| e.to_string())?;
+                send(&mut sink, protocol::encode(&message)).await?;
+            }
+            _ = tokio::time::sleep_until(last_heard + SILENCE_LIMIT) => {
+                return Err("rendezvous went silent".into());
             }
             _ = ping.tick() => {
-                if last_heard.elapsed() > SILENCE_LIMIT {
-                    return Err("rendezvous went silent".into());
-                }
-                sink.send(Message::text(protocol::encode(&ClientMessage::Ping))).await.map_err(|e| e.to_string())?;
+                send(&mut sink, protocol::encode(&ClientMessage::Ping)).await?;
             }
             _ = shutdown.changed() => {
                 let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(None))).await;
@@ -186,4 +188,14 @@ fn interpret(text: &str, backoff: &mut Backoff) -> Result<Option<Event>, String>
         }
         ServerMessage::Welcome { .. } | ServerMessage::Pong | ServerMessage::Session { .. } => None,
     })
+}
+
+async fn send<S>(sink: &mut S, text: String) -> Result<(), String>
+where
+    S: futures::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    match tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::text(text))).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("the rendezvous is not reading".into()),
+    }
 }

@@ -21,6 +21,8 @@ use super::router::{ConnId, Output, Router};
 const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// ...and closes one it has heard nothing from for this long (docs/protocol.md).
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// A peer that does not take a frame within this time is not reading; it is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages queued for one socket. Signalling is a few messages per session; a socket that
 /// lets this many pile up is not reading, and is closed rather than buffered without bound.
 const OUTBOX_CAPACITY: usize = 256;
@@ -170,16 +172,16 @@ async fn serve(socket: WebSocket, rendezvous: Arc<Rendezvous>) {
             }
             item = outbox.recv() => match item {
                 Some(Outbound::Text(text)) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() { break None; }
+                    if !send(&mut sink, Message::Text(text.into())).await { break None; }
                 }
                 Some(Outbound::Close) | None => break Some((close_code::POLICY, "replaced")),
             },
+            _ = tokio::time::sleep_until(last_heard + SILENCE_LIMIT) => {
+                info!(conn, "closing silent signalling socket");
+                break Some((close_code::AWAY, "silent for 30 s"));
+            }
             _ = ping.tick() => {
-                if last_heard.elapsed() > SILENCE_LIMIT {
-                    info!(conn, "closing silent signalling socket");
-                    break Some((close_code::AWAY, "silent for 30 s"));
-                }
-                if sink.send(Message::Ping(Default::default())).await.is_err() { break None; }
+                if !send(&mut sink, Message::Ping(Default::default())).await { break None; }
             }
         }
     };
@@ -197,4 +199,12 @@ async fn serve(socket: WebSocket, rendezvous: Arc<Rendezvous>) {
         .await;
     }
     debug!(conn, "signalling socket closed");
+}
+
+/// Sends one frame with a deadline; false if the socket is gone or not reading.
+async fn send(sink: &mut futures::stream::SplitSink<WebSocket, Message>, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+        Ok(Ok(()))
+    )
 }
