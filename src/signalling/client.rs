@@ -112,9 +112,7 @@ async fn connect_once(
     let register = ClientMessage::Register {
         device_id: device_id.clone(),
     };
-    sink.send(Message::text(protocol::encode(&register)))
-        .await
-        .map_err(|e| e.to_string())?;
+    send(&mut sink, protocol::encode(&register)).await?;
 
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut last_heard = tokio::time::Instant::now();
