@@ -66,6 +66,27 @@ impl Fingerprint {
         Self(Sha256::digest(der).into())
     }
 
+    /// Parses the SDP form (`AB:CD:...`, either case), as browsers and webrtcbin print it.
+    pub fn parse(text: &str) -> Option<Self> {
+        let bytes: Vec<u8> = text
+            .trim()
+            .split(':')
+            .map(|h| {
+                if h.len() == 2 {
+                    u8::from_str_radix(h, 16).ok()
+                } else {
+                    None
+                }
+            })
+            .collect::<Option<_>>()?;
+        Some(Self(bytes.try_into().ok()?))
+    }
+
+    /// The first 4 bytes, for people comparing two screens (`AB:CD:EF:01`).
+    pub fn short(&self) -> String {
+        self.to_sdp()[..11].to_string()
+    }
+
     /// The SDP form: `AB:CD:...` (RFC 8122).
     pub fn to_sdp(&self) -> String {
         self.0
@@ -81,6 +102,27 @@ impl Fingerprint {
             .encode(&self.0[..10])
             .to_ascii_lowercase();
         DeviceId::parse(&text).expect("10 bytes encode to 16 base32 characters")
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_sdp())
+    }
+}
+
+impl serde::Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_sdp())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom("not a SHA-256 fingerprint (AB:CD:... 32 bytes)")
+        })
     }
 }
 
@@ -201,6 +243,15 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert_eq!(first.fingerprint.to_sdp().len(), 32 * 3 - 1);
+    }
+
+    #[test]
+    fn fingerprints_round_trip_through_text() {
+        let fp = Fingerprint::of_der(b"certificate");
+        assert_eq!(Fingerprint::parse(&fp.to_sdp()), Some(fp));
+        assert_eq!(Fingerprint::parse(&fp.to_sdp().to_lowercase()), Some(fp));
+        assert_eq!(Fingerprint::parse("AB:CD"), None);
+        assert_eq!(fp.short().len(), 11);
     }
 
     #[test]

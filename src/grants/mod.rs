@@ -1,0 +1,9 @@
+//! Access to the device: the owner (who claimed it), borrowers (lent time-limited access) and
+//! the secrets that bind them, all held on the device. `model` is the pure logic; `store`
+//! persists it atomically with an audit log.
+
+pub mod model;
+pub mod secret;
+
+pub use model::{Access, Grant, GrantError, Grants, LendPolicy, Role, Scope, Time};
+pub use secret::{Secret, SecretHash};
