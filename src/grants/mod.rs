@@ -5,5 +5,5 @@
 pub mod model;
 pub mod secret;
 
-pub use model::{Access, Grant, GrantError, Grants, LendPolicy, Role, Scope, Time};
+pub use model::{Access, Grant, GrantError, Grants, LendPolicy, LendRequest, Role, Scope, Time};
 pub use secret::{Secret, SecretHash};

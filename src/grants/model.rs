@@ -70,6 +70,15 @@ pub struct Invite {
     pub created_by: String,
 }
 
+/// What the owner asks for when lending.
+#[derive(Debug, Clone)]
+pub struct LendRequest {
+    pub invite_id: String,
+    pub scope: Scope,
+    /// How long the borrower may watch once they redeem the invite.
+    pub secs: u64,
+}
+
 /// Bounds the owner's choices (configurable so tests can use seconds).
 #[derive(Debug, Clone, Copy)]
 pub struct LendPolicy {
@@ -187,24 +196,22 @@ impl Grants {
         &mut self,
         by: &Fingerprint,
         token: &Secret,
-        invite_id: String,
-        scope: Scope,
-        lend_secs: u64,
+        request: LendRequest,
         policy: LendPolicy,
         now: Time,
     ) -> Result<&Invite, GrantError> {
         let owner = self.owner(by, now)?.id.clone();
-        if !(policy.min_secs..=policy.max_secs).contains(&lend_secs) {
+        if !(policy.min_secs..=policy.max_secs).contains(&request.secs) {
             return Err(GrantError::BadDuration {
                 min: policy.min_secs,
                 max: policy.max_secs,
             });
         }
         self.invites.push(Invite {
-            id: invite_id,
+            id: request.invite_id,
             token_hash: token.hash(),
-            scope,
-            lend_secs,
+            scope: request.scope,
+            lend_secs: request.secs,
             redeem_by: now + policy.invite_ttl_secs,
             created_by: owner,
         });
@@ -333,6 +340,14 @@ mod tests {
         Fingerprint::of_der(&[n])
     }
 
+    fn req(scope: Scope, secs: u64) -> LendRequest {
+        LendRequest {
+            invite_id: format!("inv-{secs}"),
+            scope,
+            secs,
+        }
+    }
+
     const POLICY: LendPolicy = LendPolicy {
         min_secs: 10,
         max_secs: 100,
@@ -438,17 +453,17 @@ mod tests {
         let mut g = claimed();
         let token = Secret::generate();
         assert_eq!(
-            g.lend(&fp(2), &token, "i".into(), Scope::View, 60, POLICY, 1000)
+            g.lend(&fp(2), &token, req(Scope::View, 60), POLICY, 1000)
                 .unwrap_err(),
             GrantError::NotOwner
         );
         assert_eq!(
-            g.lend(&fp(1), &token, "i".into(), Scope::View, 5, POLICY, 1000)
+            g.lend(&fp(1), &token, req(Scope::View, 5), POLICY, 1000)
                 .unwrap_err(),
             GrantError::BadDuration { min: 10, max: 100 }
         );
         assert!(
-            g.lend(&fp(1), &token, "i".into(), Scope::View, 101, POLICY, 1000)
+            g.lend(&fp(1), &token, req(Scope::View, 101), POLICY, 1000)
                 .is_err()
         );
         // Borrowers cannot lend onward.
@@ -456,7 +471,7 @@ mod tests {
         g.redeem(&token, fp(2), "b".into(), 1000).unwrap();
         let onward = Secret::generate();
         assert_eq!(
-            g.lend(&fp(2), &onward, "j".into(), Scope::View, 60, POLICY, 1001)
+            g.lend(&fp(2), &onward, req(Scope::View, 60), POLICY, 1001)
                 .unwrap_err(),
             GrantError::NotOwner
         );
