@@ -363,16 +363,8 @@ mod tests {
     }
 
     fn lend(g: &mut Grants, token: &Secret, scope: Scope, secs: u64, now: Time) {
-        g.lend(
-            &fp(1),
-            token,
-            format!("inv-{now}"),
-            scope,
-            secs,
-            POLICY,
-            now,
-        )
-        .unwrap();
+        g.lend(&fp(1), token, req(scope, secs), POLICY, now)
+            .unwrap();
     }
 
     #[test]
