@@ -212,7 +212,7 @@ impl DeviceIdentity {
 }
 
 /// The DER bytes of the first PEM block in `pem`.
-fn pem_der(pem: &str) -> Option<Vec<u8>> {
+pub fn pem_der(pem: &str) -> Option<Vec<u8>> {
     let body: String = pem
         .lines()
         .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
