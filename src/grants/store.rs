@@ -28,6 +28,8 @@ pub enum StoreError {
         "{path} is corrupt ({message}); it was left as it is: restore it from a backup, or move it away to start unclaimed"
     )]
     Corrupt { path: PathBuf, message: String },
+    #[error("{path} does not exist: has `pipe device` run with this state directory?")]
+    Missing { path: PathBuf },
 }
 
 /// One line of the audit log.
@@ -93,7 +95,11 @@ impl Store {
         change: impl FnOnce(&mut Grants) -> Result<T, E>,
     ) -> Result<Result<(Grants, T), E>, StoreError> {
         let _lock = self.lock()?;
-        let mut grants = self.read()?.unwrap_or_default();
+        // A missing file is not "no grants": writing an empty state would leave the device
+        // unclaimable. Only `load_or_init` creates it.
+        let mut grants = self.read()?.ok_or_else(|| StoreError::Missing {
+            path: self.grants_path(),
+        })?;
         match change(&mut grants) {
             Ok(value) => {
                 self.write(&grants)?;
