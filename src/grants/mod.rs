@@ -4,6 +4,7 @@
 
 pub mod model;
 pub mod secret;
+pub mod service;
 pub mod store;
 
 pub use model::{Access, Grant, GrantError, Grants, LendPolicy, LendRequest, Role, Scope, Time};

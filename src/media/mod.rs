@@ -3,6 +3,7 @@
 //! what this machine has (`probe`, `plugins`) and which chain to run (`select`).
 
 pub mod capture;
+pub mod dtls;
 pub mod keyframe;
 pub mod pipeline;
 pub mod plugins;
@@ -11,6 +12,7 @@ pub mod receiver;
 pub mod sdp;
 pub mod select;
 pub mod session;
+pub mod stamp;
 pub mod webrtc;
 
 /// Errors at the media boundary.

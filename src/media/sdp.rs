@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 
+use crate::identity::Fingerprint;
+
 /// Signals H.264 the way browsers expect. x264 marks constrained baseline with
 /// `constraint_set1` only (`42c0xx`), while browsers and the WebRTC specs name it `42e0xx`
 /// (sets 0, 1 and 2). Both mean the same profile; say `42e0` and keep the level. Also makes
@@ -63,6 +65,40 @@ fn constrained_baseline_id(id: &str) -> Option<String> {
     (constraints & 0x40 != 0).then(|| format!("42e0{}", level.to_ascii_lowercase()))
 }
 
+/// Replaces every `a=fingerprint` line with the SHA-256 fingerprint of the certificate the
+/// device really uses (see `dtls` for why webrtcbin's own line is wrong).
+pub fn set_fingerprint(sdp: &str, fingerprint: &Fingerprint) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("a=fingerprint:") {
+            let ending = &line[line.trim_end_matches(['\r', '\n']).len()..];
+            out.push_str(&format!("a=fingerprint:sha-256 {}{ending}", fingerprint.to_sdp()));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// The SHA-256 fingerprint an SDP announces, if it announces exactly one (session level or
+/// every section alike); anything else is treated as no fingerprint.
+pub fn fingerprint(sdp: &str) -> Option<Fingerprint> {
+    let mut found: Option<Fingerprint> = None;
+    for line in sdp.lines() {
+        let Some(value) = line.strip_prefix("a=fingerprint:") else { continue };
+        let (hash, fp) = value.trim().split_once(' ')?;
+        if !hash.eq_ignore_ascii_case("sha-256") {
+            return None;
+        }
+        let fp = Fingerprint::parse(fp)?;
+        if found.is_some_and(|f| f != fp) {
+            return None;
+        }
+        found = Some(fp);
+    }
+    found
+}
+
 /// For a host candidate, the same candidate with its address replaced by `advertised`
 /// (a container's published address, a 1:1 NAT), to be sent in addition to the original.
 pub fn advertised_candidate(candidate: &str, advertised: IpAddr) -> Option<String> {
@@ -117,6 +153,20 @@ mod tests {
             "plain baseline is not constrained"
         );
         assert_eq!(constrained_baseline_id("42E01F").as_deref(), Some("42e01f"));
+    }
+
+    #[test]
+    fn fingerprints_are_rewritten_and_read_back() {
+        let real = Fingerprint::of_der(b"device");
+        let sdp = "v=0\r\na=fingerprint:sha-256 CC:51\r\nm=video 9 X 96\r\na=fingerprint:sha-256 CC:51\r\n";
+        let fixed = set_fingerprint(sdp, &real);
+        assert_eq!(fixed.matches(&real.to_sdp()).count(), 2);
+        assert!(fixed.ends_with("\r\n") && !fixed.contains("CC:51"));
+        assert_eq!(fingerprint(&fixed), Some(real));
+        let two = format!("{fixed}a=fingerprint:sha-256 {}\r\n", Fingerprint::of_der(b"other").to_sdp());
+        assert_eq!(fingerprint(&two), None, "disagreeing fingerprints count as none");
+        assert_eq!(fingerprint("v=0\r\n"), None);
+        assert_eq!(fingerprint(&format!("a=fingerprint:sha-1 {}", real.to_sdp())), None);
     }
 
     #[test]

@@ -1,0 +1,211 @@
+//! The device's grants at run time: the state in memory, every change written through the
+//! store (on a blocking thread), each change announced to the sessions so they re-check their
+//! peer within a second, expiry on time, and edits made by the CLI picked up from disk.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::model::{Access, Grant, GrantError, Grants, LendPolicy, LendRequest, Scope, Time};
+use super::secret::Secret;
+use super::store::{AuditEvent, Store, StoreError};
+use crate::identity::Fingerprint;
+
+/// How often expiry and the file on disk are checked: revocation and expiry cut sessions
+/// within a second.
+const TICK: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct GrantsService {
+    store: Store,
+    state: Mutex<Grants>,
+    policy: LendPolicy,
+    changed: watch::Sender<u64>,
+}
+
+pub fn now() -> Time {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn new_id() -> String {
+    data_encoding::HEXLOWER.encode(&rand::random::<[u8; 6]>())
+}
+
+impl GrantsService {
+    /// Loads (or creates) the grants in `state_dir`; a corrupt file is an error.
+    pub fn open(state_dir: &std::path::Path, policy: LendPolicy) -> Result<Arc<Self>, StoreError> {
+        let store = Store::new(state_dir);
+        let state = store.load_or_init()?;
+        Ok(Arc::new(Self { store, state: Mutex::new(state), policy, changed: watch::channel(0).0 }))
+    }
+
+    /// Starts the task that expires grants and notices the CLI's edits. Ends with `shutdown`.
+    pub fn spawn_watch(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => return,
+                }
+                let s = service.clone();
+                if let Ok(Err(error)) = tokio::task::spawn_blocking(move || s.refresh()).await {
+                    warn!(%error, "cannot refresh grants");
+                }
+            }
+        });
+    }
+
+    /// A receiver that changes whenever any grant does.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub fn check(&self, fingerprint: &Fingerprint) -> Option<Access> {
+        self.state().check(fingerprint, now())
+    }
+
+    pub fn is_claimed(&self) -> bool {
+        self.state().is_claimed()
+    }
+
+    pub fn list(&self) -> Vec<Grant> {
+        self.state().grants.clone()
+    }
+
+    pub fn claim_secret(&self) -> Result<Option<Secret>, StoreError> {
+        self.store.claim_secret()
+    }
+
+    pub fn claim(&self, secret: &Secret, fingerprint: Fingerprint) -> Result<Grant, ServiceError> {
+        let at = now();
+        let result = self.change(|g| g.claim(secret, fingerprint, new_id(), at).cloned());
+        let grant = self.audited(result, "claimed", fingerprint)?;
+        info!(grant = %grant.id, fingerprint = %fingerprint.short(), "device claimed");
+        Ok(grant)
+    }
+
+    /// Mints an invite: the token is returned once and only its hash is kept.
+    pub fn lend(&self, by: Fingerprint, scope: Scope, secs: u64) -> Result<Secret, ServiceError> {
+        let token = Secret::generate();
+        let request = LendRequest { invite_id: new_id(), scope, secs };
+        let (at, policy) = (now(), self.policy);
+        let result = self.change(|g| g.lend(&by, &token, request, policy, at).map(|i| i.id.clone()));
+        let id = self.audited(result, "lent", by)?;
+        info!(invite = %id, ?scope, secs, "invite minted");
+        Ok(token)
+    }
+
+    pub fn redeem(&self, token: &Secret, fingerprint: Fingerprint) -> Result<Grant, ServiceError> {
+        let at = now();
+        let result = self.change(|g| g.redeem(token, fingerprint, new_id(), at).cloned());
+        let grant = self.audited(result, "borrowed", fingerprint)?;
+        info!(grant = %grant.id, fingerprint = %fingerprint.short(), "invite redeemed");
+        Ok(grant)
+    }
+
+    /// Revokes grant `id`; `by` is the owner asking from a browser (`None`: the CLI).
+    pub fn revoke(&self, by: Option<Fingerprint>, id: &str) -> Result<Grant, ServiceError> {
+        let at = now();
+        let result = self.change(|g| {
+            if let Some(by) = by {
+                g.check(&by, at).filter(|a| a.role == super::Role::Owner).ok_or(GrantError::NotOwner)?;
+            }
+            g.revoke(id)
+        });
+        let grant = self.audited(result, "revoked", by.unwrap_or_else(|| Fingerprint::of_der(b"cli")))?;
+        info!(grant = %grant.id, "grant revoked");
+        Ok(grant)
+    }
+
+    pub fn renew(&self, old: Fingerprint, new: Fingerprint) -> Result<Grant, ServiceError> {
+        let at = now();
+        let result = self.change(|g| g.renew(&old, new, at).cloned());
+        let grant = self.audited(result, "renewed", new)?;
+        info!(grant = %grant.id, from = %old.short(), to = %new.short(), "certificate renewed");
+        Ok(grant)
+    }
+
+    /// Records a connection or a refusal in the audit log.
+    pub fn record(&self, event: &str, fingerprint: Fingerprint, detail: &str) {
+        let grant = self.state().grant_of(&fingerprint, now()).map(|g| g.id.clone());
+        let entry = AuditEvent { at: now(), event, fingerprint: Some(fingerprint), grant: grant.as_deref(), detail };
+        if let Err(error) = self.store.audit(&entry) {
+            warn!(%error, "cannot write the audit log");
+        }
+        if event == "connected" {
+            // Persisted like any change, so the refresh from disk does not undo it.
+            let at = now();
+            if let Err(error) = self.change(|g| {
+                g.touch(&fingerprint, at);
+                Ok(())
+            }) {
+                warn!(%error, "cannot record when the grant was last seen");
+            }
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, Grants> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a change through the store and, if it succeeded, to memory; announces it.
+    fn change<T>(&self, change: impl FnOnce(&mut Grants) -> Result<T, GrantError>) -> Result<T, ServiceError> {
+        let (grants, value) = self.store.update(change)??;
+        *self.state() = grants;
+        self.changed.send_modify(|n| *n += 1);
+        Ok(value)
+    }
+
+    fn audited<T>(&self, result: Result<T, ServiceError>, event: &str, fingerprint: Fingerprint) -> Result<T, ServiceError> {
+        let detail = match &result {
+            Ok(_) => String::new(),
+            Err(e) => format!("refused: {e}"),
+        };
+        let event = if result.is_ok() { event.to_string() } else { format!("{event}-refused") };
+        let entry = AuditEvent { at: now(), event: &event, fingerprint: Some(fingerprint), grant: None, detail: &detail };
+        if let Err(error) = self.store.audit(&entry) {
+            warn!(%error, "cannot write the audit log");
+        }
+        result
+    }
+
+    /// Expires lapsed grants and picks up edits made on disk by the CLI.
+    fn refresh(&self) -> Result<(), StoreError> {
+        let at = now();
+        let due = self.state().next_expiry().is_some_and(|t| t <= at)
+            || self.state().invites.iter().any(|i| i.redeem_by <= at);
+        if due {
+            let (grants, lapsed) = self.store.update(|g| Ok::<_, GrantError>(g.expire(at)))?.expect("expire cannot fail");
+            *self.state() = grants;
+            for grant in &lapsed {
+                info!(grant = %grant.id, "grant expired");
+                let entry = AuditEvent { at, event: "expired", fingerprint: Some(grant.fingerprint), grant: Some(&grant.id), detail: "" };
+                let _ = self.store.audit(&entry);
+            }
+            self.changed.send_modify(|n| *n += 1);
+            return Ok(());
+        }
+        if let Some(on_disk) = self.store.reload()? {
+            let differs = {
+                let state = self.state();
+                on_disk.grants != state.grants || on_disk.invites.len() != state.invites.len() || on_disk.claim.is_some() != state.claim.is_some()
+            };
+            if differs {
+                *self.state() = on_disk;
+                self.changed.send_modify(|n| *n += 1);
+            }
+        }
+        Ok(())
+    }
+}
