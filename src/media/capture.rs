@@ -282,6 +282,7 @@ fn build(
         .map_err(|e| MediaError::Pipeline(format!("cannot build the capture chain: {e}")))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| MediaError::Pipeline("the capture description is not a pipeline".into()))?;
+    super::stamp::install(&pipeline);
     pipeline.use_clock(Some(clock));
     let video = appsink(&pipeline, "video")?;
     let fan = fanout.clone();

@@ -115,8 +115,7 @@ fn header_errors_name_file_line_and_key() {
         "mine.pipeline:1: pipeline: 'yours' must equal the file name 'mine'"
     );
     assert!(
-        parse_err(&with("# audio: no", "# audio: maybe"))
-            .contains(":6: audio: expected yes or no")
+        parse_err(&with("# audio: no", "# audio: maybe")).contains(":6: audio: expected yes or no")
     );
     assert!(
         parse_err(&with("# audio: no", "# audio: no\n# colour: red"))
@@ -155,24 +154,20 @@ fn description_errors_name_the_line() {
         parse_err(&with("  ! video.", "  ! videotestsrc"))
             .ends_with("never links its output to `video.`")
     );
-    assert!(
-        parse_err(&with("# audio: no", "# audio: yes")).contains("never links to `audio.`")
-    );
+    assert!(parse_err(&with("# audio: no", "# audio: yes")).contains("never links to `audio.`"));
     assert!(
         parse_err(&with("  ! video.", "  ! video. videotestsrc ! audio."))
             .contains("says `audio: no`")
     );
     assert!(
-        parse_err(&with("is-live=true", "is-live=true sync=true"))
-            .contains(":9: sync=true makes")
+        parse_err(&with("is-live=true", "is-live=true sync=true")).contains(":9: sync=true makes")
     );
     assert!(
         parse_err(&with("  ! video.", "  ! clocksync ! video."))
             .contains(":12: clocksync holds frames")
     );
     assert!(
-        parse_err(&with("is-live=true", "is-live=\"true"))
-            .contains(":9: a quote is not closed")
+        parse_err(&with("is-live=true", "is-live=\"true")).contains(":9: a quote is not closed")
     );
     let holding = with("  ! video.", "  ! queue min-threshold-time=100 ! video.")
         .replace("x264enc\n", "x264enc queue\n");
@@ -206,8 +201,7 @@ fn tokens_skip_caps_strings_and_uris() {
         .collect();
     assert_eq!(elements, ["a", "c", "d", "f", "g"]);
     assert!(
-        tokens.contains(&Token::Reference("b.sink"))
-            && tokens.contains(&Token::Reference("e."))
+        tokens.contains(&Token::Reference("b.sink")) && tokens.contains(&Token::Reference("e."))
     );
     assert!(tokens.contains(&Token::Property("location", "rtsp://h/p!x")));
     // Caps lists are not placeholders.
@@ -355,8 +349,7 @@ fn full_description_prepends_the_appsinks() {
         .full_description(&params)
         .expect("renders");
     assert!(
-        with_audio
-            .contains(" appsink name=audio caps=\"audio/x-opus\" sync=false async=false ")
+        with_audio.contains(" appsink name=audio caps=\"audio/x-opus\" sync=false async=false ")
     );
 }
 
@@ -408,8 +401,7 @@ fn resolve_errors_name_the_file() {
         .expect_err("unknown")
         .to_string();
     assert!(
-        err.starts_with("no pipeline named 'nope' (looked for ")
-            && err.contains("virtual-webcam"),
+        err.starts_with("no pipeline named 'nope' (looked for ") && err.contains("virtual-webcam"),
         "{err}"
     );
     let err = resolve("/no/such/file.pipeline", None)
