@@ -2,6 +2,8 @@
 //! the secrets that bind them, all held on the device. `model` is the pure logic; `store`
 //! persists it atomically with an audit log.
 
+pub mod control;
+pub mod links;
 pub mod model;
 pub mod secret;
 pub mod service;

@@ -33,7 +33,9 @@ pub struct GrantsService {
 }
 
 pub fn now() -> Time {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn new_id() -> String {
@@ -45,7 +47,12 @@ impl GrantsService {
     pub fn open(state_dir: &std::path::Path, policy: LendPolicy) -> Result<Arc<Self>, StoreError> {
         let store = Store::new(state_dir);
         let state = store.load_or_init()?;
-        Ok(Arc::new(Self { store, state: Mutex::new(state), policy, changed: watch::channel(0).0 }))
+        Ok(Arc::new(Self {
+            store,
+            state: Mutex::new(state),
+            policy,
+            changed: watch::channel(0).0,
+        }))
     }
 
     /// Starts the task that expires grants and notices the CLI's edits. Ends with `shutdown`.
@@ -98,9 +105,16 @@ impl GrantsService {
     /// Mints an invite: the token is returned once and only its hash is kept.
     pub fn lend(&self, by: Fingerprint, scope: Scope, secs: u64) -> Result<Secret, ServiceError> {
         let token = Secret::generate();
-        let request = LendRequest { invite_id: new_id(), scope, secs };
+        let request = LendRequest {
+            invite_id: new_id(),
+            scope,
+            secs,
+        };
         let (at, policy) = (now(), self.policy);
-        let result = self.change(|g| g.lend(&by, &token, request, policy, at).map(|i| i.id.clone()));
+        let result = self.change(|g| {
+            g.lend(&by, &token, request, policy, at)
+                .map(|i| i.id.clone())
+        });
         let id = self.audited(result, "lent", by)?;
         info!(invite = %id, ?scope, secs, "invite minted");
         Ok(token)
@@ -119,11 +133,17 @@ impl GrantsService {
         let at = now();
         let result = self.change(|g| {
             if let Some(by) = by {
-                g.check(&by, at).filter(|a| a.role == super::Role::Owner).ok_or(GrantError::NotOwner)?;
+                g.check(&by, at)
+                    .filter(|a| a.role == super::Role::Owner)
+                    .ok_or(GrantError::NotOwner)?;
             }
             g.revoke(id)
         });
-        let grant = self.audited(result, "revoked", by.unwrap_or_else(|| Fingerprint::of_der(b"cli")))?;
+        let grant = self.audited(
+            result,
+            "revoked",
+            by.unwrap_or_else(|| Fingerprint::of_der(b"cli")),
+        )?;
         info!(grant = %grant.id, "grant revoked");
         Ok(grant)
     }
@@ -138,8 +158,17 @@ impl GrantsService {
 
     /// Records a connection or a refusal in the audit log.
     pub fn record(&self, event: &str, fingerprint: Fingerprint, detail: &str) {
-        let grant = self.state().grant_of(&fingerprint, now()).map(|g| g.id.clone());
-        let entry = AuditEvent { at: now(), event, fingerprint: Some(fingerprint), grant: grant.as_deref(), detail };
+        let grant = self
+            .state()
+            .grant_of(&fingerprint, now())
+            .map(|g| g.id.clone());
+        let entry = AuditEvent {
+            at: now(),
+            event,
+            fingerprint: Some(fingerprint),
+            grant: grant.as_deref(),
+            detail,
+        };
         if let Err(error) = self.store.audit(&entry) {
             warn!(%error, "cannot write the audit log");
         }
@@ -160,20 +189,38 @@ impl GrantsService {
     }
 
     /// Applies a change through the store and, if it succeeded, to memory; announces it.
-    fn change<T>(&self, change: impl FnOnce(&mut Grants) -> Result<T, GrantError>) -> Result<T, ServiceError> {
+    fn change<T>(
+        &self,
+        change: impl FnOnce(&mut Grants) -> Result<T, GrantError>,
+    ) -> Result<T, ServiceError> {
         let (grants, value) = self.store.update(change)??;
         *self.state() = grants;
         self.changed.send_modify(|n| *n += 1);
         Ok(value)
     }
 
-    fn audited<T>(&self, result: Result<T, ServiceError>, event: &str, fingerprint: Fingerprint) -> Result<T, ServiceError> {
+    fn audited<T>(
+        &self,
+        result: Result<T, ServiceError>,
+        event: &str,
+        fingerprint: Fingerprint,
+    ) -> Result<T, ServiceError> {
         let detail = match &result {
             Ok(_) => String::new(),
             Err(e) => format!("refused: {e}"),
         };
-        let event = if result.is_ok() { event.to_string() } else { format!("{event}-refused") };
-        let entry = AuditEvent { at: now(), event: &event, fingerprint: Some(fingerprint), grant: None, detail: &detail };
+        let event = if result.is_ok() {
+            event.to_string()
+        } else {
+            format!("{event}-refused")
+        };
+        let entry = AuditEvent {
+            at: now(),
+            event: &event,
+            fingerprint: Some(fingerprint),
+            grant: None,
+            detail: &detail,
+        };
         if let Err(error) = self.store.audit(&entry) {
             warn!(%error, "cannot write the audit log");
         }
@@ -186,11 +233,20 @@ impl GrantsService {
         let due = self.state().next_expiry().is_some_and(|t| t <= at)
             || self.state().invites.iter().any(|i| i.redeem_by <= at);
         if due {
-            let (grants, lapsed) = self.store.update(|g| Ok::<_, GrantError>(g.expire(at)))?.expect("expire cannot fail");
+            let (grants, lapsed) = self
+                .store
+                .update(|g| Ok::<_, GrantError>(g.expire(at)))?
+                .expect("expire cannot fail");
             *self.state() = grants;
             for grant in &lapsed {
                 info!(grant = %grant.id, "grant expired");
-                let entry = AuditEvent { at, event: "expired", fingerprint: Some(grant.fingerprint), grant: Some(&grant.id), detail: "" };
+                let entry = AuditEvent {
+                    at,
+                    event: "expired",
+                    fingerprint: Some(grant.fingerprint),
+                    grant: Some(&grant.id),
+                    detail: "",
+                };
                 let _ = self.store.audit(&entry);
             }
             self.changed.send_modify(|n| *n += 1);
@@ -199,7 +255,9 @@ impl GrantsService {
         if let Some(on_disk) = self.store.reload()? {
             let differs = {
                 let state = self.state();
-                on_disk.grants != state.grants || on_disk.invites.len() != state.invites.len() || on_disk.claim.is_some() != state.claim.is_some()
+                on_disk.grants != state.grants
+                    || on_disk.invites.len() != state.invites.len()
+                    || on_disk.claim.is_some() != state.claim.is_some()
             };
             if differs {
                 *self.state() = on_disk;
