@@ -170,10 +170,9 @@ mod tests {
             }
         );
         assert!(
-            decode(r#"{"type":"grants"}"#)
+            !decode(r#"{"type":"grants"}"#)
                 .unwrap()
                 .allowed_before_access()
-                == false
         );
         assert!(
             decode(r#"{"type":"redeem","token":"t"}"#)
