@@ -43,7 +43,10 @@ impl Dtls {
             }
             let notify = on_peer_certificate.clone();
             element.connect_notify(Some("peer-pem"), move |_, _| notify());
-            decoders.lock().unwrap_or_else(|p| p.into_inner()).push(element.clone());
+            decoders
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(element.clone());
         });
         dtls
     }
@@ -51,10 +54,16 @@ impl Dtls {
     /// The fingerprint of the certificate the peer presented in the DTLS handshake. With
     /// max-bundle there is one transport; if there were several, all must agree.
     pub fn peer_fingerprint(&self) -> Option<Fingerprint> {
-        let decoders = self.decoders.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let decoders = self
+            .decoders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut seen = None;
         for decoder in decoders {
-            let Some(pem) = decoder.property::<Option<String>>("peer-pem") else { continue };
+            let Some(pem) = decoder.property::<Option<String>>("peer-pem") else {
+                continue;
+            };
             let fingerprint = Fingerprint::of_der(&identity::pem_der(&pem)?);
             if seen.is_some_and(|s| s != fingerprint) {
                 return None;

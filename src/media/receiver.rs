@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use super::{MediaError, webrtc};
 use crate::config::IceConfig;
 use crate::signalling::protocol::{
-    self, ClientMessage, DeviceId, IceCandidate, Sdp, SdpKind, ServerMessage, SignalData,
+    self, ClientMessage, DeviceId, IceCandidate, Sdp, SdpKind, ServerMessage, SessionId, SignalData,
 };
 
 /// What a receiver has seen so far.
@@ -31,6 +31,11 @@ pub struct ReceiverStats {
     pub width: u32,
     pub height: u32,
     pub audio_buffers: u64,
+    /// The session the rendezvous gave this viewer, once it has.
+    pub session_id: Option<SessionId>,
+    /// `error` messages heard after the session began (they do not end it), as
+    /// `code: message`.
+    pub errors: Vec<String>,
     /// Why the session ended, once it has.
     pub ended: Option<String>,
 }
@@ -39,6 +44,7 @@ pub struct Receiver {
     stats: Arc<Mutex<ReceiverStats>>,
     task: tokio::task::JoinHandle<()>,
     leave: tokio::sync::oneshot::Sender<()>,
+    raw: mpsc::Sender<String>,
 }
 
 impl Receiver {
@@ -63,6 +69,12 @@ impl Receiver {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Sends `text` as is, in one text frame, on this viewer's signalling socket (tests use
+    /// it to misbehave from inside a live session). False if the receiver has ended.
+    pub fn send_raw(&self, text: impl Into<String>) -> bool {
+        self.raw.try_send(text.into()).is_ok()
     }
 
     /// Leaves abruptly: the task (socket and pipeline) is dropped without an `end`.
@@ -99,8 +111,19 @@ pub async fn connect(
     .map_err(|e| MediaError::Negotiation(format!("rendezvous: {e}")))?;
     let stats = Arc::new(Mutex::new(ReceiverStats::default()));
     let (leave, leave_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(run(socket, device_id, decode, stats.clone(), leave_rx));
-    Ok(Receiver { stats, task, leave })
+    // A test sends a handful of raw messages at a time; a full queue is its mistake.
+    let (raw, raw_rx) = mpsc::channel(32);
+    let control = Control {
+        leave: leave_rx,
+        raw: raw_rx,
+    };
+    let task = tokio::spawn(run(socket, device_id, decode, stats.clone(), control));
+    Ok(Receiver {
+        stats,
+        task,
+        leave,
+        raw,
+    })
 }
 
 type Socket =
@@ -110,12 +133,18 @@ enum Local {
     Candidate(u32, String),
 }
 
+/// What the test tells a running receiver.
+struct Control {
+    leave: tokio::sync::oneshot::Receiver<()>,
+    raw: mpsc::Receiver<String>,
+}
+
 async fn run(
     socket: Socket,
     device_id: DeviceId,
     decode: bool,
     stats: Arc<Mutex<ReceiverStats>>,
-    leave: tokio::sync::oneshot::Receiver<()>,
+    control: Control,
 ) {
     let (pipeline, webrtc, mut local) = match build(decode, stats.clone()) {
         Ok(parts) => parts,
@@ -126,7 +155,7 @@ async fn run(
     };
     // Stop the pipeline whether this task ends, fails or is aborted.
     let _guard = StopOnDrop(pipeline.clone());
-    let reason = session(socket, &device_id, &webrtc, &mut local, &stats, leave).await;
+    let reason = session(socket, &device_id, &webrtc, &mut local, &stats, control).await;
     stats.lock().unwrap_or_else(|p| p.into_inner()).ended = Some(reason);
 }
 
@@ -136,8 +165,9 @@ async fn session(
     webrtc: &gst::Element,
     local: &mut mpsc::Receiver<Local>,
     stats: &Arc<Mutex<ReceiverStats>>,
-    mut leave: tokio::sync::oneshot::Receiver<()>,
+    control: Control,
 ) -> String {
+    let Control { mut leave, mut raw } = control;
     let (mut sink, mut stream) = socket.split();
     let connect = ClientMessage::Connect {
         device_id: device_id.clone(),
@@ -158,7 +188,10 @@ async fn session(
                 };
                 let Ok(message) = serde_json::from_str::<ServerMessage>(text.as_str()) else { continue };
                 match message {
-                    ServerMessage::Session { session_id: id, .. } => session_id = Some(id),
+                    ServerMessage::Session { session_id: id, .. } => {
+                        stats.lock().unwrap_or_else(|p| p.into_inner()).session_id = Some(id.clone());
+                        session_id = Some(id);
+                    }
                     ServerMessage::Signal { data: SignalData::Sdp(offer), session_id: id } if offer.kind == SdpKind::Offer => {
                         match answer(webrtc, &offer.sdp).await {
                             Ok(sdp) => {
@@ -171,7 +204,13 @@ async fn session(
                     }
                     ServerMessage::Signal { data: SignalData::Ice(c), .. } => webrtc::add_ice_candidate(webrtc, c.sdp_m_line_index, &c.candidate),
                     ServerMessage::End { reason, .. } => return reason,
-                    ServerMessage::Error { message, .. } => return message,
+                    // Before a session exists an error is the answer to `connect`, and final;
+                    // after, it answers something else this socket sent (see `send_raw`).
+                    ServerMessage::Error { message, .. } if session_id.is_none() => return message,
+                    ServerMessage::Error { code, message, .. } => {
+                        let code = protocol::encode(&code);
+                        stats.lock().unwrap_or_else(|p| p.into_inner()).errors.push(format!("{}: {message}", code.trim_matches('"')));
+                    }
                     _ => {}
                 }
             }
@@ -180,6 +219,9 @@ async fn session(
                 let data = SignalData::Ice(IceCandidate { candidate, sdp_m_line_index: mline });
                 let msg = ClientMessage::Signal { session_id: id, data };
                 if sink.send(Message::text(protocol::encode(&msg))).await.is_err() { return "rendezvous closed".into(); }
+            }
+            Some(text) = raw.recv() => {
+                if sink.send(Message::text(text)).await.is_err() { return "rendezvous closed".into(); }
             }
             _ = &mut leave => {
                 if let Some(id) = session_id.clone() {

@@ -72,7 +72,10 @@ pub fn set_fingerprint(sdp: &str, fingerprint: &Fingerprint) -> String {
     for line in sdp.split_inclusive('\n') {
         if line.starts_with("a=fingerprint:") {
             let ending = &line[line.trim_end_matches(['\r', '\n']).len()..];
-            out.push_str(&format!("a=fingerprint:sha-256 {}{ending}", fingerprint.to_sdp()));
+            out.push_str(&format!(
+                "a=fingerprint:sha-256 {}{ending}",
+                fingerprint.to_sdp()
+            ));
         } else {
             out.push_str(line);
         }
@@ -85,7 +88,9 @@ pub fn set_fingerprint(sdp: &str, fingerprint: &Fingerprint) -> String {
 pub fn fingerprint(sdp: &str) -> Option<Fingerprint> {
     let mut found: Option<Fingerprint> = None;
     for line in sdp.lines() {
-        let Some(value) = line.strip_prefix("a=fingerprint:") else { continue };
+        let Some(value) = line.strip_prefix("a=fingerprint:") else {
+            continue;
+        };
         let (hash, fp) = value.trim().split_once(' ')?;
         if !hash.eq_ignore_ascii_case("sha-256") {
             return None;
@@ -163,10 +168,20 @@ mod tests {
         assert_eq!(fixed.matches(&real.to_sdp()).count(), 2);
         assert!(fixed.ends_with("\r\n") && !fixed.contains("CC:51"));
         assert_eq!(fingerprint(&fixed), Some(real));
-        let two = format!("{fixed}a=fingerprint:sha-256 {}\r\n", Fingerprint::of_der(b"other").to_sdp());
-        assert_eq!(fingerprint(&two), None, "disagreeing fingerprints count as none");
+        let two = format!(
+            "{fixed}a=fingerprint:sha-256 {}\r\n",
+            Fingerprint::of_der(b"other").to_sdp()
+        );
+        assert_eq!(
+            fingerprint(&two),
+            None,
+            "disagreeing fingerprints count as none"
+        );
         assert_eq!(fingerprint("v=0\r\n"), None);
-        assert_eq!(fingerprint(&format!("a=fingerprint:sha-1 {}", real.to_sdp())), None);
+        assert_eq!(
+            fingerprint(&format!("a=fingerprint:sha-1 {}", real.to_sdp())),
+            None
+        );
     }
 
     #[test]

@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod coturn;
 pub mod device;
 pub mod netns;

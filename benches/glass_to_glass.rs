@@ -1,0 +1,662 @@
+//! Glass-to-glass latency of pipe in a real browser, plus what each extra viewer costs the
+//! device. Prints numbers next to the targets; it asserts nothing (see docs/benchmarks.md).
+//!
+//! A `pipe device` process runs `pipelines/latency-probe.pipeline`: a moving zone plate at
+//! 1280x720 and 29.5 fps, stamped just before x264 (2 Mbit/s) with the wall-clock time as a
+//! barcode (`media::stamp`). Headless Chromium opens the viewer app; for every frame it
+//! presents, `requestVideoFrameCallback` draws the frame into a canvas, reads the barcode and
+//! records `timeOrigin + expectedDisplayTime - stamp`. Then three in-process GStreamer
+//! receivers (no decoding) join, to see the device's cost per extra viewer.
+//!
+//! Run it with `scripts/bench`: it builds outside and runs this inside `scripts/netns`.
+//! `PIPE_BENCH_SECS` shortens the two measuring phases (default 30 s each).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use gst::prelude::*;
+use pipe::media::pipeline::{Params, PipelineTemplate};
+use pipe::media::{receiver, stamp};
+use pipe::signalling::protocol::DeviceId;
+use serde_json::Value;
+use support::chromium::{Browser, Page};
+use support::device::Device;
+
+const PIPELINE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/pipelines/latency-probe.pipeline"
+);
+const DEVICE_BIN: &str = env!("CARGO_BIN_EXE_pipe");
+/// 29.5, not 30: headless Chromium paints at a synthetic 60 Hz, and exactly 30 fps would
+/// phase-lock frame arrival to its paints, hiding (or always adding) the wait for a paint.
+const FRAMERATE: &str = "29.5";
+const FRAMERATE_FRACTION: (i32, i32) = (59, 2);
+const BITRATE_KBPS: u32 = 2000;
+const EXTRA_VIEWERS: usize = 3;
+/// Time for a phase's setup to settle (a keyframe, jitter estimates) before measuring.
+const WARM_UP: Duration = Duration::from_secs(3);
+/// How long x264 alone is timed, in this process, before the device starts.
+const ENCODER_ALONE: Duration = Duration::from_secs(5);
+
+// Targets and reference points, printed next to the numbers.
+const TARGET_P50_MS: f64 = 20.0;
+const TARGET_SPREAD_MS: f64 = 12.0;
+const TARGET_FIRST_FRAME_MS: f64 = 250.0;
+const TARGET_CPU_PER_VIEWER: f64 = 3.0;
+const TARGET_RSS_MB: f64 = 80.0;
+
+/// Installed in the page as soon as it has loaded: reads the barcode of every presented frame
+/// (layout and checksum as in src/media/stamp.rs) into `window.__g2g`.
+const READ_BARCODES: &str = r#"(() => {
+  const BLOCK = 16, BITS = 64, TIME_BITS = 48;
+  const video = window.pipeViewer.video;
+  const g = window.__g2g = {
+    installedAt: performance.now(),
+    presentedBeforeInstall: video.getVideoPlaybackQuality().totalVideoFrames,
+    firstPresentedFrames: null, firstShown: null,
+    callbacks: 0, undecoded: 0, implausible: 0, samples: [],
+    // Date.now() against timeOrigin + now(): the page's clock against the system clock.
+    clockSkew: Date.now() - (performance.timeOrigin + performance.now()),
+  };
+  const canvas = document.createElement('canvas');
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  const crc16 = (ms) => {
+    let crc = 0xffff;
+    for (let k = 5; k >= 0; k--) {
+      crc ^= (Math.floor(ms / 2 ** (8 * k)) % 256) << 8;
+      for (let i = 0; i < 8; i++) crc = (crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1) & 0xffff;
+    }
+    return crc;
+  };
+  const read = (width, height) => {
+    const cols = Math.floor(width / BLOCK), rows = Math.ceil(BITS / cols);
+    if (!cols || rows * BLOCK > height) return null;
+    const w = cols * BLOCK, h = rows * BLOCK;
+    if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
+    ctx.drawImage(video, 0, 0, w, h, 0, 0, w, h);
+    const px = ctx.getImageData(0, 0, w, h).data;
+    let ms = 0, check = 0;
+    for (let i = 0; i < BITS; i++) {
+      // The mean green of the 4x4 pixels at the block's centre, away from its ringing edges.
+      const x0 = (i % cols) * BLOCK + 6, y0 = Math.floor(i / cols) * BLOCK + 6;
+      let sum = 0;
+      for (let y = y0; y < y0 + 4; y++) for (let x = x0; x < x0 + 4; x++) sum += px[(y * w + x) * 4 + 1];
+      const bit = sum > 128 * 16 ? 1 : 0;
+      if (i < TIME_BITS) ms = ms * 2 + bit; else check = check * 2 + bit;
+    }
+    return crc16(ms) === check ? ms : null;
+  };
+  const onFrame = (now, m) => {
+    g.callbacks += 1;
+    if (g.firstPresentedFrames === null) g.firstPresentedFrames = m.presentedFrames;
+    const ms = read(m.width, m.height);
+    if (ms === null) {
+      g.undecoded += 1;
+    } else {
+      const latency = performance.timeOrigin + m.expectedDisplayTime - ms;
+      if (latency < -5 || latency > 10000) {
+        g.implausible += 1;
+      } else {
+        if (g.firstShown === null) g.firstShown = m.expectedDisplayTime;
+        const received = m.receiveTime === undefined ? null : performance.timeOrigin + m.receiveTime - ms;
+        const decode = m.processingDuration === undefined ? null : m.processingDuration * 1000;
+        g.samples.push([ms, latency, received, decode]);
+      }
+    }
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+  return { installedAt: g.installedAt, presentedBeforeInstall: g.presentedBeforeInstall,
+    clockSkew: g.clockSkew };
+})()"#;
+
+/// The video receiver's cumulative WebRTC stats, and the frames presented so far.
+const VIDEO_STATS: &str = r#"(async () => {
+  const pc = window.pipeViewer.pc;
+  if (!pc) return null;
+  const report = await pc.getStats();
+  let v = null;
+  report.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') v = r; });
+  if (!v) return null;
+  const out = { presented: window.__g2g.callbacks, decoder: v.decoderImplementation ?? null };
+  for (const k of ['timestamp', 'jitterBufferDelay', 'jitterBufferTargetDelay',
+      'jitterBufferMinimumDelay', 'jitterBufferEmittedCount', 'framesReceived', 'framesDecoded',
+      'framesDropped', 'totalDecodeTime', 'totalProcessingDelay', 'totalAssemblyTime',
+      'framesAssembledFromMultiplePackets', 'freezeCount', 'packetsLost', 'nackCount',
+      'pliCount', 'keyFramesDecoded', 'bytesReceived']) out[k] = v[k] ?? null;
+  return out;
+})()"#;
+
+fn main() -> Result<()> {
+    // `cargo bench` passes `--bench`; there is nothing to choose, so arguments are ignored.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run())
+}
+
+async fn run() -> Result<()> {
+    support::netns::require_loopback_only();
+    let secs: u64 = std::env::var("PIPE_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let phase = Duration::from_secs(secs);
+    print_setup();
+
+    let encoder = tokio::task::spawn_blocking(|| encoder_times(ENCODER_ALONE))
+        .await?
+        .context("timing x264 alone")?;
+
+    let device = Device::start(&[
+        "--pipeline",
+        PIPELINE,
+        "--framerate",
+        FRAMERATE,
+        "--bitrate",
+        &BITRATE_KBPS.to_string(),
+        "--width",
+        "1280",
+        "--height",
+        "720",
+    ])?;
+    let profile = tempfile::tempdir()?;
+    let browser = Browser::launch(profile.path()).await?;
+    let page = browser.new_page(&device.url).await?;
+    let install = page.eval(READ_BARCODES).await?;
+    let first = page
+        .wait_for("window.__g2g.firstShown", Duration::from_secs(20))
+        .await
+        .with_context(|| format!("no stamped frame shown\n{}", device.log()))?;
+    let first_frame_ms = first.as_f64().unwrap_or(f64::NAN);
+    tokio::time::sleep(WARM_UP).await;
+
+    let processes = Processes {
+        device: device.pid(),
+        browser: browser.pid(),
+    };
+    let one = measure(&page, &processes, phase).await?;
+
+    let id = DeviceId::parse(&device.device_id).map_err(|e| anyhow!("device id: {e:?}"))?;
+    let mut extras = Vec::new();
+    for _ in 0..EXTRA_VIEWERS {
+        extras.push(receiver::connect(&device.signal_url(), id.clone(), false).await?);
+    }
+    for extra in &extras {
+        extra
+            .wait_for(Duration::from_secs(20), |s| s.frames > 0)
+            .await
+            .map_err(|s| anyhow!("an extra viewer got no frames: {s:?}\n{}", device.log()))?;
+    }
+    tokio::time::sleep(WARM_UP).await;
+    let four = measure(&page, &processes, phase).await?;
+    let extra_frames: Vec<u64> = extras.iter().map(|r| r.stats().frames).collect();
+
+    print_results(&Results {
+        install,
+        first_frame_ms,
+        encoder,
+        one,
+        four,
+        extra_frames,
+    });
+
+    if std::env::var_os("PIPE_BENCH_DEVICE_LOG").is_some() {
+        println!("\n--- device log ---\n{}", device.log());
+    }
+    for extra in extras {
+        extra.close().await;
+    }
+    page.close().await?;
+    drop(browser);
+    device.stop()?;
+    Ok(())
+}
+
+fn print_setup() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "?".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let chromium = std::process::Command::new(
+        std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()),
+    )
+    .arg("--version")
+    .output()
+    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    .unwrap_or_else(|_| "?".into());
+    let _ = gst::init();
+    println!("glass-to-glass: pipe device -> headless Chromium, loopback (scripts/netns)");
+    println!("  machine   {cpu}, {cores} cores, Linux {}", kernel.trim());
+    println!("  software  {}; {chromium}", gst::version_string());
+    println!("  device    {DEVICE_BIN}");
+    println!(
+        "  source    pipelines/latency-probe.pipeline: zone plate 1280x720 @ {FRAMERATE} fps, \
+         x264 ultrafast zerolatency {BITRATE_KBPS} kbit/s"
+    );
+    if !DEVICE_BIN.contains("/release/") {
+        println!("  WARNING   the device is a debug build: run through scripts/bench");
+    }
+    println!();
+}
+
+/// What one phase measured.
+struct Phase {
+    /// One per decoded frame: [stamp ms, latency, stamp -> received, decode ms].
+    samples: Vec<[Option<f64>; 4]>,
+    seconds: f64,
+    presented: f64,
+    undecoded: u64,
+    implausible: u64,
+    stats_before: Value,
+    stats_after: Value,
+    device_cpu: f64,
+    browser_cpu: f64,
+    bench_cpu: f64,
+    device_rss_mb: f64,
+    device_hwm_mb: f64,
+}
+
+struct Processes {
+    device: u32,
+    browser: u32,
+}
+
+/// Clears the page's samples, waits `duration`, and takes what came in and what it cost.
+async fn measure(page: &Page, processes: &Processes, duration: Duration) -> Result<Phase> {
+    page.eval(
+        "window.__g2g.samples = []; window.__g2g.undecoded = 0; window.__g2g.implausible = 0",
+    )
+    .await?;
+    let stats_before = page.eval(VIDEO_STATS).await?;
+    let device_before = cpu_ticks(processes.device)?;
+    let browser_before = tree_ticks(processes.browser);
+    let bench_before = cpu_ticks(std::process::id())?;
+    let start = Instant::now();
+    tokio::time::sleep(duration).await;
+    let seconds = start.elapsed().as_secs_f64();
+    let hz = clock_ticks_per_second();
+    let share = |ticks: u64| ticks as f64 / hz / seconds * 100.0;
+    let device_cpu = share(cpu_ticks(processes.device)? - device_before);
+    let browser_cpu = share(tree_ticks(processes.browser).saturating_sub(browser_before));
+    let bench_cpu = share(cpu_ticks(std::process::id())? - bench_before);
+    let stats_after = page.eval(VIDEO_STATS).await?;
+    let taken = page
+        .eval(
+            "(() => { const g = window.__g2g; const out = { samples: g.samples, \
+             undecoded: g.undecoded, implausible: g.implausible }; g.samples = []; return out; })()",
+        )
+        .await?;
+    let samples = taken["samples"]
+        .as_array()
+        .context("samples")?
+        .iter()
+        .map(|s| std::array::from_fn(|i| s[i].as_f64()))
+        .collect();
+    let presented = num(&stats_after, "presented") - num(&stats_before, "presented");
+    Ok(Phase {
+        samples,
+        seconds,
+        presented,
+        undecoded: taken["undecoded"].as_u64().unwrap_or(0),
+        implausible: taken["implausible"].as_u64().unwrap_or(0),
+        stats_before,
+        stats_after,
+        device_cpu,
+        browser_cpu,
+        bench_cpu,
+        device_rss_mb: status_kb(processes.device, "VmRSS:") / 1024.0,
+        device_hwm_mb: status_kb(processes.device, "VmHWM:") / 1024.0,
+    })
+}
+
+/// utime + stime of a process (all its threads), in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    // "pid (comm) state ...": comm may hold spaces; fields 14 and 15 are utime and stime.
+    let after = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    Ok(field(14).unwrap_or(0) + field(15).unwrap_or(0))
+}
+
+/// CPU ticks of `root` and every process below it (Chromium's renderer, GPU, network ...).
+fn tree_ticks(root: u32) -> u64 {
+    let mut parent_of: HashMap<u32, u32> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let after = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
+        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parent_of.insert(pid, ppid);
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            parent_of
+                .iter()
+                .filter(|&(_, &pp)| pp == parent)
+                .map(|(&p, _)| p),
+        );
+        i += 1;
+    }
+    tree.iter().filter_map(|&p| cpu_ticks(p).ok()).sum()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// A `VmRSS:`-style line of /proc/PID/status, in kB.
+fn status_kb(pid: u32, key: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// Times x264 alone on the same chain in this process (nothing else running): from a frame
+/// entering the encoder to its access unit leaving, in ms.
+fn encoder_times(duration: Duration) -> Result<Vec<f64>> {
+    pipe::media::init()?;
+    let template = PipelineTemplate::from_file(Path::new(PIPELINE))?;
+    let params = Params {
+        framerate: FRAMERATE_FRACTION,
+        bitrate_kbps: BITRATE_KBPS,
+        ..Params::default()
+    };
+    let pipeline = gst::parse::launch(&template.full_description(&params)?)?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow!("not a pipeline"))?;
+    stamp::install(&pipeline);
+    let sink = pipeline.by_name("video").context("the video appsink")?;
+    sink.set_property("drop", true); // nobody pulls: keep the newest, never block
+    let encoder = pipeline
+        .iterate_recurse()
+        .into_iter()
+        .flatten()
+        .find(|e| e.factory().is_some_and(|f| f.name() == "x264enc"))
+        .context("the chain has an x264enc")?;
+    // Frames leave x264 (zerolatency: no reordering, no lookahead) in the order they enter;
+    // their timestamps do not match (x264enc shifts them by 1000 hours).
+    let entered: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
+    let times: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let pad = |name| encoder.static_pad(name).context("x264enc pads");
+    let e = entered.clone();
+    pad("sink")?.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        e.lock().expect("not poisoned").push_back(Instant::now());
+        gst::PadProbeReturn::Ok
+    });
+    let t = times.clone();
+    pad("src")?.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        if let Some(at) = entered.lock().expect("not poisoned").pop_front() {
+            t.lock()
+                .expect("not poisoned")
+                .push(at.elapsed().as_secs_f64() * 1000.0);
+        }
+        gst::PadProbeReturn::Ok
+    });
+    pipeline.set_state(gst::State::Playing)?;
+    std::thread::sleep(duration);
+    pipeline.set_state(gst::State::Null)?;
+    let times = times.lock().expect("not poisoned").clone();
+    if times.is_empty() {
+        bail!("x264enc produced nothing in {duration:?}");
+    }
+    Ok(times)
+}
+
+struct Results {
+    install: Value,
+    first_frame_ms: f64,
+    encoder: Vec<f64>,
+    one: Phase,
+    four: Phase,
+    extra_frames: Vec<u64>,
+}
+
+fn print_results(r: &Results) {
+    let (one, four) = (&r.one, &r.four);
+    let (p50, p95) = (pct(&one.column(1), 50.0), pct(&one.column(1), 95.0));
+    let per_viewer = (four.device_cpu - one.device_cpu) / EXTRA_VIEWERS as f64;
+    let late = r.install["presentedBeforeInstall"].as_f64().unwrap_or(0.0) > 0.0;
+    println!("{:<44} {:>12}   target / reference", "metric", "measured");
+    let row = |name: &str, value: String, target: &str| {
+        println!("{name:<44} {value:>12}   {target}");
+    };
+    row(
+        "latency p50, 1 viewer (Chromium)",
+        ms(p50),
+        &format!(
+            "<= {TARGET_P50_MS} ms {}; Janus plain RTP ~23, webrtcsink ~44",
+            verdict(p50 <= TARGET_P50_MS)
+        ),
+    );
+    row(
+        "latency p95, 1 viewer",
+        ms(p95),
+        &format!(
+            "<= p50 + {TARGET_SPREAD_MS} = {:.1} ms {}; Janus ~34",
+            p50 + TARGET_SPREAD_MS,
+            verdict(p95 <= p50 + TARGET_SPREAD_MS)
+        ),
+    );
+    let (q50, q95) = (pct(&four.column(1), 50.0), pct(&four.column(1), 95.0));
+    row(
+        "latency p50 / p95, 4 viewers",
+        format!("{q50:.1} / {q95:.1} ms"),
+        "",
+    );
+    row(
+        "latency p99 / max, 1 viewer",
+        format!(
+            "{:.1} / {:.1} ms",
+            pct(&one.column(1), 99.0),
+            pct(&one.column(1), 100.0)
+        ),
+        "",
+    );
+    row(
+        "time to first frame (timeOrigin -> shown)",
+        ms(r.first_frame_ms),
+        &format!(
+            "<= {TARGET_FIRST_FRAME_MS} ms {}{}",
+            verdict(r.first_frame_ms <= TARGET_FIRST_FRAME_MS),
+            if late {
+                " (UNRELIABLE: frames were shown before the reader was installed)"
+            } else {
+                ""
+            }
+        ),
+    );
+    row(
+        "fps presented / stamped frames decoded",
+        format!(
+            "{:.1} / {:.1}",
+            one.presented / one.seconds,
+            one.distinct() / one.seconds
+        ),
+        &format!("source {FRAMERATE} fps"),
+    );
+    row(
+        "device CPU, 1 viewer / 4 viewers",
+        format!("{:.1} / {:.1} %", one.device_cpu, four.device_cpu),
+        "% of one core",
+    );
+    row(
+        "device CPU per extra viewer",
+        format!("{per_viewer:.2} %"),
+        &format!(
+            "<= {TARGET_CPU_PER_VIEWER} % {}",
+            verdict(per_viewer <= TARGET_CPU_PER_VIEWER)
+        ),
+    );
+    row(
+        "device RSS, 4 viewers (peak)",
+        format!("{:.1} ({:.1}) MB", four.device_rss_mb, four.device_hwm_mb),
+        &format!(
+            "<= {TARGET_RSS_MB} MB {}",
+            verdict(four.device_rss_mb <= TARGET_RSS_MB)
+        ),
+    );
+    println!();
+    println!("where the time goes (medians; 1 viewer | 4 viewers)");
+    let split = |p: &Phase, col| pct(&p.column(col), 50.0);
+    let both = |name: &str, f: &dyn Fn(&Phase) -> f64| {
+        println!("  {name:<54} {:>8.1} | {:>6.1} ms", f(one), f(four));
+    };
+    println!(
+        "  {:<54} {:>8.1} | {:>6} ms",
+        "x264 encode, alone in this process before the run",
+        pct(&r.encoder, 50.0),
+        "-"
+    );
+    println!(
+        "  {:<54} {:>8.1} | {:>6} ms",
+        "  (p95)",
+        pct(&r.encoder, 95.0),
+        "-"
+    );
+    both(
+        "stamp -> last packet in Chromium (rVFC receiveTime)",
+        &|p| split(p, 2),
+    );
+    both("last packet -> shown (expectedDisplayTime)", &|p| {
+        pct(&p.receive_to_shown(), 50.0)
+    });
+    both("  decode (rVFC processingDuration)", &|p| split(p, 3));
+    both("  jitter buffer (getStats, mean)", &|p| {
+        p.stat_ratio("jitterBufferDelay", "jitterBufferEmittedCount") * 1000.0
+    });
+    both("  jitter buffer target (getStats, mean)", &|p| {
+        p.stat_ratio("jitterBufferTargetDelay", "jitterBufferEmittedCount") * 1000.0
+    });
+    both("  jitter buffer minimum (getStats, mean)", &|p| {
+        p.stat_ratio("jitterBufferMinimumDelay", "jitterBufferEmittedCount") * 1000.0
+    });
+    both("  first packet -> decoded (getStats, mean)", &|p| {
+        p.stat_ratio("totalProcessingDelay", "framesDecoded") * 1000.0
+    });
+    both("  decode (getStats totalDecodeTime, mean)", &|p| {
+        p.stat_ratio("totalDecodeTime", "framesDecoded") * 1000.0
+    });
+    both("  first -> last packet (getStats assembly, mean)", &|p| {
+        p.stat_ratio("totalAssemblyTime", "framesAssembledFromMultiplePackets") * 1000.0
+    });
+    println!();
+    for (name, p) in [("1 viewer", one), ("4 viewers", four)] {
+        println!(
+            "{name}: {:.0} s, {} frames read, {} unreadable, {} implausible; dropped {}, \
+             freezes {}, lost {}, NACK {}, PLI {}, keyframes {}; {:.0} kbit/s; CPU: Chromium \
+             {:.0} %, bench process {:.0} %; decoder {}",
+            p.seconds,
+            p.samples.len(),
+            p.undecoded,
+            p.implausible,
+            p.delta("framesDropped"),
+            p.delta("freezeCount"),
+            p.delta("packetsLost"),
+            p.delta("nackCount"),
+            p.delta("pliCount"),
+            p.delta("keyFramesDecoded"),
+            p.delta("bytesReceived") * 8.0 / 1000.0 / p.seconds,
+            p.browser_cpu,
+            p.bench_cpu,
+            p.stats_after["decoder"].as_str().unwrap_or("?"),
+        );
+    }
+    println!(
+        "extra viewers' access units: {:?}; reader installed {:.0} ms after timeOrigin \
+         ({} frames shown before); page clock - system clock {:.1} ms",
+        r.extra_frames,
+        r.install["installedAt"].as_f64().unwrap_or(f64::NAN),
+        r.install["presentedBeforeInstall"],
+        r.install["clockSkew"].as_f64().unwrap_or(f64::NAN),
+    );
+}
+
+impl Phase {
+    fn column(&self, i: usize) -> Vec<f64> {
+        self.samples.iter().filter_map(|s| s[i]).collect()
+    }
+
+    fn receive_to_shown(&self) -> Vec<f64> {
+        self.samples
+            .iter()
+            .filter_map(|s| Some(s[1]? - s[2]?))
+            .collect()
+    }
+
+    /// Stamped frames decoded at least once (a frame shown twice counts once).
+    fn distinct(&self) -> f64 {
+        let stamps: HashSet<u64> = self
+            .samples
+            .iter()
+            .filter_map(|s| s[0].map(|v| v as u64))
+            .collect();
+        stamps.len() as f64
+    }
+
+    fn delta(&self, key: &str) -> f64 {
+        num(&self.stats_after, key) - num(&self.stats_before, key)
+    }
+
+    fn stat_ratio(&self, numerator: &str, denominator: &str) -> f64 {
+        self.delta(numerator) / self.delta(denominator)
+    }
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The `p`th percentile (nearest rank) of `values`; NaN if there are none.
+fn pct(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.1} ms")
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "(met)" } else { "(MISSED)" }
+}

@@ -1,0 +1,610 @@
+//! Bad input at the device's embedded rendezvous: malformed, oversized, misaddressed and
+//! half-finished signalling. Each gets the error docs/protocol.md names, no socket is closed
+//! that the protocol keeps open, sessions left half-negotiated are torn down, and through
+//! all of it a viewer keeps watching and a new one can still join.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use pipe::media::receiver::{self, Receiver};
+use pipe::signalling::protocol::DeviceId;
+use serde_json::{Value, json};
+use support::device::Device;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// How long any one answer from the rendezvous may take.
+const ANSWER: Duration = Duration::from_secs(5);
+/// How soon a vanished viewer's pipeline must be gone (docs/protocol.md, Lifetimes).
+const TEARDOWN: Duration = Duration::from_secs(2);
+/// The device's connect timeout (session.rs) and some slack for the offer and the check.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest the watching viewer may go without a frame (at 30 fps, ~45 frames).
+const MAX_STALL: Duration = Duration::from_millis(1500);
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A raw signalling connection, for saying what no well-behaved endpoint would.
+struct Raw {
+    ws: Socket,
+}
+
+impl Raw {
+    /// Connects and checks the greeting.
+    async fn open(url: &str) -> Raw {
+        let (ws, _) = tokio::time::timeout(ANSWER, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("the rendezvous accepts within 5 s")
+            .expect("the rendezvous accepts");
+        let mut raw = Raw { ws };
+        let welcome = raw.expect("welcome").await;
+        assert_eq!(welcome["max_message_bytes"], 64 * 1024, "{welcome}");
+        raw
+    }
+
+    async fn send(&mut self, message: Message) {
+        tokio::time::timeout(ANSWER, self.ws.send(message))
+            .await
+            .expect("sending takes under 5 s")
+            .expect("the socket is open");
+    }
+
+    async fn send_json(&mut self, value: Value) {
+        self.send(Message::text(value.to_string())).await;
+    }
+
+    /// The next JSON message, skipping WebSocket control frames; `Err` says why none came.
+    async fn next(&mut self, within: Duration) -> Result<Value, String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| format!("nothing within {within:?}"))?;
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(text.as_str())
+                        .map_err(|e| format!("the server sent non-JSON {text:?}: {e}"));
+                }
+                Some(Ok(Message::Close(frame))) => return Err(format!("closed: {frame:?}")),
+                Some(Ok(Message::Binary(_))) => return Err("the server sent binary".into()),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(format!("socket error: {e}")),
+                None => return Err("socket ended".into()),
+            }
+        }
+    }
+
+    /// The next message that is not a `signal` (a viewer hears offers and candidates
+    /// between the answers it waits for); it must be of type `kind`.
+    async fn expect(&mut self, kind: &str) -> Value {
+        loop {
+            let message = self
+                .next(ANSWER)
+                .await
+                .unwrap_or_else(|e| panic!("waiting for {kind}: {e}"));
+            if message["type"] == "signal" && kind != "signal" {
+                continue;
+            }
+            assert_eq!(message["type"], kind, "expected {kind}, got {message}");
+            return message;
+        }
+    }
+
+    /// Expects `error` with `code`, as the answer to what was just sent.
+    async fn expect_error(&mut self, code: &str, what: &str) -> Value {
+        let message = self.expect("error").await;
+        assert_eq!(message["code"], code, "{what}: {message}");
+        assert!(
+            message["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}: an error says what went wrong: {message}"
+        );
+        message
+    }
+
+    async fn ping_pong(&mut self) {
+        self.send_json(json!({"type": "ping"})).await;
+        self.expect("pong").await;
+    }
+
+    /// `connect`s to `device`; returns the session id once the device's offer arrived.
+    async fn connect_until_offer(&mut self, device: &str) -> String {
+        self.send_json(json!({"type": "connect", "device_id": device}))
+            .await;
+        let session = self.expect("session").await;
+        let id = session["session_id"]
+            .as_str()
+            .expect("a session id")
+            .to_owned();
+        loop {
+            let message = self.expect("signal").await;
+            assert_eq!(message["session_id"], id.as_str(), "{message}");
+            if message["data"]["sdp"]["type"] == "offer" {
+                return id;
+            }
+        }
+    }
+}
+
+/// `GET /api/status` over a plain TCP stream (HTTP/1.0: no chunking, closed at the end).
+async fn status(port: u16) -> Value {
+    let fetch = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream
+            .write_all(b"GET /api/status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        std::io::Result::Ok(response)
+    };
+    let response = tokio::time::timeout(ANSWER, fetch)
+        .await
+        .expect("/api/status answers within 5 s")
+        .expect("/api/status is reachable");
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("/api/status body {body:?}: {e}"))
+}
+
+async fn viewer_pipelines(port: u16) -> u64 {
+    status(port).await["viewer_pipelines"]
+        .as_u64()
+        .expect("/api/status has viewer_pipelines")
+}
+
+/// Polls until the device has `want` live viewer pipelines; returns how long that took, or
+/// `Err(last count)` after `within`.
+async fn pipelines_become(port: u16, want: u64, within: Duration) -> Result<Duration, u64> {
+    let start = Instant::now();
+    loop {
+        let now = viewer_pipelines(port).await;
+        if now == want {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > within {
+            return Err(now);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The viewer that connects and never answers, but keeps its socket alive with `ping`s: it
+/// waits for the device to give up (`end`), and says how long after the offer that came.
+async fn silent_viewer(url: String, device: String) -> Result<(String, Duration), String> {
+    let mut raw = Raw::open(&url).await;
+    raw.connect_until_offer(&device).await;
+    let offered = Instant::now();
+    while offered.elapsed() < CONNECT_TIMEOUT + Duration::from_secs(10) {
+        match raw.next(Duration::from_secs(5)).await {
+            Ok(message) if message["type"] == "end" => {
+                let reason = message["reason"].as_str().unwrap_or_default().to_owned();
+                return Ok((reason, offered.elapsed()));
+            }
+            Ok(_) => {}
+            // Quiet for 5 s: well inside the server's 30 s silence limit, say something.
+            Err(e) if e.starts_with("nothing within") => {
+                raw.send_json(json!({"type": "ping"})).await
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(format!(
+        "no end within {:?} of the offer",
+        offered.elapsed()
+    ))
+}
+
+/// Samples a viewer's frame counter every 50 ms and remembers the longest time between two
+/// samples that saw it advance (~50-100 ms when all is well).
+struct FrameWatch {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Duration>,
+}
+
+impl FrameWatch {
+    fn start(viewer: Arc<Receiver>) -> FrameWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut frames, mut since) = (viewer.stats().frames, Instant::now());
+            let mut longest = Duration::ZERO;
+            while !flag.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let now = viewer.stats().frames;
+                if now != frames {
+                    longest = longest.max(since.elapsed());
+                    (frames, since) = (now, Instant::now());
+                }
+            }
+            longest.max(since.elapsed())
+        });
+        FrameWatch { stop, task }
+    }
+
+    async fn finish(self) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the frame watch does not panic")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
+    support::netns::require_loopback_only();
+    let started = Instant::now();
+    let device = Device::start(&[
+        "--pipeline",
+        "virtual-webcam",
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--bitrate",
+        "500",
+    ])
+    .unwrap();
+    let (url, port, me) = (device.signal_url(), device.port, device.device_id.clone());
+    let id = DeviceId::parse(&me).unwrap();
+    let log = |what: &str| format!("{what}\n--- device log ---\n{}", device.log());
+    let stamp = |what: &str| println!("{:5.1} s  {what}", started.elapsed().as_secs_f32());
+
+    // One viewer watches through everything.
+    let watcher = Arc::new(receiver::connect(&url, id.clone(), false).await.unwrap());
+    if let Err(s) = watcher
+        .wait_for(Duration::from_secs(20), |s| s.frames >= 30)
+        .await
+    {
+        panic!("{}", log(&format!("the watcher got only {s:?}")));
+    }
+    let watched = watcher
+        .stats()
+        .session_id
+        .expect("the watcher has a session");
+    let frames = FrameWatch::start(watcher.clone());
+    stamp("watcher receiving");
+
+    // The silent viewer goes first: the device's 30 s connect timeout runs during the rest.
+    let silent = tokio::spawn(silent_viewer(url.clone(), me.clone()));
+    let live: u64 = 2; // the watcher and the silent viewer
+    if let Err(n) = pipelines_become(port, live, ANSWER).await {
+        panic!(
+            "{}",
+            log(&format!("the silent viewer's pipeline: {n} live"))
+        );
+    }
+    stamp("silent viewer has its offer");
+
+    // Malformed messages, one socket, which stays open through all of them.
+    let mut bad = Raw::open(&url).await;
+    let other_device = if me == "aaaaaaaaaaaaaaaa" {
+        "bbbbbbbbbbbbbbbb"
+    } else {
+        "aaaaaaaaaaaaaaaa"
+    };
+    let text = |s: &str| Message::text(s.to_owned());
+    let cases: Vec<(&str, Message, &str)> = vec![
+        ("garbage text", text("garbage"), "bad-message"),
+        ("empty text", text(""), "bad-message"),
+        ("truncated JSON", text(r#"{"type":"connect","device_id":"#), "bad-message"),
+        ("a JSON array", text("[1,2,3]"), "bad-message"),
+        ("a JSON string", text(r#""ping""#), "bad-message"),
+        ("no type", text(r#"{"device_id":"aaaaaaaaaaaaaaaa"}"#), "bad-message"),
+        ("a numeric type", text(r#"{"type":7}"#), "bad-message"),
+        ("a binary frame", Message::binary(vec![0u8, 159, 146, 150]), "bad-message"),
+        ("an unknown type", text(r#"{"type":"teleport"}"#), "unknown-type"),
+        ("a server-only type", text(r#"{"type":"session-request","session_id":"x"}"#), "unknown-type"),
+        ("a type of 10 KiB", Message::text(json!({"type": "x".repeat(10 * 1024)}).to_string()), "unknown-type"),
+        ("connect without device_id", text(r#"{"type":"connect"}"#), "bad-message"),
+        ("connect with a numeric id", text(r#"{"type":"connect","device_id":5}"#), "bad-message"),
+        ("signal without data", text(r#"{"type":"signal","session_id":"x"}"#), "bad-message"),
+        ("signal with unknown data", text(r#"{"type":"signal","session_id":"x","data":{"video":1}}"#), "bad-message"),
+        ("signal with two payloads", Message::text(json!({"type": "signal", "session_id": "x", "data": {
+            "sdp": {"type": "answer", "sdp": "v=0"}, "ice": {"candidate": "c", "sdp_m_line_index": 0}}}).to_string()), "bad-message"),
+        ("an sdp of type pranswer", text(r#"{"type":"signal","session_id":"x","data":{"sdp":{"type":"pranswer","sdp":"v=0"}}}"#), "bad-message"),
+        ("end without session_id", text(r#"{"type":"end"}"#), "bad-message"),
+        ("a 100 KiB message", Message::text(json!({"type": "ping", "pad": "x".repeat(100 * 1024)}).to_string()), "too-large"),
+        ("connect to an unknown device", Message::text(json!({"type": "connect", "device_id": other_device}).to_string()), "device-offline"),
+    ];
+    let mut malformed_ids: Vec<String> = vec![
+        String::new(),
+        "short".into(),
+        me.to_uppercase(),
+        format!("{}1", &me[..15]),
+        format!("{me}a"),
+        format!("{}-", &me[..15]),
+        "é".repeat(8),
+    ];
+    malformed_ids.dedup();
+    let connects: Vec<(String, Message)> = malformed_ids
+        .iter()
+        .map(|bad_id| {
+            let m = json!({"type": "connect", "device_id": bad_id}).to_string();
+            (format!("connect to device id {bad_id:?}"), Message::text(m))
+        })
+        .chain(std::iter::once((
+            "register a malformed id".to_owned(),
+            text(r#"{"type":"register","device_id":"NOT-A-DEVICE-ID!"}"#),
+        )))
+        .collect();
+    for (what, message, code) in cases {
+        bad.send(message).await;
+        bad.expect_error(code, what).await;
+    }
+    for (what, message) in connects {
+        bad.send(message).await;
+        bad.expect_error("bad-device-id", &what).await;
+    }
+    bad.ping_pong().await;
+    stamp("malformed messages refused, socket still open");
+
+    // Sessions that do not exist, or are someone else's: the watcher's live one, and a
+    // half-negotiated one of a raw viewer that then vanishes without a word.
+    for (session, code) in [
+        ("nope", "unknown-session"),
+        (watched.0.as_str(), "not-in-session"),
+    ] {
+        let ice =
+            json!({"candidate": "candidate:1 1 UDP 1 127.0.0.1 9 typ host", "sdp_m_line_index": 0});
+        let answer = json!({"sdp": {"type": "answer", "sdp": "v=0\r\n"}});
+        for message in [
+            json!({"type": "signal", "session_id": session, "data": {"ice": ice}}),
+            json!({"type": "signal", "session_id": session, "data": answer}),
+            json!({"type": "end", "session_id": session, "reason": "hijack"}),
+        ] {
+            bad.send_json(message.clone()).await;
+            let error = bad.expect_error(code, &message.to_string()).await;
+            assert_eq!(error["session_id"], session, "{error}");
+        }
+    }
+    let mut vanishing = Raw::open(&url).await;
+    let half = vanishing.connect_until_offer(&me).await;
+    if let Err(n) = pipelines_become(port, live + 1, ANSWER).await {
+        panic!(
+            "{}",
+            log(&format!("the vanishing viewer's pipeline: {n} live"))
+        );
+    }
+    bad.send_json(json!({"type": "end", "session_id": half, "reason": "hijack"}))
+        .await;
+    bad.expect_error("not-in-session", "end of another's half-negotiated session")
+        .await;
+    assert_eq!(
+        viewer_pipelines(port).await,
+        live + 1,
+        "{}",
+        log("nobody else can end a session")
+    );
+    drop(vanishing); // the TCP connection closes: no `end`, no close frame
+    let vanished = pipelines_become(port, live, TEARDOWN)
+        .await
+        .unwrap_or_else(|n| {
+            panic!(
+                "{}",
+                log(&format!(
+                    "a viewer vanished mid-negotiation; {n} pipelines after {TEARDOWN:?}"
+                ))
+            )
+        });
+    stamp(&format!(
+        "vanished mid-negotiation: torn down in {} ms",
+        vanished.as_millis()
+    ));
+
+    // Answers the device cannot use end the session they belong to, and only that one.
+    let mut confused = Raw::open(&url).await;
+    for (what, data) in [
+        (
+            "an offer instead of an answer",
+            json!({"sdp": {"type": "offer", "sdp": "v=0\r\n"}}),
+        ),
+        (
+            "an answer that is not SDP",
+            json!({"sdp": {"type": "answer", "sdp": "garbage"}}),
+        ),
+        (
+            "an answer with no media",
+            json!({"sdp": {"type": "answer", "sdp":
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"}}),
+        ),
+    ] {
+        let session = confused.connect_until_offer(&me).await;
+        confused
+            .send_json(json!({"type": "signal", "session_id": session, "data": data}))
+            .await;
+        let end = confused.expect("end").await;
+        assert_eq!(end["session_id"], session.as_str(), "{end}");
+        println!(
+            "         {what}: the device ended the session: {}",
+            end["reason"]
+        );
+        if let Err(n) = pipelines_become(port, live, TEARDOWN).await {
+            panic!(
+                "{}",
+                log(&format!("after {what}: {n} pipelines after {TEARDOWN:?}"))
+            );
+        }
+    }
+    confused.ping_pong().await;
+    stamp("unusable answers end their own sessions");
+
+    // Nonsense from inside the watcher's live session: candidates the device cannot use are
+    // ignored, a malformed message is refused, and the session goes on.
+    for candidate in [
+        json!({"candidate": "candidate:garbage", "sdp_m_line_index": 0}),
+        json!({"candidate": "", "sdp_m_line_index": 0}),
+        json!({"candidate": "candidate:1 1 UDP 2122252543 127.0.0.1 9 typ host", "sdp_m_line_index": 99}),
+        json!({"candidate": "candidate:1 1 UDP 2122252543 256.1.1.1 99999 typ host", "sdp_m_line_index": 0}),
+    ] {
+        let message =
+            json!({"type": "signal", "session_id": watched.0, "data": {"ice": candidate}});
+        assert!(
+            watcher.send_raw(message.to_string()),
+            "the watcher is running"
+        );
+    }
+    assert!(watcher.send_raw("{not json"), "the watcher is running");
+    if let Err(s) = watcher
+        .wait_for(ANSWER, |s| {
+            s.errors.iter().any(|e| e.starts_with("bad-message:"))
+        })
+        .await
+    {
+        panic!("the watcher hears bad-message for its malformed message: {s:?}");
+    }
+    let before = watcher.stats().frames;
+    if let Err(s) = watcher
+        .wait_for(Duration::from_secs(2), |s| s.frames >= before + 30)
+        .await
+    {
+        panic!(
+            "{}",
+            log(&format!(
+                "the watcher stalled after garbage candidates: {s:?}"
+            ))
+        );
+    }
+    stamp("garbage candidates in a live session ignored");
+
+    // Too many sessions on one socket: eight are allowed, the ninth is refused; the socket
+    // then vanishes and takes all eight down with it.
+    let mut greedy = Raw::open(&url).await;
+    for _ in 0..8 {
+        greedy
+            .send_json(json!({"type": "connect", "device_id": me}))
+            .await;
+        greedy.expect("session").await;
+    }
+    greedy
+        .send_json(json!({"type": "connect", "device_id": me}))
+        .await;
+    greedy
+        .expect_error("too-many-sessions", "a ninth session")
+        .await;
+    if let Err(n) = pipelines_become(port, live + 8, ANSWER).await {
+        panic!(
+            "{}",
+            log(&format!("eight sessions on one socket: {n} live"))
+        );
+    }
+    drop(greedy);
+    match pipelines_become(port, live, TEARDOWN).await {
+        Ok(t) => stamp(&format!(
+            "nine connects: eight sessions, too-many-sessions, all torn down in {} ms",
+            t.as_millis()
+        )),
+        Err(n) => panic!(
+            "{}",
+            log(&format!(
+                "eight sessions of a vanished socket: {n} live after {TEARDOWN:?}"
+            ))
+        ),
+    }
+
+    // A 10 MB message: over the 1 MiB WebSocket limit, so the socket is closed with 1009
+    // (or, if the server's close frame is lost under the unread data, just closed).
+    let big = Raw::open(&url).await;
+    let (mut sink, mut stream) = big.ws.split();
+    let sender = tokio::spawn(async move {
+        let payload = json!({"type": "ping", "pad": "x".repeat(10 * 1024 * 1024)}).to_string();
+        sink.send(Message::text(payload)).await
+    });
+    let outcome = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.next().await {
+                Some(Ok(Message::Close(frame))) => break Ok(frame),
+                Some(Ok(Message::Text(text))) => break Err(format!("answered: {text}")),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => break Err(format!("socket error: {e}")),
+                None => break Err("ended without a close frame".into()),
+            }
+        }
+    })
+    .await
+    .expect("the 10 MB message ends the connection within 10 s");
+    let sent = tokio::time::timeout(ANSWER, sender).await;
+    match &outcome {
+        Ok(Some(frame)) => assert_eq!(frame.code, CloseCode::Size, "{frame:?}"),
+        Ok(None) => panic!("closed without a code after a 10 MB message"),
+        Err(e) => assert!(!e.starts_with("answered"), "{e}"),
+    }
+    stamp(&format!(
+        "10 MB message: {outcome:?} (sender: {:?})",
+        sent.map(|r| r.map(|r| r.map_err(|e| e.to_string())))
+    ));
+    bad.ping_pong().await;
+
+    // The silent viewer: the device gives up 30 s after its offer.
+    let (reason, after) = silent
+        .await
+        .expect("the silent viewer does not panic")
+        .unwrap_or_else(|e| panic!("{}", log(&format!("the silent viewer: {e}"))));
+    assert!(
+        reason.contains("not connected") && after >= CONNECT_TIMEOUT - Duration::from_secs(1),
+        "the device gave up on the silent viewer after {after:?}: {reason}"
+    );
+    if let Err(n) = pipelines_become(port, 1, TEARDOWN).await {
+        panic!(
+            "{}",
+            log(&format!(
+                "the silent viewer's pipeline outlived its end: {n} live"
+            ))
+        );
+    }
+    stamp(&format!(
+        "silent viewer ended after {:.1} s: {reason}",
+        after.as_secs_f32()
+    ));
+
+    // Through all of it the watcher kept watching, and a new viewer can still join.
+    let newcomer = receiver::connect(&url, id.clone(), true).await.unwrap();
+    match newcomer
+        .wait_for(Duration::from_secs(20), |s| s.distinct_frames >= 30)
+        .await
+    {
+        Ok(s) => stamp(&format!(
+            "newcomer decodes: {}x{}, {} distinct frames",
+            s.width, s.height, s.distinct_frames
+        )),
+        Err(s) => panic!("{}", log(&format!("the newcomer got only {s:?}"))),
+    }
+    let stall = frames.finish().await;
+    let stats = watcher.stats();
+    println!(
+        "watcher: {} frames, longest gap {stall:?}, errors heard {:?}",
+        stats.frames, stats.errors
+    );
+    assert!(
+        stats.ended.is_none(),
+        "the watcher's session lives: {stats:?}"
+    );
+    assert!(
+        stall <= MAX_STALL,
+        "the watcher went {stall:?} without a frame"
+    );
+    assert!(
+        !device.log().contains("panicked"),
+        "{}",
+        log("the device panicked")
+    );
+    newcomer.close().await;
+    Arc::try_unwrap(watcher)
+        .unwrap_or_else(|_| panic!("the frame watch let go of the watcher"))
+        .close()
+        .await;
+    if std::env::var_os("DUMP_DEVICE_LOG").is_some() {
+        println!("{}", device.log());
+    }
+    let exit = device.stop().unwrap();
+    assert!(exit.success(), "clean exit on SIGTERM: {exit:?}");
+    stamp("done");
+}
