@@ -322,7 +322,7 @@ function teardown(s, end) {
   if (s.ws) {
     s.ws.onclose = s.ws.onmessage = null;
     // Say why, so the device logs something better than "viewer-gone" (skip if already ended).
-    if (s.id && end.sendEnd) send(s, { type: 'end', session_id: s.id, reason: 'viewer-reconnecting' });
+    if (s.id && end.sendEnd) send(s, { type: 'end', session_id: s.id, reason: end.retry ? 'viewer-reconnecting' : 'viewer-stopped' });
     s.ws.close(1000); // queued after the `end` above
   }
   if (current === s) current = null;

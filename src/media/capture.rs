@@ -145,6 +145,8 @@ struct Fanout {
     feeds: Mutex<Vec<Arc<Feed>>>,
     /// Capture pipeline's base time; frames' clock time is base + PTS.
     base_time: Mutex<Option<gst::ClockTime>>,
+    /// The encoder's output caps, for offers written before a viewer's payloader has any.
+    video_caps: Mutex<Option<gst::Caps>>,
 }
 
 impl Fanout {
@@ -250,6 +252,19 @@ impl Capture {
             .retain(|f| !Arc::ptr_eq(f, feed));
     }
 
+    /// The RTP `profile-level-id` of what the encoder produces (`42e01f` for constrained
+    /// baseline at level 3.1), once it has produced a frame.
+    pub fn profile_level_id(&self) -> Option<String> {
+        let caps = self
+            .fanout
+            .video_caps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        let s = caps.structure(0)?;
+        super::sdp::profile_level_id(s.get::<&str>("profile").ok()?, s.get::<&str>("level").ok()?)
+    }
+
     pub fn viewer_count(&self) -> usize {
         self.fanout
             .feeds
@@ -297,6 +312,12 @@ fn build(
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 let caps = sample.caps_owned();
+                {
+                    let mut known = fan.video_caps.lock().unwrap_or_else(|p| p.into_inner());
+                    if known.as_ref() != caps.as_ref() {
+                        known.clone_from(&caps);
+                    }
+                }
                 let mut gap = false;
                 for feed in fan.feeds() {
                     gap |= feed.push_video(&buffer, caps.as_ref(), clock_time);

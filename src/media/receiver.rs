@@ -189,7 +189,7 @@ async fn session(
                 let Ok(message) = serde_json::from_str::<ServerMessage>(text.as_str()) else { continue };
                 match message {
                     ServerMessage::Session { session_id: id, .. } => {
-                        stats.lock().unwrap_or_else(|p| p.into_inner()).session_id = Some(id.clone());
+                        lock(stats).session_id = Some(id.clone());
                         session_id = Some(id);
                     }
                     ServerMessage::Signal { data: SignalData::Sdp(offer), session_id: id } if offer.kind == SdpKind::Offer => {
@@ -209,7 +209,7 @@ async fn session(
                     ServerMessage::Error { message, .. } if session_id.is_none() => return message,
                     ServerMessage::Error { code, message, .. } => {
                         let code = protocol::encode(&code);
-                        stats.lock().unwrap_or_else(|p| p.into_inner()).errors.push(format!("{}: {message}", code.trim_matches('"')));
+                        lock(stats).errors.push(format!("{}: {message}", code.trim_matches('"')));
                     }
                     _ => {}
                 }
@@ -238,6 +238,10 @@ async fn session(
             }
         }
     }
+}
+
+fn lock(stats: &Mutex<ReceiverStats>) -> std::sync::MutexGuard<'_, ReceiverStats> {
+    stats.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn answer(webrtc: &gst::Element, offer: &str) -> Result<String, MediaError> {

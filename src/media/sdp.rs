@@ -6,9 +6,10 @@ use crate::identity::Fingerprint;
 
 /// Signals H.264 the way browsers expect. x264 marks constrained baseline with
 /// `constraint_set1` only (`42c0xx`), while browsers and the WebRTC specs name it `42e0xx`
-/// (sets 0, 1 and 2). Both mean the same profile; say `42e0` and keep the level. Also makes
-/// sure `packetization-mode=1` is there.
-pub fn normalize_h264_fmtp(sdp: &str) -> String {
+/// (sets 0, 1 and 2). Both mean the same profile; say `42e0` and keep the level. Makes sure
+/// `packetization-mode=1` is there, and `profile-level-id` (from `fallback_id`, the capture's
+/// own profile and level) when webrtcbin wrote the offer before the payloader had caps.
+pub fn normalize_h264_fmtp(sdp: &str, fallback_id: Option<&str>) -> String {
     let h264_payloads: Vec<String> = sdp
         .lines()
         .filter_map(|l| l.strip_prefix("a=rtpmap:"))
@@ -16,6 +17,7 @@ pub fn normalize_h264_fmtp(sdp: &str) -> String {
         .filter(|(_, codec)| codec.to_ascii_uppercase().starts_with("H264/"))
         .map(|(pt, _)| pt.to_owned())
         .collect();
+    let has_fmtp = |pt: &str| sdp.lines().any(|l| l.starts_with(&format!("a=fmtp:{pt} ")));
     let mut out = String::with_capacity(sdp.len() + 64);
     for line in sdp.split_inclusive('\n') {
         let body = line.trim_end_matches(['\r', '\n']);
@@ -25,21 +27,43 @@ pub fn normalize_h264_fmtp(sdp: &str) -> String {
             .and_then(|rest| rest.split_once(' '));
         match fmtp {
             Some((pt, params)) if h264_payloads.iter().any(|p| p == pt) => {
-                out.push_str(&format!("a=fmtp:{pt} {}", rewrite_h264_params(params)));
+                out.push_str(&format!(
+                    "a=fmtp:{pt} {}",
+                    rewrite_h264_params(params, fallback_id)
+                ));
                 out.push_str(ending);
             }
             _ => out.push_str(line),
+        }
+        // An H.264 payload type without any fmtp line gets one right after its rtpmap.
+        let rtpmap_pt = body
+            .strip_prefix("a=rtpmap:")
+            .and_then(|r| r.split_once(' '))
+            .map(|(pt, _)| pt);
+        if let Some(pt) =
+            rtpmap_pt.filter(|pt| h264_payloads.iter().any(|p| p == pt) && !has_fmtp(pt))
+        {
+            out.push_str(&format!(
+                "a=fmtp:{pt} {}",
+                rewrite_h264_params("", fallback_id)
+            ));
+            out.push_str(if ending.is_empty() { "\r\n" } else { ending });
         }
     }
     out
 }
 
-fn rewrite_h264_params(params: &str) -> String {
+fn rewrite_h264_params(params: &str, fallback_id: Option<&str>) -> String {
     let mut parts: Vec<String> = params
         .split(';')
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty())
         .collect();
+    if let Some(id) =
+        fallback_id.filter(|_| !parts.iter().any(|p| p.starts_with("profile-level-id=")))
+    {
+        parts.push(format!("profile-level-id={id}"));
+    }
     for part in &mut parts {
         if let Some(value) = part.strip_prefix("profile-level-id=")
             && let Some(fixed) = constrained_baseline_id(value)
@@ -51,6 +75,28 @@ fn rewrite_h264_params(params: &str) -> String {
         parts.push("packetization-mode=1".into());
     }
     parts.join(";")
+}
+
+/// The RTP `profile-level-id` for H.264 caps' `profile` and `level` (RFC 6184), for the
+/// profiles browsers decode.
+pub fn profile_level_id(profile: &str, level: &str) -> Option<String> {
+    let profile = match profile {
+        "constrained-baseline" => "42e0",
+        "baseline" => "4200",
+        "main" => "4d00",
+        "constrained-high" => "640c",
+        "high" => "6400",
+        _ => return None,
+    };
+    // Level "3.1" is level_idc 31, "4" is 40, "1b" is 9 (Annex A).
+    let level_idc: u32 = match level {
+        "1b" => 9,
+        _ => {
+            let (major, minor) = level.split_once('.').unwrap_or((level, "0"));
+            major.parse::<u32>().ok()? * 10 + minor.parse::<u32>().ok()?
+        }
+    };
+    (level_idc <= 0xff).then(|| format!("{profile}{level_idc:02x}"))
 }
 
 /// `42c01f` -> `42e01f`: baseline profile (0x42) with constraint_set1 set is constrained
@@ -131,7 +177,7 @@ mod tests {
 
     #[test]
     fn says_constrained_baseline_as_browsers_do() {
-        let out = normalize_h264_fmtp(OFFER);
+        let out = normalize_h264_fmtp(OFFER, None);
         assert!(
             out.contains(
                 "a=fmtp:96 packetization-mode=1;profile-level-id=42e01f;sprop-parameter-sets="
@@ -149,7 +195,7 @@ mod tests {
     fn leaves_other_profiles_alone_and_adds_packetization_mode() {
         let sdp = "a=rtpmap:100 H264/90000\na=fmtp:100 profile-level-id=640028\n";
         assert_eq!(
-            normalize_h264_fmtp(sdp),
+            normalize_h264_fmtp(sdp, Some("42e01f")),
             "a=rtpmap:100 H264/90000\na=fmtp:100 profile-level-id=640028;packetization-mode=1\n"
         );
         assert_eq!(
@@ -158,6 +204,26 @@ mod tests {
             "plain baseline is not constrained"
         );
         assert_eq!(constrained_baseline_id("42E01F").as_deref(), Some("42e01f"));
+    }
+
+    #[test]
+    fn an_offer_written_before_caps_gets_the_capture_profile() {
+        let sdp =
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\na=rtcp-fb:96 nack\r\n";
+        let id = profile_level_id("constrained-baseline", "3.1");
+        assert_eq!(id.as_deref(), Some("42e01f"));
+        let out = normalize_h264_fmtp(sdp, id.as_deref());
+        assert_eq!(
+            out,
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 profile-level-id=42e01f;packetization-mode=1\r\na=rtcp-fb:96 nack\r\n"
+        );
+        let with_mode = "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\n";
+        assert_eq!(
+            normalize_h264_fmtp(with_mode, Some("42e01f")),
+            "a=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n"
+        );
+        assert_eq!(profile_level_id("main", "4").as_deref(), Some("4d0028"));
+        assert_eq!(profile_level_id("high-4:4:4", "4"), None);
     }
 
     #[test]

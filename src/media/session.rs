@@ -148,7 +148,7 @@ async fn drive(
         .map_err(|e| format!("cannot write the offer: {e}"))?;
     let data = SignalData::Sdp(Sdp {
         kind: SdpKind::Offer,
-        sdp: sdp::normalize_h264_fmtp(&text),
+        sdp: sdp::normalize_h264_fmtp(&text, context.capture.profile_level_id().as_deref()),
     });
     send(context, id, data).await?;
 
@@ -249,12 +249,12 @@ fn build(
         "webrtcbin name=webrtc bundle-policy=max-bundle \
          appsrc name=video is-live=true format=time do-timestamp=false block=false \
          ! rtph264pay config-interval=-1 aggregate-mode=zero-latency mtu=1200 pt=96 \
-         ! application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000 ! webrtc. ",
+         ! application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000,packetization-mode=(string)1 ! webrtc. ",
     );
     if capture.has_audio() {
         description.push_str(
             "appsrc name=audio is-live=true format=time do-timestamp=false block=false \
-             ! rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000 ! webrtc. ",
+             ! rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,encoding-params=(string)2 ! webrtc. ",
         );
     }
     let pipeline = gst::parse::launch(&description)

@@ -111,7 +111,9 @@ pub fn connection_state(webrtc: &gst::Element) -> gst_webrtc::WebRTCPeerConnecti
     webrtc.property("connection-state")
 }
 
-/// Sets every webrtcbin transceiver to send-only with NACK/RTX on.
+/// Sets every webrtcbin transceiver to send-only, with NACK/RTX on video only: RTX gives
+/// audio a second SSRC (`a=ssrc-group:FID`), and Chromium's audio receiver takes one SSRC per
+/// m-line and rejects the whole offer ("Failed to add remote stream ssrc").
 pub fn configure_transceivers(webrtc: &gst::Element) {
     for pad in webrtc.sink_pads() {
         if let Some(transceiver) =
@@ -121,7 +123,13 @@ pub fn configure_transceivers(webrtc: &gst::Element) {
                 "direction",
                 gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly,
             );
-            transceiver.set_property("do-nack", true);
+            // The pad is linked to its capsfilter already, which names the media.
+            let caps = pad.peer_query_caps(None);
+            let video = caps
+                .structure(0)
+                .and_then(|s| s.get::<&str>("media").ok())
+                .is_some_and(|media| media == "video");
+            transceiver.set_property("do-nack", video);
         }
     }
 }
