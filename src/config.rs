@@ -50,6 +50,9 @@ pub struct DeviceConfig {
     /// Directory whose `NAME.pipeline` files override the builtin chains. Default
     /// `/etc/pipe/pipelines`.
     pub pipelines_dir: PathBuf,
+    /// Viewer sessions (including ones still negotiating) the device serves at once; more
+    /// are refused. Each costs a pipeline and some CPU. Default `16`.
+    pub max_sessions: usize,
 }
 
 impl Default for DeviceConfig {
@@ -61,6 +64,7 @@ impl Default for DeviceConfig {
             rendezvous: None,
             pipeline: "auto".into(),
             pipelines_dir: PathBuf::from("/etc/pipe/pipelines"),
+            max_sessions: 16,
         }
     }
 }
@@ -221,6 +225,9 @@ impl Config {
                 Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}
                 _ => return invalid("device.rendezvous", "must be a ws:// or wss:// URL"),
             }
+        }
+        if !(1..=256).contains(&self.device.max_sessions) {
+            return invalid("device.max_sessions", "must be from 1 to 256");
         }
         if self.device.pipeline.trim().is_empty() {
             return invalid(

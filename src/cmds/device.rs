@@ -19,7 +19,7 @@ use crate::media::select;
 use crate::media::session::{self, Command, SessionContext, SessionHandle};
 use crate::media::{plugins, probe};
 use crate::signalling::client::{self, Event};
-use crate::signalling::protocol::SessionId;
+use crate::signalling::protocol::{ClientMessage, SessionId};
 use crate::signalling::server::Rendezvous;
 use crate::web::{self, ApiInfo, IceServer};
 
@@ -92,14 +92,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     print_urls(&config, port, &identity.device_id.to_string());
 
     let signal_url = url::Url::parse(&signal_url).context("rendezvous URL")?;
-    let client = client::spawn(signal_url, identity.device_id.clone(), shutdown.clone());
+    // The embedded rendezvous keeps this device's id for this process alone.
+    let key = rendezvous.as_ref().map(|r| {
+        let key = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 16]>());
+        r.reserve(identity.device_id.clone(), key.clone());
+        key
+    });
+    let client = client::spawn(
+        signal_url,
+        identity.device_id.clone(),
+        key,
+        shutdown.clone(),
+    );
     let context = SessionContext {
         capture: capture.clone(),
         ice: config.ice.clone(),
         outgoing: client.outgoing.clone(),
         registry,
     };
-    supervise(client.events, context, shutdown).await;
+    supervise(client.events, context, config.device.max_sessions, shutdown).await;
 
     capture.stop().await;
     let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, server).await;
@@ -111,6 +122,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 async fn supervise(
     mut events: mpsc::Receiver<Event>,
     context: SessionContext,
+    max_sessions: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut sessions: HashMap<SessionId, SessionHandle> = HashMap::new();
@@ -120,6 +132,13 @@ async fn supervise(
             event = events.recv() => match event {
                 Some(Event::SessionRequest(id)) => {
                     info!(session = %id, "viewer asks for a session");
+                    sessions.retain(|_, handle| !handle.task.is_finished());
+                    if sessions.len() >= max_sessions {
+                        warn!(session = %id, max_sessions, "refusing a session: too many viewers");
+                        let end = ClientMessage::End { session_id: id, reason: Some("the camera has too many viewers".into()) };
+                        let _ = context.outgoing.try_send(end);
+                        continue;
+                    }
                     let handle = session::spawn(id.clone(), context.clone());
                     if let Some(old) = sessions.insert(id, handle) {
                         let _ = old.commands.try_send(Command::End("replaced".into()));

@@ -308,7 +308,9 @@ fn build(
                 && gst_video::ForceKeyUnitEvent::is(event)
             {
                 let _ = keyframes.try_send(());
-                return gst::PadProbeReturn::Drop;
+                // Handled, not Drop: with gstreamer-rs a Drop hands GStreamer back a NULL
+                // event, which 1.22 then unrefs (a GStreamer-CRITICAL on every PLI).
+                return gst::PadProbeReturn::Handled;
             }
             gst::PadProbeReturn::Ok
         });

@@ -42,20 +42,37 @@ pub struct Client {
     pub outgoing: mpsc::Sender<ClientMessage>,
 }
 
-/// Starts the client task; it runs until `shutdown` turns true.
-pub fn spawn(url: url::Url, device_id: DeviceId, shutdown: watch::Receiver<bool>) -> Client {
+/// Starts the client task; it runs until `shutdown` turns true. `key` proves the right to a
+/// device id the rendezvous reserved (the embedded one does).
+pub fn spawn(
+    url: url::Url,
+    device_id: DeviceId,
+    key: Option<String>,
+    shutdown: watch::Receiver<bool>,
+) -> Client {
     // Events are a handful per viewer session and the device loop drains them at once;
     // 256 absorbs a burst of trickled candidates from several viewers.
     let (event_tx, events) = mpsc::channel(256);
     // Same reasoning for what sessions send out.
     let (outgoing, outgoing_rx) = mpsc::channel(256);
-    tokio::spawn(run(url, device_id, event_tx, outgoing_rx, shutdown));
+    let registration = Registration {
+        url,
+        device_id,
+        key,
+    };
+    tokio::spawn(run(registration, event_tx, outgoing_rx, shutdown));
     Client { events, outgoing }
 }
 
-async fn run(
+/// Where and as whom the device registers.
+struct Registration {
     url: url::Url,
     device_id: DeviceId,
+    key: Option<String>,
+}
+
+async fn run(
+    registration: Registration,
     events: mpsc::Sender<Event>,
     mut outgoing: mpsc::Receiver<ClientMessage>,
     mut shutdown: watch::Receiver<bool>,
@@ -66,8 +83,7 @@ async fn run(
             return;
         }
         match connect_once(
-            &url,
-            &device_id,
+            &registration,
             &events,
             &mut outgoing,
             &mut shutdown,
@@ -79,7 +95,7 @@ async fn run(
             Err(error) => {
                 let _ = events.send(Event::Offline).await;
                 let delay = backoff.next_delay(rand::random_range(0.5..=1.0));
-                warn!(rendezvous = %url, %error, "rendezvous unreachable; retrying in {:.1} s", delay.as_secs_f32());
+                warn!(rendezvous = %registration.url, %error, "rendezvous unreachable; retrying in {:.1} s", delay.as_secs_f32());
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,
@@ -93,8 +109,7 @@ async fn run(
 
 /// One connection's lifetime. `Ok` means shutdown was asked for; `Err` says why it dropped.
 async fn connect_once(
-    url: &url::Url,
-    device_id: &DeviceId,
+    registration: &Registration,
     events: &mpsc::Sender<Event>,
     outgoing: &mut mpsc::Receiver<ClientMessage>,
     shutdown: &mut watch::Receiver<bool>,
@@ -103,14 +118,19 @@ async fn connect_once(
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
-    let connect = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), false);
+    let connect = tokio_tungstenite::connect_async_with_config(
+        registration.url.as_str(),
+        Some(config),
+        false,
+    );
     let (socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| "connection timed out".to_string())?
         .map_err(|e| e.to_string())?;
     let (mut sink, mut stream) = socket.split();
     let register = ClientMessage::Register {
-        device_id: device_id.clone(),
+        device_id: registration.device_id.clone(),
+        key: registration.key.clone(),
     };
     send(&mut sink, protocol::encode(&register)).await?;
 

@@ -74,6 +74,9 @@ impl std::fmt::Display for SessionId {
 pub enum ClientMessage {
     Register {
         device_id: DeviceId,
+        /// Proves the right to a reserved id (the embedded rendezvous reserves its device's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     Connect {
         device_id: DeviceId,
@@ -187,6 +190,7 @@ pub enum ErrorCode {
     TooManySessions,
     Replaced,
     BadDeviceId,
+    NotAllowed,
 }
 
 /// Why a text frame could not be turned into a [`ClientMessage`].

@@ -44,6 +44,7 @@ pub struct Router {
     sessions: HashMap<SessionId, Session>,
     session_prefix: String,
     next_session: u64,
+    reserved: HashMap<DeviceId, String>,
 }
 
 impl Router {
@@ -57,6 +58,7 @@ impl Router {
             sessions: HashMap::new(),
             session_prefix: session_prefix.into(),
             next_session: 1,
+            reserved: HashMap::new(),
         }
     }
 
@@ -85,7 +87,9 @@ impl Router {
         }
         match message {
             ClientMessage::Ping => vec![Output::Send(conn, ServerMessage::Pong)],
-            ClientMessage::Register { device_id } => self.register(conn, device_id),
+            ClientMessage::Register { device_id, key } => {
+                self.register(conn, device_id, key.as_deref())
+            }
             ClientMessage::Connect { device_id } => self.connect(conn, device_id),
             ClientMessage::Signal { session_id, data } => match self.peer_of(conn, &session_id) {
                 Ok(peer) => vec![Output::Send(
@@ -146,7 +150,25 @@ impl Router {
         self.devices.len()
     }
 
-    fn register(&mut self, conn: ConnId, device_id: DeviceId) -> Vec<Output> {
+    /// Only a registration carrying `key` may take `device_id` (an embedded rendezvous keeps
+    /// its own device's id from being taken over by anyone else who can reach it).
+    pub fn reserve(&mut self, device_id: DeviceId, key: String) {
+        self.reserved.insert(device_id, key);
+    }
+
+    fn register(&mut self, conn: ConnId, device_id: DeviceId, key: Option<&str>) -> Vec<Output> {
+        if let Some(expected) = self.reserved.get(&device_id) {
+            let ok = key.is_some_and(|k| {
+                subtle::ConstantTimeEq::ct_eq(k.as_bytes(), expected.as_bytes()).into()
+            });
+            if !ok {
+                let message = format!("device id {device_id} is reserved on this rendezvous");
+                return vec![Output::Send(
+                    conn,
+                    ServerMessage::error(ErrorCode::NotAllowed, message),
+                )];
+            }
+        }
         let mut out = Vec::new();
         let current = self.conns.get(&conn).and_then(|c| c.device.clone());
         if let Some(current) = current
@@ -302,7 +324,13 @@ mod tests {
         for c in [DEV, VIEWER, OTHER] {
             r.connected(c);
         }
-        r.handle(DEV, ClientMessage::Register { device_id: id() });
+        r.handle(
+            DEV,
+            ClientMessage::Register {
+                device_id: id(),
+                key: None,
+            },
+        );
         let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
         let sid = SessionId("t-1".into());
         assert_eq!(
@@ -534,7 +562,13 @@ mod tests {
     #[test]
     fn a_second_registration_replaces_the_first() {
         let (mut r, sid) = with_session();
-        let out = r.handle(OTHER, ClientMessage::Register { device_id: id() });
+        let out = r.handle(
+            OTHER,
+            ClientMessage::Register {
+                device_id: id(),
+                key: None,
+            },
+        );
         assert_eq!(
             out[0],
             Output::Send(
@@ -566,12 +600,80 @@ mod tests {
     }
 
     #[test]
+    fn a_reserved_id_needs_its_key() {
+        let mut r = Router::new("test", "t");
+        r.reserve(id(), "k".into());
+        r.connected(OTHER);
+        let out = r.handle(
+            OTHER,
+            ClientMessage::Register {
+                device_id: id(),
+                key: Some("guess".into()),
+            },
+        );
+        assert!(matches!(
+            &out[..],
+            [Output::Send(
+                OTHER,
+                ServerMessage::Error {
+                    code: ErrorCode::NotAllowed,
+                    ..
+                }
+            )]
+        ));
+        let out = r.handle(
+            OTHER,
+            ClientMessage::Register {
+                device_id: id(),
+                key: None,
+            },
+        );
+        assert!(matches!(
+            &out[..],
+            [Output::Send(
+                OTHER,
+                ServerMessage::Error {
+                    code: ErrorCode::NotAllowed,
+                    ..
+                }
+            )]
+        ));
+        r.connected(DEV);
+        let out = r.handle(
+            DEV,
+            ClientMessage::Register {
+                device_id: id(),
+                key: Some("k".into()),
+            },
+        );
+        assert_eq!(
+            out,
+            vec![Output::Send(
+                DEV,
+                ServerMessage::Registered { device_id: id() }
+            )]
+        );
+    }
+
+    #[test]
     fn a_connection_is_one_device_only() {
         let mut r = Router::new("test", "t");
         r.connected(DEV);
-        r.handle(DEV, ClientMessage::Register { device_id: id() });
+        r.handle(
+            DEV,
+            ClientMessage::Register {
+                device_id: id(),
+                key: None,
+            },
+        );
         let other = DeviceId::parse("bbbbbbbbbbbbbbbb").unwrap();
-        let out = r.handle(DEV, ClientMessage::Register { device_id: other });
+        let out = r.handle(
+            DEV,
+            ClientMessage::Register {
+                device_id: other,
+                key: None,
+            },
+        );
         assert!(matches!(
             &out[..],
             [Output::Send(

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::protocol::{self, DecodeError, MAX_FRAME_BYTES};
+use super::protocol::{self, DecodeError, DeviceId, MAX_FRAME_BYTES};
 use super::router::{ConnId, Output, Router};
 
 /// The server pings every socket this often...
@@ -60,6 +60,11 @@ impl Rendezvous {
                 next_conn: 1,
             }),
         })
+    }
+
+    /// Reserves `device_id` for registrations that carry `key` (see `Router::reserve`).
+    pub fn reserve(&self, device_id: DeviceId, key: String) {
+        self.lock().router.reserve(device_id, key);
     }
 
     /// Routes `/signal` to this rendezvous.
