@@ -163,6 +163,52 @@ async fn viewer_pipelines(port: u16) -> u64 {
         .expect("/api/status has viewer_pipelines")
 }
 
+/// The device seen from outside: its threads and fds, and its live viewer pipelines.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Snapshot {
+    threads: usize,
+    fds: usize,
+    viewer_pipelines: u64,
+    viewer_elements: u64,
+}
+
+impl Snapshot {
+    async fn take(device: &Device) -> Snapshot {
+        let status = status(device.port).await;
+        Snapshot {
+            threads: device.threads(),
+            fds: device.fds(),
+            viewer_pipelines: status["viewer_pipelines"]
+                .as_u64()
+                .expect("viewer_pipelines"),
+            viewer_elements: status["viewer_elements"].as_u64().expect("viewer_elements"),
+        }
+    }
+
+    /// Once two samples 500 ms apart agree on the thread count (at most 5 s): the threads
+    /// that served a viewer's set-up are gone by then.
+    async fn quiet(device: &Device) -> Snapshot {
+        let mut last = Snapshot::take(device).await;
+        let until = Instant::now() + Duration::from_secs(5);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = Snapshot::take(device).await;
+            if now.threads == last.threads || Instant::now() > until {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// Threads, fds and elements within ±2, pipelines exactly.
+    fn near(&self, base: &Snapshot) -> bool {
+        self.threads.abs_diff(base.threads) <= 2
+            && self.fds.abs_diff(base.fds) <= 2
+            && self.viewer_elements.abs_diff(base.viewer_elements) <= 2
+            && self.viewer_pipelines == base.viewer_pipelines
+    }
+}
+
 /// Polls until the device has `want` live viewer pipelines; returns how long that took, or
 /// `Err(last count)` after `within`.
 async fn pipelines_become(port: u16, want: u64, within: Duration) -> Result<Duration, u64> {
@@ -238,6 +284,17 @@ impl FrameWatch {
     }
 }
 
+/// GLib criticals in the device's log: each is a programming error in the device (or in how
+/// it drives GStreamer), harmless until it is not, and fatal under G_DEBUG=fatal-criticals.
+fn glib_criticals(device: &Device) -> Vec<String> {
+    device
+        .log()
+        .lines()
+        .filter(|line| line.contains("-CRITICAL **"))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
     support::netns::require_loopback_only();
@@ -270,6 +327,13 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
         .stats()
         .session_id
         .expect("the watcher has a session");
+    let baseline = Snapshot::quiet(&device).await;
+    assert_eq!(
+        baseline.viewer_pipelines,
+        1,
+        "{}",
+        log("one viewer, one pipeline")
+    );
     let frames = FrameWatch::start(watcher.clone());
     stamp("watcher receiving");
 
@@ -292,28 +356,91 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
         "aaaaaaaaaaaaaaaa"
     };
     let text = |s: &str| Message::text(s.to_owned());
+    let json = |v: Value| Message::text(v.to_string());
+    let two_payloads = json!({"type": "signal", "session_id": "x", "data": {
+        "sdp": {"type": "answer", "sdp": "v=0"},
+        "ice": {"candidate": "c", "sdp_m_line_index": 0},
+    }});
+    let pranswer = json!({"type": "signal", "session_id": "x", "data": {
+        "sdp": {"type": "pranswer", "sdp": "v=0"},
+    }});
     let cases: Vec<(&str, Message, &str)> = vec![
         ("garbage text", text("garbage"), "bad-message"),
         ("empty text", text(""), "bad-message"),
-        ("truncated JSON", text(r#"{"type":"connect","device_id":"#), "bad-message"),
+        (
+            "truncated JSON",
+            text(r#"{"type":"connect","device_id":"#),
+            "bad-message",
+        ),
         ("a JSON array", text("[1,2,3]"), "bad-message"),
         ("a JSON string", text(r#""ping""#), "bad-message"),
-        ("no type", text(r#"{"device_id":"aaaaaaaaaaaaaaaa"}"#), "bad-message"),
+        (
+            "no type",
+            text(r#"{"device_id":"aaaaaaaaaaaaaaaa"}"#),
+            "bad-message",
+        ),
         ("a numeric type", text(r#"{"type":7}"#), "bad-message"),
-        ("a binary frame", Message::binary(vec![0u8, 159, 146, 150]), "bad-message"),
-        ("an unknown type", text(r#"{"type":"teleport"}"#), "unknown-type"),
-        ("a server-only type", text(r#"{"type":"session-request","session_id":"x"}"#), "unknown-type"),
-        ("a type of 10 KiB", Message::text(json!({"type": "x".repeat(10 * 1024)}).to_string()), "unknown-type"),
-        ("connect without device_id", text(r#"{"type":"connect"}"#), "bad-message"),
-        ("connect with a numeric id", text(r#"{"type":"connect","device_id":5}"#), "bad-message"),
-        ("signal without data", text(r#"{"type":"signal","session_id":"x"}"#), "bad-message"),
-        ("signal with unknown data", text(r#"{"type":"signal","session_id":"x","data":{"video":1}}"#), "bad-message"),
-        ("signal with two payloads", Message::text(json!({"type": "signal", "session_id": "x", "data": {
-            "sdp": {"type": "answer", "sdp": "v=0"}, "ice": {"candidate": "c", "sdp_m_line_index": 0}}}).to_string()), "bad-message"),
-        ("an sdp of type pranswer", text(r#"{"type":"signal","session_id":"x","data":{"sdp":{"type":"pranswer","sdp":"v=0"}}}"#), "bad-message"),
-        ("end without session_id", text(r#"{"type":"end"}"#), "bad-message"),
-        ("a 100 KiB message", Message::text(json!({"type": "ping", "pad": "x".repeat(100 * 1024)}).to_string()), "too-large"),
-        ("connect to an unknown device", Message::text(json!({"type": "connect", "device_id": other_device}).to_string()), "device-offline"),
+        (
+            "a binary frame",
+            Message::binary(vec![0u8, 159, 146, 150]),
+            "bad-message",
+        ),
+        (
+            "an unknown type",
+            text(r#"{"type":"teleport"}"#),
+            "unknown-type",
+        ),
+        (
+            "a server-only type",
+            text(r#"{"type":"session-request","session_id":"x"}"#),
+            "unknown-type",
+        ),
+        (
+            "a type of 10 KiB",
+            json(json!({"type": "x".repeat(10 * 1024)})),
+            "unknown-type",
+        ),
+        (
+            "connect without device_id",
+            text(r#"{"type":"connect"}"#),
+            "bad-message",
+        ),
+        (
+            "connect with a numeric id",
+            text(r#"{"type":"connect","device_id":5}"#),
+            "bad-message",
+        ),
+        (
+            "signal without data",
+            text(r#"{"type":"signal","session_id":"x"}"#),
+            "bad-message",
+        ),
+        (
+            "signal with other data",
+            text(r#"{"type":"signal","session_id":"x","data":{"v":1}}"#),
+            "bad-message",
+        ),
+        (
+            "signal with two payloads",
+            json(two_payloads),
+            "bad-message",
+        ),
+        ("an sdp of type pranswer", json(pranswer), "bad-message"),
+        (
+            "end without session_id",
+            text(r#"{"type":"end"}"#),
+            "bad-message",
+        ),
+        (
+            "a 100 KiB message",
+            json(json!({"type": "ping", "pad": "x".repeat(100 * 1024)})),
+            "too-large",
+        ),
+        (
+            "connect to an unknown device",
+            json(json!({"type": "connect", "device_id": other_device})),
+            "device-offline",
+        ),
     ];
     let mut malformed_ids: Vec<String> = vec![
         String::new(),
@@ -442,8 +569,8 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
     for candidate in [
         json!({"candidate": "candidate:garbage", "sdp_m_line_index": 0}),
         json!({"candidate": "", "sdp_m_line_index": 0}),
-        json!({"candidate": "candidate:1 1 UDP 2122252543 127.0.0.1 9 typ host", "sdp_m_line_index": 99}),
-        json!({"candidate": "candidate:1 1 UDP 2122252543 256.1.1.1 99999 typ host", "sdp_m_line_index": 0}),
+        json!({"candidate": "candidate:1 1 UDP 1 127.0.0.1 9 typ host", "sdp_m_line_index": 99}),
+        json!({"candidate": "candidate:1 1 UDP 1 256.1.1.1 99999 typ host", "sdp_m_line_index": 0}),
     ] {
         let message =
             json!({"type": "signal", "session_id": watched.0, "data": {"ice": candidate}});
@@ -597,6 +724,39 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
         log("the device panicked")
     );
     newcomer.close().await;
+    // The raw sockets still open held an fd each on the device; close them properly first.
+    for mut raw in [bad, confused] {
+        let _ = tokio::time::timeout(ANSWER, raw.ws.close(None)).await;
+    }
+    // Everything the bad input made is gone again: back to the watcher's own pipeline, and
+    // threads, fds and elements where they were before it (±2, as in tests/churn.rs).
+    if let Err(n) = pipelines_become(port, 1, TEARDOWN).await {
+        panic!(
+            "{}",
+            log(&format!("the newcomer's pipeline outlived it: {n} live"))
+        );
+    }
+    let settle = Instant::now();
+    let mut after = Snapshot::take(&device).await;
+    while !after.near(&baseline) && settle.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = Snapshot::take(&device).await;
+    }
+    println!("baseline {baseline:?}\nafter    {after:?}");
+    assert!(
+        after.near(&baseline),
+        "{}",
+        log("the device did not return to its baseline")
+    );
+    let criticals = glib_criticals(&device);
+    assert!(
+        criticals.is_empty(),
+        "{}",
+        log(&format!(
+            "GLib criticals in the device:\n{}",
+            criticals.join("\n")
+        ))
+    );
     Arc::try_unwrap(watcher)
         .unwrap_or_else(|_| panic!("the frame watch let go of the watcher"))
         .close()

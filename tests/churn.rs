@@ -137,6 +137,17 @@ fn frames(viewers: &[Arc<Receiver>]) -> Vec<u64> {
     viewers.iter().map(|v| v.stats().frames).collect()
 }
 
+/// GLib criticals in the device's log: each is a programming error in the device (or in how
+/// it drives GStreamer), harmless until it is not, and fatal under G_DEBUG=fatal-criticals.
+fn glib_criticals(device: &Device) -> Vec<String> {
+    device
+        .log()
+        .lines()
+        .filter(|line| line.contains("-CRITICAL **"))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_come_and_go_without_leaks_or_stalls() {
     support::netns::require_loopback_only();
@@ -282,15 +293,19 @@ async fn viewers_come_and_go_without_leaks_or_stalls() {
     }
     let stalls = watch.finish().await;
     println!(
-        "{CYCLES} cycles in {:.1} s; settled in {:.1} s\n  baseline {baseline:?}\n  peak     {peak:?}\n  after    {after:?}\n  slowest teardown {slowest_teardown:?}, longest gaps between steady-viewer frames {stalls:?}",
+        "{CYCLES} cycles in {:.1} s; settled in {:.1} s",
         churn_time.as_secs_f32(),
         settle_started.elapsed().as_secs_f32()
     );
+    println!("  baseline {baseline:?}\n  peak     {peak:?}\n  after    {after:?}");
+    println!("  slowest teardown {slowest_teardown:?}");
+    println!("  longest gaps between steady-viewer frames {stalls:?}");
     assert!(
         after.near(&baseline),
         "{}",
         log(&format!(
-            "the device did not return to its baseline (±{TOLERANCE}):\n  baseline {baseline:?}\n  after    {after:?}"
+            "the device did not return to its baseline (±{TOLERANCE}):\n  \
+             baseline {baseline:?}\n  after    {after:?}"
         ))
     );
     for (i, stall) in stalls.iter().enumerate() {
@@ -303,6 +318,16 @@ async fn viewers_come_and_go_without_leaks_or_stalls() {
         let stats = viewer.stats();
         assert!(stats.ended.is_none(), "steady viewer {i} ended: {stats:?}");
     }
+
+    let criticals = glib_criticals(&device);
+    assert!(
+        criticals.is_empty(),
+        "{}",
+        log(&format!(
+            "GLib criticals in the device:\n{}",
+            criticals.join("\n")
+        ))
+    );
 
     for viewer in steady {
         let viewer = Arc::try_unwrap(viewer)

@@ -146,38 +146,3 @@ async fn check_relayed_playback(page: &Page, turn: &Coturn, opened: Instant) -> 
         turn.url()
     ))
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn zz_debug_gather() {
-    support::netns::require_loopback_only();
-    let turn = Coturn::start().unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let browser = Browser::launch(profile.path()).await.unwrap();
-    let page = browser.new_page("about:blank").await.unwrap();
-    for policy in ["all", "relay"] {
-        let js = format!(
-            r#"(async () => {{
-      const pc = new RTCPeerConnection({{ iceTransportPolicy: '{policy}', iceServers: [{{ urls: '{}', username: 'pipe', credential: 'secret' }}] }});
-      const out = [];
-      pc.onicecandidate = (e) => out.push(e.candidate ? e.candidate.candidate : 'END');
-      pc.onicecandidateerror = (e) => out.push('ERR ' + e.url + ' ' + e.errorCode + ' ' + e.errorText + ' ' + e.address);
-      pc.createDataChannel('x');
-      await pc.setLocalDescription(await pc.createOffer());
-      await new Promise((r) => setTimeout(r, 4000));
-      return out;
-    }})()"#,
-            turn.url()
-        );
-        println!("{policy}: {:#}", page.eval(&js).await.unwrap());
-    }
-    println!("{}", turn.log());
-    println!(
-        "{}",
-        std::process::Command::new("ip")
-            .args(["addr"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-            .unwrap()
-    );
-}

@@ -15,7 +15,7 @@ const HEIGHT: u64 = 720;
 /// From opening the page to the last assertion. Setup takes 1-2 s on loopback and 60 frames
 /// at 30 fps take 2 s, so 10 s leaves room for a loaded 2-core machine without hiding a stall.
 const BUDGET: Duration = Duration::from_secs(10);
-/// Two pictures this far apart must differ: the test chain scrolls 4 px per frame.
+/// Two pictures this far apart must differ: the test chain scrolls its bars 4 px per frame.
 const FRAME_GAP_MS: u64 = 400;
 
 /// Counts the frames the `<video>` element presents (`requestVideoFrameCallback` fires once
@@ -81,10 +81,10 @@ async fn chromium_plays_moving_h264_of_the_configured_size_with_audio() {
     match check_playback(&page, opened).await {
         Ok(report) => println!("{report}"),
         Err(e) => panic!(
-            "{e:#}\n--- page console ---\n{}\n--- device log ---\n{}\n--- chromium log ---\n{}",
+            "{e:#}\n--- page console ---\n{}\n--- device log ---\n{}\n--- chromium errors ---\n{}",
             page.console_log().join("\n"),
             device.log(),
-            browser.log()
+            chromium_errors(&browser.log())
         ),
     }
     page.close().await.unwrap();
@@ -118,9 +118,11 @@ async fn check_playback(page: &Page, opened: Instant) -> Result<String> {
     let compare = page
         .eval(&COMPARE_PICTURES.replace("GAP", &FRAME_GAP_MS.to_string()))
         .await?;
+    // Measured at 400 ms: about 30 % of pixels change with the scrolling bars, 3 % with the
+    // same chain standing still (coding noise), 0 % for one frame repeated.
     let changed = compare["changedFraction"].as_f64().unwrap_or(0.0);
     ensure!(
-        changed >= 0.02,
+        changed >= 0.10,
         "the picture did not change in {FRAME_GAP_MS} ms (a frozen or repeated frame): {compare}"
     );
     ensure!(
@@ -134,7 +136,10 @@ async fn check_playback(page: &Page, opened: Instant) -> Result<String> {
 
     let stats = page.eval("pipeViewer.stats()").await?;
     let codec = &stats["video"]["codec"];
-    ensure!(codec["mimeType"] == "video/H264", "video codec: {stats}");
+    ensure!(
+        mime_is(&codec["mimeType"], "video/H264"),
+        "video codec: {stats}"
+    );
     let fmtp = codec["sdpFmtpLine"].as_str().unwrap_or("");
     ensure!(
         fmtp.contains("42e01f") && fmtp.contains("packetization-mode=1"),
@@ -151,8 +156,9 @@ async fn check_playback(page: &Page, opened: Instant) -> Result<String> {
         later > first,
         "audio stopped: totalSamplesReceived {first} then {later}: {second}"
     );
+    // The device's rtpmap says OPUS; Chromium reports the name as offered.
     ensure!(
-        second["audio"]["codec"]["mimeType"] == "audio/opus",
+        mime_is(&second["audio"]["codec"]["mimeType"], "audio/opus"),
         "audio codec: {second}"
     );
     ensure!(
@@ -180,66 +186,19 @@ async fn audio_samples(page: &Page, timeout: Duration) -> Result<u64> {
     value.as_u64().context("totalSamplesReceived is a number")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn zz_debug_sdp() {
-    support::netns::require_loopback_only();
-    let device = Device::start(&["--pipeline", "virtual-webcam"]).unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let browser = Browser::launch(profile.path()).await.unwrap();
-    let page = browser.new_page("about:blank").await.unwrap();
-    page.goto(&device.url).await.unwrap();
-    page.eval(r#"(() => { window.__sdps = []; const o = RTCPeerConnection.prototype.setRemoteDescription;
-      RTCPeerConnection.prototype.setRemoteDescription = function (d) { window.__sdps.push(d.sdp); return o.call(this, d).catch((e) => { window.__sdps.push('ERR ' + e); throw e; }); };
-      const a = RTCPeerConnection.prototype.setLocalDescription;
-      RTCPeerConnection.prototype.setLocalDescription = function (d) { return a.call(this, d).then(() => window.__sdps.push('ANSWER ' + this.localDescription.sdp)); };
-      return 1; })()"#).await.unwrap();
-    for i in 0..6 {
-        page.eval(&format!(
-            "location.hash = 'device=' + '{}' + '&x={i}'",
-            device.device_id
-        ))
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        let s = page.eval("pipeViewer.stats()").await.unwrap();
-        println!("STATS {i} {s}");
-    }
-    let sdps = page.eval("window.__sdps").await.unwrap();
-    for s in sdps.as_array().unwrap() {
-        println!("=====\n{}", s.as_str().unwrap());
-    }
-    println!("{}", page.console_log().join("\n"));
+/// MIME types compare without regard to case (RFC 6838).
+fn mime_is(value: &Value, expected: &str) -> bool {
+    value
+        .as_str()
+        .is_some_and(|m| m.eq_ignore_ascii_case(expected))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn zz_debug_variants() {
-    let profile = tempfile::tempdir().unwrap();
-    let browser = Browser::launch(profile.path()).await.unwrap();
-    let page = browser.new_page("about:blank").await.unwrap();
-    let offer = std::fs::read_to_string("/tmp/offer1.json").unwrap();
-    let js = format!(
-        r#"(async () => {{
-      const base = {offer};
-      const variants = {{
-        asis: base,
-        noGroup: base.replace(/a=ssrc-group:FID.*\r\n/, ''),
-        noRtxSsrc: base.replace(/a=ssrc-group:FID.*\r\n/, '').replace(/a=ssrc:3650433829 .*\r\n/g, ''),
-        noSsrc: base.replace(/a=ssrc.*\r\n/g, ''),
-        origMsid: base.replace(/msid:pipe-audio/g, 'msid:user681788369@host-f0d3b3da'),
-        noAudioRtx: base.replace(/a=ssrc-group:FID.*\r\n/, '').replace(/a=ssrc:3650433829 .*\r\n/g, '').replace('111 98', '111').replace(/a=rtpmap:98.*\r\n/, '').replace(/a=fmtp:98.*\r\n/, ''),
-        groupNoRtxCodec: base.replace('111 98', '111').replace(/a=rtpmap:98.*\r\n/, '').replace(/a=fmtp:98.*\r\n/, ''),
-      }};
-      const out = {{}};
-      for (const [k, sdp] of Object.entries(variants)) {{
-        const pc = new RTCPeerConnection({{ bundlePolicy: 'max-bundle' }});
-        try {{ await pc.setRemoteDescription({{ type: 'offer', sdp }}); const a = await pc.createAnswer(); out[k] = 'ok ' + (a.sdp.match(/m=audio \d+ [^\r]*/)||[''])[0]; }}
-        catch (e) {{ out[k] = String(e).slice(0, 200); }}
-        pc.close();
-      }}
-      return out;
-    }})()"#
-    );
-    println!("{:#}", page.eval(&js).await.unwrap());
+/// The end of Chromium's own log without the noise of a machine with no D-Bus and no sound
+/// card; WebRTC errors (a rejected offer, say) show up here.
+fn chromium_errors(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| !l.contains("dbus/") && !l.starts_with("ALSA lib"))
+        .collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
