@@ -53,6 +53,9 @@ pub struct DeviceArgs {
     /// Address to listen on [default: 0.0.0.0].
     #[arg(long, env = "PIPE_LISTEN")]
     pub listen: Option<IpAddr>,
+    /// The one origin the device's links use, e.g. https://cam.example.net [default: http://127.0.0.1:PORT].
+    #[arg(long, env = "PIPE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
     /// Remote rendezvous, e.g. wss://relay.example/signal [default: embedded].
     #[arg(long, env = "PIPE_RENDEZVOUS", value_name = "URL")]
     pub rendezvous: Option<String>,
@@ -109,6 +112,9 @@ impl DeviceArgs {
         set(&mut d.listen, self.listen);
         if self.rendezvous.is_some() {
             d.rendezvous = self.rendezvous;
+        }
+        if self.public_url.is_some() {
+            d.public_url = self.public_url;
         }
         set(&mut d.pipeline, self.pipeline);
         set(&mut d.pipelines_dir, self.pipelines_dir);

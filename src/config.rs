@@ -29,6 +29,24 @@ pub struct Config {
     pub device: DeviceConfig,
     pub video: VideoConfig,
     pub ice: IceConfig,
+    pub grants: GrantsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantsConfig {
+    /// Shortest lend the owner may choose, in seconds. Default `900` (15 minutes).
+    pub lend_min_secs: u64,
+    /// Longest lend, in seconds. Default `604800` (7 days).
+    pub lend_max_secs: u64,
+    /// How long an unredeemed invite link stays valid, in seconds. Default `86400` (a day).
+    pub invite_ttl_secs: u64,
+}
+
+impl Default for GrantsConfig {
+    fn default() -> Self {
+        Self { lend_min_secs: 15 * 60, lend_max_secs: 7 * 24 * 3600, invite_ttl_secs: 24 * 3600 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -50,6 +68,10 @@ pub struct DeviceConfig {
     /// Directory whose `NAME.pipeline` files override the builtin chains. Default
     /// `/etc/pipe/pipelines`.
     pub pipelines_dir: PathBuf,
+    /// The one origin the device's links use (claim, lend, viewer), e.g.
+    /// `https://cam.example.net` behind TLS. A browser's identity is per origin. Default: none,
+    /// links use `http://127.0.0.1:PORT` and lend links work on this machine or LAN only.
+    pub public_url: Option<String>,
     /// Viewer sessions (including ones still negotiating) the device serves at once; more
     /// are refused. Each costs a pipeline and some CPU. Default `16`.
     pub max_sessions: usize,
@@ -65,6 +87,7 @@ impl Default for DeviceConfig {
             pipeline: "auto".into(),
             pipelines_dir: PathBuf::from("/etc/pipe/pipelines"),
             max_sessions: 16,
+            public_url: None,
         }
     }
 }
@@ -225,6 +248,19 @@ impl Config {
                 Ok(u) if matches!(u.scheme(), "ws" | "wss") => {}
                 _ => return invalid("device.rendezvous", "must be a ws:// or wss:// URL"),
             }
+        }
+        if let Some(url) = &self.device.public_url {
+            match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/" && u.fragment().is_none() => {}
+                _ => return invalid("device.public_url", "must be an http(s):// origin like https://cam.example.net"),
+            }
+        }
+        let g = &self.grants;
+        if g.lend_min_secs == 0 || g.lend_min_secs > g.lend_max_secs {
+            return invalid("grants.lend_min_secs", "must be at least 1 and at most grants.lend_max_secs");
+        }
+        if g.invite_ttl_secs == 0 {
+            return invalid("grants.invite_ttl_secs", "must be at least 1");
         }
         if !(1..=256).contains(&self.device.max_sessions) {
             return invalid("device.max_sessions", "must be from 1 to 256");
