@@ -1,5 +1,5 @@
-//! Glass-to-glass latency of pipe in a real browser, plus what each extra viewer costs the
-//! device. Prints numbers next to the targets; it asserts nothing (see docs/benchmarks.md).
+//! Glass-to-glass latency of pipe in a real browser, and what each extra viewer costs the
+//! device. Prints numbers next to the targets and asserts nothing (docs/benchmarks.md).
 //!
 //! A `pipe device` process runs `pipelines/latency-probe.pipeline`: a moving zone plate at
 //! 1280x720 and 29.5 fps, stamped just before x264 (2 Mbit/s) with the wall-clock time as a
@@ -9,7 +9,11 @@
 //! receivers (no decoding) join, to see the device's cost per extra viewer.
 //!
 //! Run it with `scripts/bench`: it builds outside and runs this inside `scripts/netns`.
-//! `PIPE_BENCH_SECS` shortens the two measuring phases (default 30 s each).
+//! - `PIPE_BENCH_SECS`: length of each of the two measuring phases (default 30 s);
+//! - `PIPE_BENCH_PIPELINE`: another stamped chain (a `.pipeline` path) to measure;
+//! - `PIPE_BENCH_SAMPLES`: a CSV file to write every reading to;
+//! - `PIPE_BENCH_DEVICE_LOG`: print the device's log at the end (with `GST_DEBUG` or
+//!   `GST_TRACERS=latency`, which the device inherits, for a closer look).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -32,6 +36,8 @@ const PIPELINE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/pipelines/latency-probe.pipeline"
 );
+/// The device binary cargo built with this benchmark: with the bench profile (which inherits
+/// release) it is target/release/pipe.
 const DEVICE_BIN: &str = env!("CARGO_BIN_EXE_pipe");
 /// 29.5, not 30: headless Chromium paints at a synthetic 60 Hz, and exactly 30 fps would
 /// phase-lock frame arrival to its paints, hiding (or always adding) the wait for a paint.
@@ -39,12 +45,12 @@ const FRAMERATE: &str = "29.5";
 const FRAMERATE_FRACTION: (i32, i32) = (59, 2);
 const BITRATE_KBPS: u32 = 2000;
 const EXTRA_VIEWERS: usize = 3;
-/// Time for a phase's setup to settle (a keyframe, jitter estimates) before measuring.
+/// Time for a phase's setup to settle (a key frame, jitter estimates) before measuring.
 const WARM_UP: Duration = Duration::from_secs(3);
 /// How long x264 alone is timed, in this process, before the device starts.
 const ENCODER_ALONE: Duration = Duration::from_secs(5);
 
-// Targets and reference points, printed next to the numbers.
+// Targets, printed next to the numbers with the reference points.
 const TARGET_P50_MS: f64 = 20.0;
 const TARGET_SPREAD_MS: f64 = 12.0;
 const TARGET_FIRST_FRAME_MS: f64 = 250.0;
@@ -54,13 +60,13 @@ const TARGET_RSS_MB: f64 = 80.0;
 /// Installed in the page as soon as it has loaded: reads the barcode of every presented frame
 /// (layout and checksum as in src/media/stamp.rs) into `window.__g2g`.
 const READ_BARCODES: &str = r#"(() => {
-  const BLOCK = 16, BITS = 64, TIME_BITS = 48;
+  const BLOCK = 16, BITS = 64, TIME_BITS = 48, RTP_WRAP_MS = 2 ** 32 / 90;
   const video = window.pipeViewer.video;
   const g = window.__g2g = {
     installedAt: performance.now(),
     presentedBeforeInstall: video.getVideoPlaybackQuality().totalVideoFrames,
-    firstPresentedFrames: null, firstShown: null,
-    callbacks: 0, undecoded: 0, implausible: 0, samples: [],
+    firstShown: null, firstStamp: null, firstReceived: null,
+    callbacks: 0, undecoded: 0, implausible: 0, mismatched: 0, samples: [], offset: null,
     // Date.now() against timeOrigin + now(): the page's clock against the system clock.
     clockSkew: Date.now() - (performance.timeOrigin + performance.now()),
   };
@@ -92,18 +98,34 @@ const READ_BARCODES: &str = r#"(() => {
     }
     return crc16(ms) === check ? ms : null;
   };
-  const onFrame = (now, m) => {
+  const onFrame = (_now, m) => {
     g.callbacks += 1;
-    if (g.firstPresentedFrames === null) g.firstPresentedFrames = m.presentedFrames;
     const ms = read(m.width, m.height);
     if (ms === null) {
       g.undecoded += 1;
     } else {
       const latency = performance.timeOrigin + m.expectedDisplayTime - ms;
+      // The stamp and the RTP timestamp both come from the capture time, so their difference
+      // is constant, except when the canvas got a newer frame than the one the metadata
+      // describes (drawImage takes the video's current frame): then the stamp is a frame
+      // interval later. The lowest difference seen is the true one.
+      let late = 0;
+      if (m.rtpTimestamp !== undefined) {
+        const offset = ms - m.rtpTimestamp / 90;
+        if (g.offset === null) g.offset = offset;
+        late = ((offset - g.offset) % RTP_WRAP_MS + RTP_WRAP_MS * 1.5) % RTP_WRAP_MS - RTP_WRAP_MS / 2;
+        if (late < -10) { g.offset = offset; late = 0; }
+      }
       if (latency < -5 || latency > 10000) {
-        g.implausible += 1;
+        g.implausible += 1; // a checksum that passed by chance
+      } else if (late > 10) {
+        g.mismatched += 1;
       } else {
-        if (g.firstShown === null) g.firstShown = m.expectedDisplayTime;
+        if (g.firstShown === null) {
+          g.firstShown = m.expectedDisplayTime;
+          g.firstStamp = ms - performance.timeOrigin;
+          g.firstReceived = m.receiveTime ?? null;
+        }
         const received = m.receiveTime === undefined ? null : performance.timeOrigin + m.receiveTime - ms;
         const decode = m.processingDuration === undefined ? null : m.processingDuration * 1000;
         g.samples.push([ms, latency, received, decode]);
@@ -116,6 +138,27 @@ const READ_BARCODES: &str = r#"(() => {
     clockSkew: g.clockSkew };
 })()"#;
 
+/// Hands over the samples read so far and starts afresh.
+const TAKE_SAMPLES: &str = r#"(() => {
+  const g = window.__g2g;
+  const out = { samples: g.samples, undecoded: g.undecoded, implausible: g.implausible,
+    mismatched: g.mismatched };
+  g.samples = []; g.undecoded = 0; g.implausible = 0; g.mismatched = 0;
+  return out;
+})()"#;
+
+/// When the first frame's way began, in ms after `performance.timeOrigin`: the page's own
+/// loading (navigation and resource timing) and the first frame (stamp, arrival, display).
+const FIRST_FRAME: &str = r#"(() => {
+  const entry = (name) => performance.getEntriesByName(location.origin + name)[0] ?? {};
+  const nav = performance.getEntriesByType('navigation')[0] ?? {};
+  const g = window.__g2g;
+  return { timeOrigin: performance.timeOrigin, requested: nav.requestStart ?? null,
+    html: nav.responseEnd ?? null, script: entry('/viewer.js').responseEnd ?? null,
+    scriptsRun: nav.domContentLoadedEventStart ?? null, info: entry('/api/info').responseEnd ?? null,
+    stamped: g.firstStamp, received: g.firstReceived, shown: g.firstShown };
+})()"#;
+
 /// The video receiver's cumulative WebRTC stats, and the frames presented so far.
 const VIDEO_STATS: &str = r#"(async () => {
   const pc = window.pipeViewer.pc;
@@ -124,40 +167,35 @@ const VIDEO_STATS: &str = r#"(async () => {
   let v = null;
   report.forEach((r) => { if (r.type === 'inbound-rtp' && r.kind === 'video') v = r; });
   if (!v) return null;
-  const out = { presented: window.__g2g.callbacks, decoder: v.decoderImplementation ?? null };
-  for (const k of ['timestamp', 'jitterBufferDelay', 'jitterBufferTargetDelay',
-      'jitterBufferMinimumDelay', 'jitterBufferEmittedCount', 'framesReceived', 'framesDecoded',
-      'framesDropped', 'totalDecodeTime', 'totalProcessingDelay', 'totalAssemblyTime',
-      'framesAssembledFromMultiplePackets', 'freezeCount', 'packetsLost', 'nackCount',
-      'pliCount', 'keyFramesDecoded', 'bytesReceived']) out[k] = v[k] ?? null;
+  const out = { presented: window.__g2g.callbacks };
+  for (const k of ['jitterBufferDelay', 'jitterBufferTargetDelay', 'jitterBufferMinimumDelay',
+      'jitterBufferEmittedCount', 'framesDecoded', 'framesDropped', 'totalDecodeTime',
+      'totalProcessingDelay', 'totalAssemblyTime', 'framesAssembledFromMultiplePackets',
+      'freezeCount', 'packetsLost', 'nackCount', 'pliCount', 'keyFramesDecoded',
+      'bytesReceived']) out[k] = v[k] ?? null;
   return out;
 })()"#;
 
 fn main() -> Result<()> {
     // `cargo bench` passes `--bench`; there is nothing to choose, so arguments are ignored.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    runtime.block_on(run())
+        .build()?
+        .block_on(run())
 }
 
 async fn run() -> Result<()> {
     support::netns::require_loopback_only();
-    let secs: u64 = std::env::var("PIPE_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
-    let phase = Duration::from_secs(secs);
+    let phase = Duration::from_secs(env_number("PIPE_BENCH_SECS").unwrap_or(30));
     print_setup();
-
     let encoder = tokio::task::spawn_blocking(|| encoder_times(ENCODER_ALONE))
         .await?
         .context("timing x264 alone")?;
 
     let device = Device::start(&[
         "--pipeline",
-        PIPELINE,
+        &pipeline(),
         "--framerate",
         FRAMERATE,
         "--bitrate",
@@ -169,13 +207,7 @@ async fn run() -> Result<()> {
     ])?;
     let profile = tempfile::tempdir()?;
     let browser = Browser::launch(profile.path()).await?;
-    let page = browser.new_page(&device.url).await?;
-    let install = page.eval(READ_BARCODES).await?;
-    let first = page
-        .wait_for("window.__g2g.firstShown", Duration::from_secs(20))
-        .await
-        .with_context(|| format!("no stamped frame shown\n{}", device.log()))?;
-    let first_frame_ms = first.as_f64().unwrap_or(f64::NAN);
+    let (page, first) = open_viewer(&browser, &device).await?;
     tokio::time::sleep(WARM_UP).await;
 
     let processes = Processes {
@@ -183,7 +215,6 @@ async fn run() -> Result<()> {
         browser: browser.pid(),
     };
     let one = measure(&page, &processes, phase).await?;
-
     let id = DeviceId::parse(&device.device_id).map_err(|e| anyhow!("device id: {e:?}"))?;
     let mut extras = Vec::new();
     for _ in 0..EXTRA_VIEWERS {
@@ -197,17 +228,11 @@ async fn run() -> Result<()> {
     }
     tokio::time::sleep(WARM_UP).await;
     let four = measure(&page, &processes, phase).await?;
-    let extra_frames: Vec<u64> = extras.iter().map(|r| r.stats().frames).collect();
 
-    print_results(&Results {
-        install,
-        first_frame_ms,
-        encoder,
-        one,
-        four,
-        extra_frames,
-    });
-
+    if let Some(path) = std::env::var_os("PIPE_BENCH_SAMPLES") {
+        write_samples(Path::new(&path), &[("1", &one), ("4", &four)])?;
+    }
+    print_results(&first, &encoder, &one, &four);
     if std::env::var_os("PIPE_BENCH_DEVICE_LOG").is_some() {
         println!("\n--- device log ---\n{}", device.log());
     }
@@ -218,6 +243,33 @@ async fn run() -> Result<()> {
     drop(browser);
     device.stop()?;
     Ok(())
+}
+
+fn env_number(key: &str) -> Option<u64> {
+    std::env::var(key).ok().and_then(|s| s.parse().ok())
+}
+
+/// The chain under test: latency-probe, or `$PIPE_BENCH_PIPELINE` to try a variant.
+fn pipeline() -> String {
+    std::env::var("PIPE_BENCH_PIPELINE").unwrap_or_else(|_| PIPELINE.to_owned())
+}
+
+/// Opens the viewer app, reads barcodes from its first frame on, and returns when one was
+/// shown, with where the time to it went.
+async fn open_viewer(browser: &Browser, device: &Device) -> Result<(Page, FirstFrame)> {
+    // A viewer's browser is already running: a first page (the device's own info, no session)
+    // takes the browser's start-up work out of the time to first frame.
+    let origin = device.url.split_once("/#").map_or(&*device.url, |(o, _)| o);
+    let warm = browser.new_page(&format!("{origin}/api/info")).await?;
+    warm.close().await?;
+
+    let page = browser.new_page(&device.url).await?;
+    let install = page.eval(READ_BARCODES).await?;
+    page.wait_for("window.__g2g.firstShown", Duration::from_secs(20))
+        .await
+        .with_context(|| format!("no stamped frame was shown\n{}", device.log()))?;
+    let first = FirstFrame::new(install, page.eval(FIRST_FRAME).await?, &device.log());
+    Ok((page, first))
 }
 
 fn print_setup() {
@@ -245,23 +297,24 @@ fn print_setup() {
     println!("  software  {}; {chromium}", gst::version_string());
     println!("  device    {DEVICE_BIN}");
     println!(
-        "  source    pipelines/latency-probe.pipeline: zone plate 1280x720 @ {FRAMERATE} fps, \
-         x264 ultrafast zerolatency {BITRATE_KBPS} kbit/s"
+        "  chain     {}: 1280x720 @ {FRAMERATE} fps, {BITRATE_KBPS} kbit/s",
+        pipeline()
     );
     if !DEVICE_BIN.contains("/release/") {
-        println!("  WARNING   the device is a debug build: run through scripts/bench");
+        println!("  WARNING   the device is a debug build: run scripts/bench");
     }
     println!();
 }
 
 /// What one phase measured.
 struct Phase {
-    /// One per decoded frame: [stamp ms, latency, stamp -> received, decode ms].
+    /// One per frame read: [stamp ms, latency, stamp -> last packet received, decode ms].
     samples: Vec<[Option<f64>; 4]>,
     seconds: f64,
-    presented: f64,
     undecoded: u64,
     implausible: u64,
+    /// Frames whose barcode was not the frame the callback was for (see READ_BARCODES).
+    mismatched: u64,
     stats_before: Value,
     stats_after: Value,
     device_cpu: f64,
@@ -278,10 +331,7 @@ struct Processes {
 
 /// Clears the page's samples, waits `duration`, and takes what came in and what it cost.
 async fn measure(page: &Page, processes: &Processes, duration: Duration) -> Result<Phase> {
-    page.eval(
-        "window.__g2g.samples = []; window.__g2g.undecoded = 0; window.__g2g.implausible = 0",
-    )
-    .await?;
+    page.eval(TAKE_SAMPLES).await?;
     let stats_before = page.eval(VIDEO_STATS).await?;
     let device_before = cpu_ticks(processes.device)?;
     let browser_before = tree_ticks(processes.browser);
@@ -291,29 +341,23 @@ async fn measure(page: &Page, processes: &Processes, duration: Duration) -> Resu
     let seconds = start.elapsed().as_secs_f64();
     let hz = clock_ticks_per_second();
     let share = |ticks: u64| ticks as f64 / hz / seconds * 100.0;
-    let device_cpu = share(cpu_ticks(processes.device)? - device_before);
+    let device_cpu = share(cpu_ticks(processes.device)?.saturating_sub(device_before));
     let browser_cpu = share(tree_ticks(processes.browser).saturating_sub(browser_before));
-    let bench_cpu = share(cpu_ticks(std::process::id())? - bench_before);
+    let bench_cpu = share(cpu_ticks(std::process::id())?.saturating_sub(bench_before));
     let stats_after = page.eval(VIDEO_STATS).await?;
-    let taken = page
-        .eval(
-            "(() => { const g = window.__g2g; const out = { samples: g.samples, \
-             undecoded: g.undecoded, implausible: g.implausible }; g.samples = []; return out; })()",
-        )
-        .await?;
+    let taken = page.eval(TAKE_SAMPLES).await?;
     let samples = taken["samples"]
         .as_array()
         .context("samples")?
         .iter()
         .map(|s| std::array::from_fn(|i| s[i].as_f64()))
         .collect();
-    let presented = num(&stats_after, "presented") - num(&stats_before, "presented");
     Ok(Phase {
         samples,
         seconds,
-        presented,
         undecoded: taken["undecoded"].as_u64().unwrap_or(0),
         implausible: taken["implausible"].as_u64().unwrap_or(0),
+        mismatched: taken["mismatched"].as_u64().unwrap_or(0),
         stats_before,
         stats_after,
         device_cpu,
@@ -391,7 +435,7 @@ fn status_kb(pid: u32, key: &str) -> f64 {
 /// entering the encoder to its access unit leaving, in ms.
 fn encoder_times(duration: Duration) -> Result<Vec<f64>> {
     pipe::media::init()?;
-    let template = PipelineTemplate::from_file(Path::new(PIPELINE))?;
+    let template = PipelineTemplate::from_file(Path::new(&pipeline()))?;
     let params = Params {
         framerate: FRAMERATE_FRACTION,
         bitrate_kbps: BITRATE_KBPS,
@@ -422,9 +466,8 @@ fn encoder_times(duration: Duration) -> Result<Vec<f64>> {
     let t = times.clone();
     pad("src")?.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
         if let Some(at) = entered.lock().expect("not poisoned").pop_front() {
-            t.lock()
-                .expect("not poisoned")
-                .push(at.elapsed().as_secs_f64() * 1000.0);
+            let ms = at.elapsed().as_secs_f64() * 1000.0;
+            t.lock().expect("not poisoned").push(ms);
         }
         gst::PadProbeReturn::Ok
     });
@@ -438,28 +481,94 @@ fn encoder_times(duration: Duration) -> Result<Vec<f64>> {
     Ok(times)
 }
 
-struct Results {
-    install: Value,
-    first_frame_ms: f64,
-    encoder: Vec<f64>,
-    one: Phase,
-    four: Phase,
-    extra_frames: Vec<u64>,
+/// The time to the first frame and where it went: the page's milestones, and the device's
+/// (from its log's timestamps, which are on the same clock).
+struct FirstFrame {
+    shown: f64,
+    /// Frames the `<video>` showed before the reader was installed: then `shown` is late.
+    missed: f64,
+    clock_skew: f64,
+    milestones: Vec<(&'static str, f64)>,
 }
 
-fn print_results(r: &Results) {
-    let (one, four) = (&r.one, &r.four);
-    let (p50, p95) = (pct(&one.column(1), 50.0), pct(&one.column(1), 95.0));
+impl FirstFrame {
+    fn new(install: Value, page: Value, device_log: &str) -> FirstFrame {
+        let origin = num(&page, "timeOrigin");
+        // The device logs in UTC with microseconds; the page's viewer is its first session.
+        let device = |needle: &str| {
+            device_log
+                .lines()
+                .find(|l| l.contains(needle))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(unix_ms)
+                .map_or(f64::NAN, |t| t - origin)
+        };
+        let milestones = vec![
+            ("page: HTML requested", num(&page, "requested")),
+            ("page: HTML received", num(&page, "html")),
+            ("page: viewer.js received", num(&page, "script")),
+            (
+                "page: scripts run (DOMContentLoaded)",
+                num(&page, "scriptsRun"),
+            ),
+            ("page: /api/info received", num(&page, "info")),
+            (
+                "device: session requested",
+                device("viewer asks for a session"),
+            ),
+            (
+                "device: ICE connectivity checks begin",
+                device("state=Connecting"),
+            ),
+            (
+                "device: DTLS up, key frame asked for",
+                device("viewer connected"),
+            ),
+            (
+                "device: first frame stamped (before x264)",
+                num(&page, "stamped"),
+            ),
+            ("page: its last packet received", num(&page, "received")),
+            ("page: reader installed (CDP)", num(&install, "installedAt")),
+        ];
+        FirstFrame {
+            shown: num(&page, "shown"),
+            missed: num(&install, "presentedBeforeInstall"),
+            clock_skew: num(&install, "clockSkew"),
+            milestones,
+        }
+    }
+}
+
+/// `2026-01-02T03:04:05.678901Z` as ms since the Unix epoch.
+fn unix_ms(stamp: &str) -> Option<f64> {
+    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':').map(|p| p.parse::<f64>().ok());
+    let (h, min, sec) = (t.next()??, t.next()??, t.next()??);
+    // Days from 1970-01-01 in the proleptic Gregorian calendar (Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days as f64 * 24.0 + h) * 60.0 + min) * 60_000.0 + sec * 1000.0)
+}
+
+fn print_results(first: &FirstFrame, encoder: &[f64], one: &Phase, four: &Phase) {
+    let latency = |p: &Phase, q| pct(&p.column(1), q);
+    let (p50, p95) = (latency(one, 50.0), latency(one, 95.0));
     let per_viewer = (four.device_cpu - one.device_cpu) / EXTRA_VIEWERS as f64;
-    let late = r.install["presentedBeforeInstall"].as_f64().unwrap_or(0.0) > 0.0;
-    println!("{:<44} {:>12}   target / reference", "metric", "measured");
-    let row = |name: &str, value: String, target: &str| {
-        println!("{name:<44} {value:>12}   {target}");
+    let row = |name: &str, value: String, target: String| {
+        println!("{name:<44} {value:>15}   {target}");
     };
+    row("metric", "measured".into(), "target; reference".into());
     row(
         "latency p50, 1 viewer (Chromium)",
         ms(p50),
-        &format!(
+        format!(
             "<= {TARGET_P50_MS} ms {}; Janus plain RTP ~23, webrtcsink ~44",
             verdict(p50 <= TARGET_P50_MS)
         ),
@@ -467,58 +576,53 @@ fn print_results(r: &Results) {
     row(
         "latency p95, 1 viewer",
         ms(p95),
-        &format!(
+        format!(
             "<= p50 + {TARGET_SPREAD_MS} = {:.1} ms {}; Janus ~34",
             p50 + TARGET_SPREAD_MS,
             verdict(p95 <= p50 + TARGET_SPREAD_MS)
         ),
     );
-    let (q50, q95) = (pct(&four.column(1), 50.0), pct(&four.column(1), 95.0));
-    row(
-        "latency p50 / p95, 4 viewers",
-        format!("{q50:.1} / {q95:.1} ms"),
-        "",
-    );
     row(
         "latency p99 / max, 1 viewer",
-        format!(
-            "{:.1} / {:.1} ms",
-            pct(&one.column(1), 99.0),
-            pct(&one.column(1), 100.0)
-        ),
-        "",
+        format!("{:.1} / {:.1} ms", latency(one, 99.0), latency(one, 100.0)),
+        String::new(),
     );
+    row(
+        "latency p50 / p95, 4 viewers",
+        format!("{:.1} / {:.1} ms", latency(four, 50.0), latency(four, 95.0)),
+        String::new(),
+    );
+    let late = if first.missed > 0.0 {
+        " UNRELIABLE: frames were shown before the reader was installed"
+    } else {
+        ""
+    };
     row(
         "time to first frame (timeOrigin -> shown)",
-        ms(r.first_frame_ms),
-        &format!(
-            "<= {TARGET_FIRST_FRAME_MS} ms {}{}",
-            verdict(r.first_frame_ms <= TARGET_FIRST_FRAME_MS),
-            if late {
-                " (UNRELIABLE: frames were shown before the reader was installed)"
-            } else {
-                ""
-            }
+        ms(first.shown),
+        format!(
+            "<= {TARGET_FIRST_FRAME_MS} ms {}{late}",
+            verdict(first.shown <= TARGET_FIRST_FRAME_MS)
         ),
     );
     row(
-        "fps presented / stamped frames decoded",
+        "fps shown / distinct stamps read, 1 viewer",
         format!(
             "{:.1} / {:.1}",
-            one.presented / one.seconds,
+            one.delta("presented") / one.seconds,
             one.distinct() / one.seconds
         ),
-        &format!("source {FRAMERATE} fps"),
+        format!("source {FRAMERATE} fps"),
     );
     row(
         "device CPU, 1 viewer / 4 viewers",
         format!("{:.1} / {:.1} %", one.device_cpu, four.device_cpu),
-        "% of one core",
+        "% of one core".into(),
     );
     row(
         "device CPU per extra viewer",
         format!("{per_viewer:.2} %"),
-        &format!(
+        format!(
             "<= {TARGET_CPU_PER_VIEWER} % {}",
             verdict(per_viewer <= TARGET_CPU_PER_VIEWER)
         ),
@@ -526,65 +630,66 @@ fn print_results(r: &Results) {
     row(
         "device RSS, 4 viewers (peak)",
         format!("{:.1} ({:.1}) MB", four.device_rss_mb, four.device_hwm_mb),
-        &format!(
+        format!(
             "<= {TARGET_RSS_MB} MB {}",
             verdict(four.device_rss_mb <= TARGET_RSS_MB)
         ),
     );
-    println!();
-    println!("where the time goes (medians; 1 viewer | 4 viewers)");
-    let split = |p: &Phase, col| pct(&p.column(col), 50.0);
-    let both = |name: &str, f: &dyn Fn(&Phase) -> f64| {
-        println!("  {name:<54} {:>8.1} | {:>6.1} ms", f(one), f(four));
-    };
-    println!(
-        "  {:<54} {:>8.1} | {:>6} ms",
-        "x264 encode, alone in this process before the run",
-        pct(&r.encoder, 50.0),
-        "-"
-    );
-    println!(
-        "  {:<54} {:>8.1} | {:>6} ms",
-        "  (p95)",
-        pct(&r.encoder, 95.0),
-        "-"
+
+    println!("\nwhere the time goes (medians unless said; 1 viewer | 4 viewers)");
+    let line = |name: &str, a: f64, b: f64| println!("  {name:<52} {a:>7.1} | {b:>5.1} ms");
+    let both = |name: &str, f: &dyn Fn(&Phase) -> f64| line(name, f(one), f(four));
+    line(
+        "x264 encode alone, before the run (p50 | p95)",
+        pct(encoder, 50.0),
+        pct(encoder, 95.0),
     );
     both(
         "stamp -> last packet in Chromium (rVFC receiveTime)",
-        &|p| split(p, 2),
+        &|p| pct(&p.column(2), 50.0),
     );
     both("last packet -> shown (expectedDisplayTime)", &|p| {
         pct(&p.receive_to_shown(), 50.0)
     });
-    both("  decode (rVFC processingDuration)", &|p| split(p, 3));
-    both("  jitter buffer (getStats, mean)", &|p| {
-        p.stat_ratio("jitterBufferDelay", "jitterBufferEmittedCount") * 1000.0
+    both("  decode (rVFC processingDuration)", &|p| {
+        pct(&p.column(3), 50.0)
+    });
+    both("  jitter buffer wait (getStats, mean)", &|p| {
+        p.per("jitterBufferDelay", "jitterBufferEmittedCount")
     });
     both("  jitter buffer target (getStats, mean)", &|p| {
-        p.stat_ratio("jitterBufferTargetDelay", "jitterBufferEmittedCount") * 1000.0
+        p.per("jitterBufferTargetDelay", "jitterBufferEmittedCount")
     });
     both("  jitter buffer minimum (getStats, mean)", &|p| {
-        p.stat_ratio("jitterBufferMinimumDelay", "jitterBufferEmittedCount") * 1000.0
+        p.per("jitterBufferMinimumDelay", "jitterBufferEmittedCount")
     });
     both("  first packet -> decoded (getStats, mean)", &|p| {
-        p.stat_ratio("totalProcessingDelay", "framesDecoded") * 1000.0
+        p.per("totalProcessingDelay", "framesDecoded")
     });
-    both("  decode (getStats totalDecodeTime, mean)", &|p| {
-        p.stat_ratio("totalDecodeTime", "framesDecoded") * 1000.0
+    both("  first -> last packet (getStats, mean)", &|p| {
+        p.per("totalAssemblyTime", "framesAssembledFromMultiplePackets")
     });
-    both("  first -> last packet (getStats assembly, mean)", &|p| {
-        p.stat_ratio("totalAssemblyTime", "framesAssembledFromMultiplePackets") * 1000.0
-    });
+
+    println!("\ntime to first frame, in ms after the page's timeOrigin");
+    for (name, at) in &first.milestones {
+        println!("  {name:<52} {at:>7.1}");
+    }
+    println!(
+        "  {:<52} {:>7.1}",
+        "page: shown (expectedDisplayTime)", first.shown
+    );
+
     println!();
     for (name, p) in [("1 viewer", one), ("4 viewers", four)] {
         println!(
-            "{name}: {:.0} s, {} frames read, {} unreadable, {} implausible; dropped {}, \
-             freezes {}, lost {}, NACK {}, PLI {}, keyframes {}; {:.0} kbit/s; CPU: Chromium \
-             {:.0} %, bench process {:.0} %; decoder {}",
+            "{name}: {:.0} s, {} frames read, {} unreadable, {} implausible, {} mismatched; dropped {}, \
+             freezes {}, lost {}, NACK {}, PLI {}, key frames {}; {:.0} kbit/s; CPU of \
+             Chromium {:.0} %, of this process (receivers) {:.0} %",
             p.seconds,
             p.samples.len(),
             p.undecoded,
             p.implausible,
+            p.mismatched,
             p.delta("framesDropped"),
             p.delta("freezeCount"),
             p.delta("packetsLost"),
@@ -594,17 +699,26 @@ fn print_results(r: &Results) {
             p.delta("bytesReceived") * 8.0 / 1000.0 / p.seconds,
             p.browser_cpu,
             p.bench_cpu,
-            p.stats_after["decoder"].as_str().unwrap_or("?"),
         );
     }
     println!(
-        "extra viewers' access units: {:?}; reader installed {:.0} ms after timeOrigin \
-         ({} frames shown before); page clock - system clock {:.1} ms",
-        r.extra_frames,
-        r.install["installedAt"].as_f64().unwrap_or(f64::NAN),
-        r.install["presentedBeforeInstall"],
-        r.install["clockSkew"].as_f64().unwrap_or(f64::NAN),
+        "page clock - system clock: {:.1} ms (Date.now() has 1 ms steps; positive means the \
+         latencies above read low by that much)",
+        first.clock_skew
     );
+}
+
+/// Every sample as CSV (viewers, stamp ms, latency, stamp -> received, decode), to plot.
+fn write_samples(path: &Path, phases: &[(&str, &Phase)]) -> Result<()> {
+    let mut csv = String::from("viewers,stamp_ms,latency_ms,received_ms,decode_ms\n");
+    for (viewers, phase) in phases {
+        for s in &phase.samples {
+            let cell = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.2}"));
+            let cells: Vec<String> = s.iter().map(|&v| cell(v)).collect();
+            csv.push_str(&format!("{viewers},{}\n", cells.join(",")));
+        }
+    }
+    std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))
 }
 
 impl Phase {
@@ -619,7 +733,7 @@ impl Phase {
             .collect()
     }
 
-    /// Stamped frames decoded at least once (a frame shown twice counts once).
+    /// Stamped frames read at least once (a frame shown twice counts once).
     fn distinct(&self) -> f64 {
         let stamps: HashSet<u64> = self
             .samples
@@ -633,8 +747,9 @@ impl Phase {
         num(&self.stats_after, key) - num(&self.stats_before, key)
     }
 
-    fn stat_ratio(&self, numerator: &str, denominator: &str) -> f64 {
-        self.delta(numerator) / self.delta(denominator)
+    /// A getStats total in seconds over a count, in ms.
+    fn per(&self, seconds: &str, count: &str) -> f64 {
+        self.delta(seconds) / self.delta(count) * 1000.0
     }
 }
 
