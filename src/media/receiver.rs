@@ -38,10 +38,66 @@ pub struct ReceiverStats {
     pub errors: Vec<String>,
     /// Why the session ended, once it has.
     pub ended: Option<String>,
+    /// Every message the device sent on the `control` channel, in order.
+    pub control: Vec<String>,
+}
+
+/// A viewer's certificate: what the device's grants know it by.
+pub struct PeerIdentity {
+    pem: String,
+    pub fingerprint: crate::identity::Fingerprint,
+}
+
+impl PeerIdentity {
+    pub fn generate() -> Result<Self, crate::identity::IdentityError> {
+        let (cert_pem, key_pem, fingerprint) =
+            crate::identity::generate_certificate("pipe viewer")?;
+        Ok(Self {
+            pem: format!("{cert_pem}{}", key_pem.expose()),
+            fingerprint,
+        })
+    }
+}
+
+/// How a receiver connects.
+#[derive(Clone)]
+pub struct Options {
+    /// Decode video (measuring sizes and distinct frames), or only count access units.
+    pub decode: bool,
+    /// The certificate to present; shared by receivers that act as the same browser.
+    pub identity: Arc<PeerIdentity>,
+    /// Requests to send on the control channel as soon as it opens (a `claim`, a `redeem`).
+    pub on_open: Vec<String>,
+    /// The device fingerprint the offer must announce (what a paired browser checks).
+    pub expect_device: Option<crate::identity::Fingerprint>,
+}
+
+impl Options {
+    pub fn new(identity: Arc<PeerIdentity>, decode: bool) -> Self {
+        Self {
+            decode,
+            identity,
+            on_open: Vec::new(),
+            expect_device: None,
+        }
+    }
+
+    pub fn claim(mut self, secret: &str) -> Self {
+        self.on_open
+            .push(format!(r#"{{"type":"claim","secret":"{secret}"}}"#));
+        self
+    }
+
+    pub fn redeem(mut self, token: &str) -> Self {
+        self.on_open
+            .push(format!(r#"{{"type":"redeem","token":"{token}"}}"#));
+        self
+    }
 }
 
 pub struct Receiver {
     stats: Arc<Mutex<ReceiverStats>>,
+    channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
     task: tokio::task::JoinHandle<()>,
     leave: tokio::sync::oneshot::Sender<()>,
     raw: mpsc::Sender<String>,
@@ -50,6 +106,18 @@ pub struct Receiver {
 impl Receiver {
     pub fn stats(&self) -> ReceiverStats {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends a request on the control channel; false if it is not open.
+    pub fn control(&self, request: &str) -> bool {
+        let channel = self
+            .channel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        channel
+            .map(|c| c.emit_by_name::<()>("send-string", &[&Some(request)]))
+            .is_some()
     }
 
     /// Waits until `done` holds for the stats, or the timeout passes.
@@ -99,7 +167,7 @@ impl Receiver {
 pub async fn connect(
     signal_url: &str,
     device_id: DeviceId,
-    decode: bool,
+    options: Options,
 ) -> Result<Receiver, MediaError> {
     super::init()?;
     let (socket, _) = tokio::time::timeout(
@@ -117,9 +185,18 @@ pub async fn connect(
         leave: leave_rx,
         raw: raw_rx,
     };
-    let task = tokio::spawn(run(socket, device_id, decode, stats.clone(), control));
+    let channel = Arc::new(Mutex::new(None));
+    let task = tokio::spawn(run(
+        socket,
+        device_id,
+        options,
+        stats.clone(),
+        channel.clone(),
+        control,
+    ));
     Ok(Receiver {
         stats,
+        channel,
         task,
         leave,
         raw,
@@ -142,11 +219,13 @@ struct Control {
 async fn run(
     socket: Socket,
     device_id: DeviceId,
-    decode: bool,
+    options: Options,
     stats: Arc<Mutex<ReceiverStats>>,
+    channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
     control: Control,
 ) {
-    let (pipeline, webrtc, mut local) = match build(decode, stats.clone()) {
+    let (expect, fingerprint) = (options.expect_device, options.identity.fingerprint);
+    let (pipeline, webrtc, mut local) = match build(options, stats.clone(), channel) {
         Ok(parts) => parts,
         Err(e) => {
             stats.lock().unwrap_or_else(|p| p.into_inner()).ended = Some(e.to_string());
@@ -155,13 +234,25 @@ async fn run(
     };
     // Stop the pipeline whether this task ends, fails or is aborted.
     let _guard = StopOnDrop(pipeline.clone());
-    let reason = session(socket, &device_id, &webrtc, &mut local, &stats, control).await;
+    let reason = session(
+        socket,
+        &device_id,
+        expect,
+        fingerprint,
+        &webrtc,
+        &mut local,
+        &stats,
+        control,
+    )
+    .await;
     stats.lock().unwrap_or_else(|p| p.into_inner()).ended = Some(reason);
 }
 
 async fn session(
     socket: Socket,
     device_id: &DeviceId,
+    expect: Option<crate::identity::Fingerprint>,
+    identity: crate::identity::Fingerprint,
     webrtc: &gst::Element,
     local: &mut mpsc::Receiver<Local>,
     stats: &Arc<Mutex<ReceiverStats>>,
@@ -193,8 +284,17 @@ async fn session(
                         session_id = Some(id);
                     }
                     ServerMessage::Signal { data: SignalData::Sdp(offer), session_id: id } if offer.kind == SdpKind::Offer => {
+                        // What a paired browser does: refuse a device other than the one paired with.
+                        if let Some(expected) = expect {
+                            if super::sdp::fingerprint(&offer.sdp) != Some(expected) {
+                                return "refused: the offer's device fingerprint is not the paired one".into();
+                            }
+                        }
                         match answer(webrtc, &offer.sdp).await {
+                            // webrtcbin's own fingerprint line is wrong for a certificate set
+                            // by PEM (see `dtls`): announce the real one, as the device does.
                             Ok(sdp) => {
+                                let sdp = super::sdp::set_fingerprint(&sdp, &identity);
                                 let data = SignalData::Sdp(Sdp { kind: SdpKind::Answer, sdp });
                                 let msg = ClientMessage::Signal { session_id: id, data };
                                 if sink.send(Message::text(protocol::encode(&msg))).await.is_err() { return "rendezvous closed".into(); }
@@ -264,10 +364,13 @@ impl Drop for StopOnDrop {
 }
 
 fn build(
-    decode: bool,
+    options: Options,
     stats: Arc<Mutex<ReceiverStats>>,
+    channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
 ) -> Result<(gst::Pipeline, gst::Element, mpsc::Receiver<Local>), MediaError> {
+    let decode = options.decode;
     let pipeline = gst::Pipeline::new();
+    super::dtls::Dtls::install(&pipeline, Some(options.identity.pem.clone()), || {});
     let webrtc = gst::ElementFactory::make("webrtcbin")
         .property_from_str("bundle-policy", "max-bundle")
         .build()
@@ -282,6 +385,25 @@ fn build(
         if let (Ok(mline), Ok(candidate)) = (values[1].get::<u32>(), values[2].get::<String>()) {
             let _ = tx.try_send(Local::Candidate(mline, candidate));
         }
+        None
+    });
+    // The device's `control` channel: record what it says, send the opening requests.
+    let (control_stats, on_open) = (stats.clone(), options.on_open.clone());
+    webrtc.connect("on-data-channel", false, move |values| {
+        let Ok(dc) = values[1].get::<gst_webrtc::WebRTCDataChannel>() else {
+            return None;
+        };
+        let messages = control_stats.clone();
+        dc.connect("on-message-string", false, move |values| {
+            if let Ok(Some(text)) = values[1].get::<Option<String>>() {
+                lock(&messages).control.push(text);
+            }
+            None
+        });
+        for request in &on_open {
+            dc.emit_by_name::<()>("send-string", &[&Some(request.as_str())]);
+        }
+        *channel.lock().unwrap_or_else(|p| p.into_inner()) = Some(dc);
         None
     });
     let bin = pipeline.clone();
