@@ -98,6 +98,7 @@ impl Options {
 pub struct Receiver {
     stats: Arc<Mutex<ReceiverStats>>,
     channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
+    webrtc: Arc<Mutex<Option<gst::Element>>>,
     task: tokio::task::JoinHandle<()>,
     leave: tokio::sync::oneshot::Sender<()>,
     raw: mpsc::Sender<String>,
@@ -145,6 +146,16 @@ impl Receiver {
         self.raw.try_send(text.into()).is_ok()
     }
 
+    /// Opens a datachannel of the viewer's own (as the camera UI proxy will), once connected.
+    pub fn open_channel(&self, label: &str) -> Option<gst_webrtc::WebRTCDataChannel> {
+        let webrtc = self
+            .webrtc
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        webrtc::create_data_channel(&webrtc, label).ok()
+    }
+
     /// Leaves abruptly: the task (socket and pipeline) is dropped without an `end`.
     pub fn kill(self) {
         self.task.abort();
@@ -186,17 +197,17 @@ pub async fn connect(
         raw: raw_rx,
     };
     let channel = Arc::new(Mutex::new(None));
-    let task = tokio::spawn(run(
-        socket,
-        device_id,
-        options,
-        stats.clone(),
-        channel.clone(),
-        control,
-    ));
+    let webrtc = Arc::new(Mutex::new(None));
+    let shared = Shared {
+        stats: stats.clone(),
+        channel: channel.clone(),
+        webrtc: webrtc.clone(),
+    };
+    let task = tokio::spawn(run(socket, device_id, options, shared, control));
     Ok(Receiver {
         stats,
         channel,
+        webrtc,
         task,
         leave,
         raw,
@@ -216,14 +227,25 @@ struct Control {
     raw: mpsc::Receiver<String>,
 }
 
+/// What the receiver task shares with its handle.
+struct Shared {
+    stats: Arc<Mutex<ReceiverStats>>,
+    channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
+    webrtc: Arc<Mutex<Option<gst::Element>>>,
+}
+
 async fn run(
     socket: Socket,
     device_id: DeviceId,
     options: Options,
-    stats: Arc<Mutex<ReceiverStats>>,
-    channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
+    shared: Shared,
     control: Control,
 ) {
+    let Shared {
+        stats,
+        channel,
+        webrtc: webrtc_slot,
+    } = shared;
     let (expect, fingerprint) = (options.expect_device, options.identity.fingerprint);
     let (pipeline, webrtc, mut local) = match build(options, stats.clone(), channel) {
         Ok(parts) => parts,
@@ -232,6 +254,7 @@ async fn run(
             return;
         }
     };
+    *webrtc_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(webrtc.clone());
     // Stop the pipeline whether this task ends, fails or is aborted.
     let _guard = StopOnDrop(pipeline.clone());
     let reason = session(

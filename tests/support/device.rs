@@ -67,7 +67,13 @@ impl Device {
                     {
                         let _ = tx.send(text.to_string());
                     }
-                    log.lock().unwrap().push(line);
+                    // The logger writes to stderr; stdout carries only what the device prints
+                    // for people (URLs, the claim link).
+                    log.lock().unwrap().push(if is_stdout {
+                        format!("[stdout] {line}")
+                    } else {
+                        line
+                    });
                 }
             });
         }
@@ -86,6 +92,23 @@ impl Device {
             Ok(line) if line.contains("&claim=") => Some(line),
             _ => None,
         };
+        // Viewers can connect once the device has registered with its rendezvous.
+        let registered = Instant::now();
+        while !log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("registered with the rendezvous"))
+        {
+            if registered.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                bail!(
+                    "the device did not register within 10 s:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let (base, fragment) = url.split_once("/#device=").context("URL has #device=")?;
         let device_id = fragment.split('&').next().unwrap_or_default();
         let port = base
@@ -131,6 +154,21 @@ impl Device {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// Only what the logger wrote (stderr).
+    pub fn logger_output(&self) -> String {
+        let lines = self.log.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| !l.starts_with("[stdout] "))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self._state.path()
     }
 
     pub fn threads(&self) -> usize {

@@ -372,6 +372,14 @@ impl<'a> Session<'a> {
             return Err("access revoked or expired".into());
         };
         self.state = after;
+        if let (None, Some(fp)) = (
+            before.access(),
+            after.fingerprint().filter(|_| after.media_allowed()),
+        ) {
+            self.context
+                .grants
+                .record("connected", fp, "after claim or redeem");
+        }
         if after != before {
             if let Some(fp) = after.fingerprint().filter(|_| after.media_allowed()) {
                 self.context.connected.set(self.id, Some(fp));
