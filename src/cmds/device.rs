@@ -95,13 +95,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             })
         })
     };
-    let app = web::app(info, rendezvous.as_ref(), Some(status));
+    let links = canonical_links(&config, port, &identity);
+    let local_page: web::LocalFn = {
+        let (grants, links, id) = (
+            grants.clone(),
+            links.clone(),
+            identity.device_id.to_string(),
+        );
+        Arc::new(move || {
+            let claim = match grants.claim_secret() {
+                Ok(Some(secret)) if !grants.is_claimed() => Some(links.claim(&secret)),
+                _ => None,
+            };
+            web::local::page(&id, &links.viewer(), claim.as_deref())
+        })
+    };
+    let routes = web::DeviceRoutes { status, local_page };
+    let app = web::app(info, rendezvous.as_ref(), Some(routes))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(super::until(shutdown.clone()))
             .into_future(),
     );
-    let links = canonical_links(&config, port, &identity);
     print_urls(&config, port, &links, &grants);
 
     let signal_url = url::Url::parse(&signal_url).context("rendezvous URL")?;
