@@ -240,3 +240,39 @@ async fn borrowers_watch_within_their_window_and_are_cut_off_within_a_second() {
     }
     owner.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_from_the_command_line_cuts_a_live_session() {
+    support::netns::require_loopback_only();
+    let device = device();
+    let owner = viewer(&device, device.owner(false)).await;
+    watching(&owner, &device).await;
+    let listing = std::process::Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args(["grants", "list", "--json", "--state-dir"])
+        .arg(device.state_dir())
+        .output()
+        .unwrap();
+    let listing: Value = serde_json::from_slice(&listing.stdout).expect("grants list --json");
+    let id = listing["grants"][0]["id"]
+        .as_str()
+        .expect("the owner's grant")
+        .to_string();
+    let revoked = Instant::now();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_pipe"))
+        .args(["grants", "revoke", &id, "--state-dir"])
+        .arg(device.state_dir())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cut = ended_at(&owner, Duration::from_secs(5))
+        .await
+        .expect("cut off");
+    println!(
+        "cut off {} ms after `pipe grants revoke`",
+        (cut - revoked).as_millis()
+    );
+    assert!(
+        cut - revoked < Duration::from_millis(1000),
+        "the device polls the file every 250 ms"
+    );
+}
