@@ -40,6 +40,12 @@ pub enum Command {
     /// Run a standalone rendezvous (signalling) server that also serves the viewer app. It
     /// only forwards messages between devices and browsers and holds no keys.
     Rendezvous(RendezvousArgs),
+    /// List who may watch this device, or revoke a grant (run on the device, with shell
+    /// access; a running device picks up a change within a second).
+    Grants(GrantsArgs),
+    /// Drop the owner and every grant and invite, return the device to unclaimed and print a
+    /// new claim link (run on the device, with shell access).
+    ResetOwner(ResetOwnerArgs),
 }
 
 #[derive(Debug, Default, Args)]
@@ -101,6 +107,57 @@ pub struct RendezvousArgs {
     /// Address to listen on.
     #[arg(long, env = "PIPE_RENDEZVOUS_LISTEN", default_value = "0.0.0.0")]
     pub listen: IpAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantsArgs {
+    #[command(subcommand)]
+    pub command: GrantsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantsCommand {
+    /// Grants (owner, borrowers) and pending invites.
+    List(GrantsListArgs),
+    /// Revoke a grant, or cancel a pending invite, by its id (from `pipe grants list`).
+    Revoke(GrantsRevokeArgs),
+}
+
+/// The device's state directory, for the commands that edit it from a shell.
+#[derive(Debug, Args)]
+pub struct StateDirArg {
+    /// The device's state directory [default: the config's device.state_dir, /var/lib/pipe].
+    #[arg(long, env = "PIPE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantsListArgs {
+    #[command(flatten)]
+    pub state: StateDirArg,
+    /// Print JSON (times as Unix seconds) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantsRevokeArgs {
+    /// The grant's or invite's id.
+    pub id: String,
+    #[command(flatten)]
+    pub state: StateDirArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetOwnerArgs {
+    #[command(flatten)]
+    pub state: StateDirArg,
+    /// The origin the claim link uses, as the device's --public-url [default: http://127.0.0.1:PORT].
+    #[arg(long, env = "PIPE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    /// The device's web server port, for the default origin [default: the config's device.port, 8080].
+    #[arg(long, env = "PIPE_PORT")]
+    pub port: Option<u16>,
 }
 
 impl DeviceArgs {

@@ -45,7 +45,11 @@ pub struct GrantsConfig {
 
 impl Default for GrantsConfig {
     fn default() -> Self {
-        Self { lend_min_secs: 15 * 60, lend_max_secs: 7 * 24 * 3600, invite_ttl_secs: 24 * 3600 }
+        Self {
+            lend_min_secs: 15 * 60,
+            lend_max_secs: 7 * 24 * 3600,
+            invite_ttl_secs: 24 * 3600,
+        }
     }
 }
 
@@ -251,13 +255,24 @@ impl Config {
         }
         if let Some(url) = &self.device.public_url {
             match url::Url::parse(url) {
-                Ok(u) if matches!(u.scheme(), "http" | "https") && u.path() == "/" && u.fragment().is_none() => {}
-                _ => return invalid("device.public_url", "must be an http(s):// origin like https://cam.example.net"),
+                Ok(u)
+                    if matches!(u.scheme(), "http" | "https")
+                        && u.path() == "/"
+                        && u.fragment().is_none() => {}
+                _ => {
+                    return invalid(
+                        "device.public_url",
+                        "must be an http(s):// origin like https://cam.example.net",
+                    );
+                }
             }
         }
         let g = &self.grants;
         if g.lend_min_secs == 0 || g.lend_min_secs > g.lend_max_secs {
-            return invalid("grants.lend_min_secs", "must be at least 1 and at most grants.lend_max_secs");
+            return invalid(
+                "grants.lend_min_secs",
+                "must be at least 1 and at most grants.lend_max_secs",
+            );
         }
         if g.invite_ttl_secs == 0 {
             return invalid("grants.invite_ttl_secs", "must be at least 1");

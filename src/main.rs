@@ -36,5 +36,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ice: file.ice,
             }))
         }
+        Command::Grants(args) => cmds::grants::run(args.command, &file),
+        Command::ResetOwner(args) => cmds::grants::reset_owner(args, file),
     }
 }

@@ -316,7 +316,11 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
     let stamp = |what: &str| println!("{:5.1} s  {what}", started.elapsed().as_secs_f32());
 
     // One viewer watches through everything.
-    let watcher = Arc::new(receiver::connect(&url, id.clone(), false).await.unwrap());
+    let watcher = Arc::new(
+        receiver::connect(&url, id.clone(), device.owner(false))
+            .await
+            .unwrap(),
+    );
     if let Err(s) = watcher
         .wait_for(Duration::from_secs(20), |s| s.frames >= 30)
         .await
@@ -693,7 +697,9 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
     ));
 
     // Through all of it the watcher kept watching, and a new viewer can still join.
-    let newcomer = receiver::connect(&url, id.clone(), true).await.unwrap();
+    let newcomer = receiver::connect(&url, id.clone(), device.owner(true))
+        .await
+        .unwrap();
     match newcomer
         .wait_for(Duration::from_secs(20), |s| s.distinct_frames >= 30)
         .await

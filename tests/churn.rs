@@ -170,7 +170,9 @@ async fn viewers_come_and_go_without_leaks_or_stalls() {
     // Three steady viewers; the first decodes, to prove real pictures arrive.
     let mut steady = Vec::new();
     for decode in [true, false, false] {
-        let viewer = receiver::connect(&url, id.clone(), decode).await.unwrap();
+        let viewer = receiver::connect(&url, id.clone(), device.owner(decode))
+            .await
+            .unwrap();
         steady.push(Arc::new(viewer));
     }
     for viewer in &steady {
@@ -216,7 +218,9 @@ async fn viewers_come_and_go_without_leaks_or_stalls() {
     for cycle in 0..CYCLES {
         let cycle_started = Instant::now();
         let before = frames(&steady);
-        let extra = receiver::connect(&url, id.clone(), false).await.unwrap();
+        let extra = receiver::connect(&url, id.clone(), device.owner(false))
+            .await
+            .unwrap();
         let joined = extra
             .wait_for(Duration::from_secs(15), |s| s.frames > 0)
             .await;

@@ -21,7 +21,7 @@ async fn a_gstreamer_viewer_decodes_distinct_frames_of_the_configured_size() {
     ])
     .unwrap();
     let id = DeviceId::parse(&device.device_id).unwrap();
-    let viewer = receiver::connect(&device.signal_url(), id, true)
+    let viewer = receiver::connect(&device.signal_url(), id, device.owner(true))
         .await
         .unwrap();
     let result = viewer

@@ -12,6 +12,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::grants::links::{Links, qr_terminal};
+use crate::grants::{GrantsService, LendPolicy};
 use crate::identity::DeviceIdentity;
 use crate::media::capture::Capture;
 use crate::media::pipeline::{self, Params, PipelineTemplate};
@@ -35,6 +37,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let identity = DeviceIdentity::load_or_create(&config.device.state_dir)
         .with_context(|| format!("state directory {}", config.device.state_dir.display()))?;
     info!(device_id = %identity.device_id, fingerprint = %identity.fingerprint.to_sdp(), "device identity");
+    let identity = Arc::new(identity);
+    let policy = LendPolicy {
+        min_secs: config.grants.lend_min_secs,
+        max_secs: config.grants.lend_max_secs,
+        invite_ttl_secs: config.grants.invite_ttl_secs,
+    };
+    let grants = GrantsService::open(&config.device.state_dir, policy)?;
+    let shutdown = super::shutdown_signal();
+    grants.spawn_watch(shutdown.clone());
 
     let (template, params) = choose_pipeline(&config)?;
     let description = template.full_description(&params)?;
@@ -43,7 +54,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("pipeline {}", template.name))?;
 
-    let shutdown = super::shutdown_signal();
     let listener = super::bind(SocketAddr::new(config.device.listen, config.device.port)).await?;
     let port = listener.local_addr()?.port();
     let (rendezvous, signal_url) = match &config.device.rendezvous {
@@ -73,23 +83,42 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let registry = session::Registry::default();
     let status: web::StatusFn = {
         let (capture, registry, name) = (capture.clone(), registry.clone(), template.name.clone());
+        let grants = grants.clone();
         Arc::new(move || {
             let (pipelines, elements) = registry.live();
             serde_json::json!({
                 "pipeline": name,
+                "claimed": grants.is_claimed(),
                 "viewers": capture.viewer_count(),
                 "viewer_pipelines": pipelines,
                 "viewer_elements": elements,
             })
         })
     };
-    let app = web::app(info, rendezvous.as_ref(), Some(status));
+    let links = canonical_links(&config, port, &identity);
+    let local_page: web::LocalFn = {
+        let (grants, links, id) = (
+            grants.clone(),
+            links.clone(),
+            identity.device_id.to_string(),
+        );
+        Arc::new(move || {
+            let claim = match grants.claim_secret() {
+                Ok(Some(secret)) if !grants.is_claimed() => Some(links.claim(&secret)),
+                _ => None,
+            };
+            web::local::page(&id, &links.viewer(), claim.as_deref())
+        })
+    };
+    let routes = web::DeviceRoutes { status, local_page };
+    let app = web::app(info, rendezvous.as_ref(), Some(routes))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(
         axum::serve(listener, app)
             .with_graceful_shutdown(super::until(shutdown.clone()))
             .into_future(),
     );
-    print_urls(&config, port, &identity.device_id.to_string());
+    print_urls(&config, port, &links, &grants);
 
     let signal_url = url::Url::parse(&signal_url).context("rendezvous URL")?;
     // The embedded rendezvous keeps this device's id for this process alone.
@@ -109,6 +138,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ice: config.ice.clone(),
         outgoing: client.outgoing.clone(),
         registry,
+        identity: identity.clone(),
+        grants: grants.clone(),
+        links,
+        limiter: Default::default(),
+        connected: Default::default(),
     };
     supervise(client.events, context, config.device.max_sessions, shutdown).await;
 
@@ -231,30 +265,65 @@ fn choose_pipeline(config: &Config) -> anyhow::Result<(PipelineTemplate, Params)
     Ok((template, params))
 }
 
-/// Prints where to watch: the loopback URL first, then the LAN ones.
-fn print_urls(config: &Config, port: u16, device_id: &str) {
-    let mut hosts: Vec<IpAddr> = Vec::new();
-    if config.device.listen.is_unspecified() {
-        hosts.push(IpAddr::from([127, 0, 0, 1]));
-        if let Ok(interfaces) = if_addrs::get_if_addrs() {
-            hosts.extend(
-                interfaces
-                    .iter()
-                    .map(|i| i.ip())
-                    .filter(|ip| ip.is_ipv4() && !ip.is_loopback()),
-            );
+/// Links for the one canonical origin: `public_url`, else the address the device listens on
+/// (loopback when it listens everywhere).
+fn canonical_links(config: &Config, port: u16, identity: &DeviceIdentity) -> Links {
+    let (origin, public) = match &config.device.public_url {
+        Some(url) => (url.clone(), true),
+        None => {
+            let listen = config.device.listen;
+            let host = if listen.is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                listen
+            };
+            (format!("http://{}", SocketAddr::new(host, port)), false)
         }
-    } else {
-        hosts.push(config.device.listen);
-    }
-    println!("pipe device {device_id} is streaming. Open in a browser:");
-    for host in hosts {
-        println!(
-            "  http://{}/#device={device_id}",
-            SocketAddr::new(host, port)
-        );
+    };
+    Links::new(
+        &origin,
+        identity.device_id.clone(),
+        identity.fingerprint,
+        public,
+    )
+}
+
+/// Prints where to watch and, while the device has no owner, the one-time claim link and its
+/// QR code (on stdout, so it reaches a terminal or the journal; never through the logger).
+fn print_urls(config: &Config, port: u16, links: &Links, grants: &GrantsService) {
+    println!("pipe device is streaming. Open in a browser:");
+    println!("  {}", links.viewer());
+    if config.device.listen.is_unspecified() && config.device.public_url.is_none() {
+        if let Ok(interfaces) = if_addrs::get_if_addrs() {
+            let others: Vec<String> = interfaces
+                .iter()
+                .map(|i| i.ip())
+                .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
+                .map(|ip| format!("http://{}/", SocketAddr::new(ip, port)))
+                .collect();
+            if !others.is_empty() {
+                println!(
+                    "  also on this network: {} (another origin: a browser there has another identity)",
+                    others.join(" ")
+                );
+            }
+        }
     }
     if let Some(url) = &config.device.rendezvous {
         println!("  (signalling through {url})");
+    }
+    match grants.claim_secret() {
+        Ok(Some(secret)) if !grants.is_claimed() => {
+            let link = links.claim(&secret);
+            println!(
+                "This camera has no owner yet. The first browser to open this link becomes its owner:"
+            );
+            println!("  {link}");
+            println!("{}", qr_terminal(&link));
+        }
+        Ok(_) => {
+            println!("This camera has an owner. `pipe reset-owner` on the device starts over.")
+        }
+        Err(error) => warn!(%error, "cannot read the claim secret"),
     }
 }

@@ -2,6 +2,7 @@
 //! start to an orderly shutdown.
 
 pub mod device;
+pub mod grants;
 pub mod rendezvous;
 
 use std::net::SocketAddr;

@@ -11,3 +11,4 @@ pub mod store;
 
 pub use model::{Access, Grant, GrantError, Grants, LendPolicy, LendRequest, Role, Scope, Time};
 pub use secret::{Secret, SecretHash};
+pub use service::GrantsService;

@@ -55,22 +55,24 @@ impl GrantsService {
         }))
     }
 
-    /// Starts the task that expires grants and notices the CLI's edits. Ends with `shutdown`.
-    pub fn spawn_watch(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Starts the thread that expires grants and notices the CLI's edits; it ends with
+    /// `shutdown`. A thread of its own (not tokio's blocking pool): it reads and syncs files
+    /// four times a second for the device's whole life.
+    pub fn spawn_watch(self: &Arc<Self>, shutdown: watch::Receiver<bool>) {
         let service = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(TICK);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.changed() => return,
+        let spawned = std::thread::Builder::new()
+            .name("pipe-grants".into())
+            .spawn(move || {
+                while !*shutdown.borrow() {
+                    if let Err(error) = service.refresh() {
+                        warn!(%error, "cannot refresh grants");
+                    }
+                    std::thread::sleep(TICK);
                 }
-                let s = service.clone();
-                if let Ok(Err(error)) = tokio::task::spawn_blocking(move || s.refresh()).await {
-                    warn!(%error, "cannot refresh grants");
-                }
-            }
-        });
+            });
+        if let Err(error) = spawned {
+            warn!(%error, "cannot start the grants watcher: expiry and CLI edits will go unnoticed");
+        }
     }
 
     /// A receiver that changes whenever any grant does.

@@ -181,34 +181,44 @@ impl DeviceIdentity {
     }
 
     fn create(state_dir: &Path, cert_path: &Path, key_path: &Path) -> Result<Self, IdentityError> {
+        let (cert_pem, key_pem, fingerprint) = generate_certificate("pipe device")?;
         let write_err = |path: &Path| {
             let path = path.to_owned();
             move |source| IdentityError::Write { path, source }
         };
         persist::ensure_dir(state_dir).map_err(write_err(state_dir))?;
-        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params = rcgen::CertificateParams::new(vec!["pipe-device".to_string()])?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "pipe device");
-        // Fingerprints are pinned, so expiry protects nothing; browsers only need a valid date.
-        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2125, 1, 1);
-        let cert = params.self_signed(&key)?;
-        let key_pem = PrivateKeyPem(key.serialize_pem());
         // The key first: a crash between the two writes leaves a state `load_or_create` names.
         persist::write_atomic(key_path, key_pem.expose().as_bytes(), 0o600)
             .map_err(write_err(key_path))?;
-        persist::write_atomic(cert_path, cert.pem().as_bytes(), 0o644)
+        persist::write_atomic(cert_path, cert_pem.as_bytes(), 0o644)
             .map_err(write_err(cert_path))?;
-        let fingerprint = Fingerprint::of_der(cert.der());
         Ok(Self {
-            cert_pem: cert.pem(),
+            cert_pem,
             key_pem,
             device_id: fingerprint.device_id(),
             fingerprint,
         })
     }
+}
+
+/// A new self-signed ECDSA P-256 certificate: its PEM, its key's PEM and its fingerprint.
+pub fn generate_certificate(
+    common_name: &str,
+) -> Result<(String, PrivateKeyPem, Fingerprint), IdentityError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(vec![common_name.replace(' ', "-")])?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    // Fingerprints are pinned, so expiry protects nothing; browsers only need a valid date.
+    params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2125, 1, 1);
+    let cert = params.self_signed(&key)?;
+    Ok((
+        cert.pem(),
+        PrivateKeyPem(key.serialize_pem()),
+        Fingerprint::of_der(cert.der()),
+    ))
 }
 
 /// The DER bytes of the first PEM block in `pem`.

@@ -65,11 +65,15 @@ impl Feed {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts the flow; the caller then asks for a key frame.
-    pub fn open(&self) {
+    /// Starts the flow; true if it was closed (the caller then asks for a key frame).
+    pub fn open(&self) -> bool {
         let mut state = self.state();
+        let opened = !state.open;
         state.open = true;
-        state.waiting_for_keyframe = true;
+        if opened {
+            state.waiting_for_keyframe = true;
+        }
+        opened
     }
 
     /// True if the feed now needs a key frame it did not need before.

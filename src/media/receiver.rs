@@ -38,10 +38,67 @@ pub struct ReceiverStats {
     pub errors: Vec<String>,
     /// Why the session ended, once it has.
     pub ended: Option<String>,
+    /// Every message the device sent on the `control` channel, in order.
+    pub control: Vec<String>,
+}
+
+/// A viewer's certificate: what the device's grants know it by.
+pub struct PeerIdentity {
+    pem: String,
+    pub fingerprint: crate::identity::Fingerprint,
+}
+
+impl PeerIdentity {
+    pub fn generate() -> Result<Self, crate::identity::IdentityError> {
+        let (cert_pem, key_pem, fingerprint) =
+            crate::identity::generate_certificate("pipe viewer")?;
+        Ok(Self {
+            pem: format!("{cert_pem}{}", key_pem.expose()),
+            fingerprint,
+        })
+    }
+}
+
+/// How a receiver connects.
+#[derive(Clone)]
+pub struct Options {
+    /// Decode video (measuring sizes and distinct frames), or only count access units.
+    pub decode: bool,
+    /// The certificate to present; shared by receivers that act as the same browser.
+    pub identity: Arc<PeerIdentity>,
+    /// Requests to send on the control channel as soon as it opens (a `claim`, a `redeem`).
+    pub on_open: Vec<String>,
+    /// The device fingerprint the offer must announce (what a paired browser checks).
+    pub expect_device: Option<crate::identity::Fingerprint>,
+}
+
+impl Options {
+    pub fn new(identity: Arc<PeerIdentity>, decode: bool) -> Self {
+        Self {
+            decode,
+            identity,
+            on_open: Vec::new(),
+            expect_device: None,
+        }
+    }
+
+    pub fn claim(mut self, secret: &str) -> Self {
+        self.on_open
+            .push(format!(r#"{{"type":"claim","secret":"{secret}"}}"#));
+        self
+    }
+
+    pub fn redeem(mut self, token: &str) -> Self {
+        self.on_open
+            .push(format!(r#"{{"type":"redeem","token":"{token}"}}"#));
+        self
+    }
 }
 
 pub struct Receiver {
     stats: Arc<Mutex<ReceiverStats>>,
+    channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
+    webrtc: Arc<Mutex<Option<gst::Element>>>,
     task: tokio::task::JoinHandle<()>,
     leave: tokio::sync::oneshot::Sender<()>,
     raw: mpsc::Sender<String>,
@@ -50,6 +107,18 @@ pub struct Receiver {
 impl Receiver {
     pub fn stats(&self) -> ReceiverStats {
         self.stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Sends a request on the control channel; false if it is not open.
+    pub fn control(&self, request: &str) -> bool {
+        let channel = self
+            .channel
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        channel
+            .map(|c| c.emit_by_name::<()>("send-string", &[&Some(request)]))
+            .is_some()
     }
 
     /// Waits until `done` holds for the stats, or the timeout passes.
@@ -77,6 +146,16 @@ impl Receiver {
         self.raw.try_send(text.into()).is_ok()
     }
 
+    /// Opens a datachannel of the viewer's own (as the camera UI proxy will), once connected.
+    pub fn open_channel(&self, label: &str) -> Option<gst_webrtc::WebRTCDataChannel> {
+        let webrtc = self
+            .webrtc
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()?;
+        webrtc::create_data_channel(&webrtc, label).ok()
+    }
+
     /// Leaves abruptly: the task (socket and pipeline) is dropped without an `end`.
     pub fn kill(self) {
         self.task.abort();
@@ -99,7 +178,7 @@ impl Receiver {
 pub async fn connect(
     signal_url: &str,
     device_id: DeviceId,
-    decode: bool,
+    options: Options,
 ) -> Result<Receiver, MediaError> {
     super::init()?;
     let (socket, _) = tokio::time::timeout(
@@ -117,9 +196,18 @@ pub async fn connect(
         leave: leave_rx,
         raw: raw_rx,
     };
-    let task = tokio::spawn(run(socket, device_id, decode, stats.clone(), control));
+    let channel = Arc::new(Mutex::new(None));
+    let webrtc = Arc::new(Mutex::new(None));
+    let shared = Shared {
+        stats: stats.clone(),
+        channel: channel.clone(),
+        webrtc: webrtc.clone(),
+    };
+    let task = tokio::spawn(run(socket, device_id, options, shared, control));
     Ok(Receiver {
         stats,
+        channel,
+        webrtc,
         task,
         leave,
         raw,
@@ -139,29 +227,55 @@ struct Control {
     raw: mpsc::Receiver<String>,
 }
 
+/// What the receiver task shares with its handle.
+struct Shared {
+    stats: Arc<Mutex<ReceiverStats>>,
+    channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
+    webrtc: Arc<Mutex<Option<gst::Element>>>,
+}
+
 async fn run(
     socket: Socket,
     device_id: DeviceId,
-    decode: bool,
-    stats: Arc<Mutex<ReceiverStats>>,
+    options: Options,
+    shared: Shared,
     control: Control,
 ) {
-    let (pipeline, webrtc, mut local) = match build(decode, stats.clone()) {
+    let Shared {
+        stats,
+        channel,
+        webrtc: webrtc_slot,
+    } = shared;
+    let (expect, fingerprint) = (options.expect_device, options.identity.fingerprint);
+    let (pipeline, webrtc, mut local) = match build(options, stats.clone(), channel) {
         Ok(parts) => parts,
         Err(e) => {
             stats.lock().unwrap_or_else(|p| p.into_inner()).ended = Some(e.to_string());
             return;
         }
     };
+    *webrtc_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(webrtc.clone());
     // Stop the pipeline whether this task ends, fails or is aborted.
     let _guard = StopOnDrop(pipeline.clone());
-    let reason = session(socket, &device_id, &webrtc, &mut local, &stats, control).await;
+    let reason = session(
+        socket,
+        &device_id,
+        expect,
+        fingerprint,
+        &webrtc,
+        &mut local,
+        &stats,
+        control,
+    )
+    .await;
     stats.lock().unwrap_or_else(|p| p.into_inner()).ended = Some(reason);
 }
 
 async fn session(
     socket: Socket,
     device_id: &DeviceId,
+    expect: Option<crate::identity::Fingerprint>,
+    identity: crate::identity::Fingerprint,
     webrtc: &gst::Element,
     local: &mut mpsc::Receiver<Local>,
     stats: &Arc<Mutex<ReceiverStats>>,
@@ -193,8 +307,17 @@ async fn session(
                         session_id = Some(id);
                     }
                     ServerMessage::Signal { data: SignalData::Sdp(offer), session_id: id } if offer.kind == SdpKind::Offer => {
+                        // What a paired browser does: refuse a device other than the one paired with.
+                        if let Some(expected) = expect {
+                            if super::sdp::fingerprint(&offer.sdp) != Some(expected) {
+                                return "refused: the offer's device fingerprint is not the paired one".into();
+                            }
+                        }
                         match answer(webrtc, &offer.sdp).await {
+                            // webrtcbin's own fingerprint line is wrong for a certificate set
+                            // by PEM (see `dtls`): announce the real one, as the device does.
                             Ok(sdp) => {
+                                let sdp = super::sdp::set_fingerprint(&sdp, &identity);
                                 let data = SignalData::Sdp(Sdp { kind: SdpKind::Answer, sdp });
                                 let msg = ClientMessage::Signal { session_id: id, data };
                                 if sink.send(Message::text(protocol::encode(&msg))).await.is_err() { return "rendezvous closed".into(); }
@@ -264,10 +387,13 @@ impl Drop for StopOnDrop {
 }
 
 fn build(
-    decode: bool,
+    options: Options,
     stats: Arc<Mutex<ReceiverStats>>,
+    channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
 ) -> Result<(gst::Pipeline, gst::Element, mpsc::Receiver<Local>), MediaError> {
+    let decode = options.decode;
     let pipeline = gst::Pipeline::new();
+    super::dtls::Dtls::install(&pipeline, Some(options.identity.pem.clone()), || {});
     let webrtc = gst::ElementFactory::make("webrtcbin")
         .property_from_str("bundle-policy", "max-bundle")
         .build()
@@ -282,6 +408,25 @@ fn build(
         if let (Ok(mline), Ok(candidate)) = (values[1].get::<u32>(), values[2].get::<String>()) {
             let _ = tx.try_send(Local::Candidate(mline, candidate));
         }
+        None
+    });
+    // The device's `control` channel: record what it says, send the opening requests.
+    let (control_stats, on_open) = (stats.clone(), options.on_open.clone());
+    webrtc.connect("on-data-channel", false, move |values| {
+        let Ok(dc) = values[1].get::<gst_webrtc::WebRTCDataChannel>() else {
+            return None;
+        };
+        let messages = control_stats.clone();
+        dc.connect("on-message-string", false, move |values| {
+            if let Ok(Some(text)) = values[1].get::<Option<String>>() {
+                lock(&messages).control.push(text);
+            }
+            None
+        });
+        for request in &on_open {
+            dc.emit_by_name::<()>("send-string", &[&Some(request.as_str())]);
+        }
+        *channel.lock().unwrap_or_else(|p| p.into_inner()) = Some(dc);
         None
     });
     let bin = pipeline.clone();

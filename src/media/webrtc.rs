@@ -98,6 +98,10 @@ pub fn create_data_channel(
         })
 }
 
+pub fn close_data_channel(channel: &gst_webrtc::WebRTCDataChannel) {
+    channel.emit_by_name::<()>("close", &[]);
+}
+
 pub fn description(
     kind: WebRTCSDPType,
     text: &str,

@@ -1,15 +1,19 @@
 //! The HTTP side: the viewer app (embedded in the binary), `/api/info`, a health check and,
 //! where this process embeds one, the rendezvous WebSocket at `/signal`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 
 use crate::config::IceConfig;
+
+pub mod local;
 use crate::signalling::server::Rendezvous;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
@@ -63,13 +67,58 @@ impl IceServer {
 
 /// Produces the device's live status for `/api/status` (called on a blocking thread).
 pub type StatusFn = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+/// Produces the device's local page (called on a blocking thread: it reads the state).
+pub type LocalFn = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What only a device serves: its status and, to its own screen, the local page.
+pub struct DeviceRoutes {
+    pub status: StatusFn,
+    pub local_page: LocalFn,
+}
+
+/// `/local` shows the claim link: only to a browser on the device itself, by its peer
+/// address and by the name it used (a page that points its own name at 127.0.0.1 must not
+/// read the secret, nor traffic a local reverse proxy forwards).
+async fn local_route(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    page: LocalFn,
+) -> Response {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if !local::is_local(&peer) || !local::is_local_host(host) {
+        return (
+            StatusCode::FORBIDDEN,
+            "The local page is shown only on the camera itself (http://127.0.0.1/local).\n",
+        )
+            .into_response();
+    }
+    let Ok(html) = tokio::task::spawn_blocking(move || page()).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut response = Html(html).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(local::CONTENT_SECURITY_POLICY),
+    );
+    // It may hold the claim secret: never cached, never sent on as a referrer.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
 
 /// The whole HTTP app. `rendezvous` is mounted at `/signal` when this process embeds one;
 /// `status` serves `/api/status` on a device.
 pub fn app(
     info: ApiInfo,
     rendezvous: Option<&Arc<Rendezvous>>,
-    status: Option<StatusFn>,
+    device: Option<DeviceRoutes>,
 ) -> axum::Router {
     let info = Arc::new(info);
     let mut router = axum::Router::new()
@@ -93,17 +142,25 @@ pub fn app(
     if let Some(rendezvous) = rendezvous {
         router = router.merge(rendezvous.routes());
     }
-    if let Some(status) = status {
-        router = router.route(
-            "/api/status",
-            get(move || async move {
-                let status = status.clone();
-                match tokio::task::spawn_blocking(move || status()).await {
-                    Ok(value) => Json(value).into_response(),
-                    Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-                }
-            }),
-        );
+    if let Some(device) = device {
+        let DeviceRoutes { status, local_page } = device;
+        router = router
+            .route(
+                "/api/status",
+                get(move || async move {
+                    let status = status.clone();
+                    match tokio::task::spawn_blocking(move || status()).await {
+                        Ok(value) => Json(value).into_response(),
+                        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                    }
+                }),
+            )
+            .route(
+                "/local",
+                get(move |peer: ConnectInfo<SocketAddr>, headers: HeaderMap| {
+                    local_route(peer, headers, local_page.clone())
+                }),
+            );
     }
     router
 }
@@ -185,6 +242,45 @@ mod tests {
         assert_ne!(
             get(app(info(), Some(&rendezvous), None), "/signal").await.0,
             StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn the_local_page_is_for_the_device_itself_only() {
+        use axum::extract::connect_info::MockConnectInfo;
+        let routes = || DeviceRoutes {
+            status: Arc::new(|| serde_json::json!({})),
+            local_page: Arc::new(|| "<p>claim here</p>".to_string()),
+        };
+        let ask = |peer: &str, host: &'static str| {
+            let app = app(info(), None, Some(routes()))
+                .layer(MockConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+            async move {
+                let request = Request::get("/local")
+                    .header("host", host)
+                    .body(Body::empty())
+                    .unwrap();
+                let response = app.oneshot(request).await.unwrap();
+                (
+                    response.status(),
+                    response.headers().get(header::CACHE_CONTROL).cloned(),
+                )
+            }
+        };
+        let (status, cache) = ask("127.0.0.1:5000", "127.0.0.1:8080").await;
+        assert_eq!(
+            (status, cache.unwrap()),
+            (StatusCode::OK, HeaderValue::from_static("no-store"))
+        );
+        assert_eq!(
+            ask("192.0.2.7:5000", "127.0.0.1:8080").await.0,
+            StatusCode::FORBIDDEN,
+            "a LAN peer"
+        );
+        assert_eq!(
+            ask("127.0.0.1:5000", "evil.example:8080").await.0,
+            StatusCode::FORBIDDEN,
+            "a rebound name"
         );
     }
 

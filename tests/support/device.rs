@@ -12,6 +12,10 @@ pub struct Device {
     child: Child,
     /// The loopback viewer URL the device printed.
     pub url: String,
+    /// The one-time claim link, if the device printed one (it has no owner).
+    pub claim_link: Option<String>,
+    /// The certificate `owner()` receivers present.
+    owner: std::sync::Arc<pipe::media::receiver::PeerIdentity>,
     pub device_id: String,
     pub port: u16,
     log: Arc<Mutex<Vec<String>>>,
@@ -56,10 +60,20 @@ impl Device {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if is_stdout && line.trim_start().starts_with("http://127.0.0.1:") {
-                        let _ = tx.send(line.trim().to_string());
+                    let text = line.trim();
+                    if is_stdout
+                        && (text.starts_with("http://127.0.0.1:")
+                            || text.starts_with("This camera has an owner"))
+                    {
+                        let _ = tx.send(text.to_string());
                     }
-                    log.lock().unwrap().push(line);
+                    // The logger writes to stderr; stdout carries only what the device prints
+                    // for people (URLs, the claim link).
+                    log.lock().unwrap().push(if is_stdout {
+                        format!("[stdout] {line}")
+                    } else {
+                        line
+                    });
                 }
             });
         }
@@ -73,7 +87,30 @@ impl Device {
                 );
             }
         };
-        let (base, device_id) = url.split_once("/#device=").context("URL has #device=")?;
+        // The claim link follows the viewer link, or a line saying there is an owner.
+        let claim_link = match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(line) if line.contains("&claim=") => Some(line),
+            _ => None,
+        };
+        // Viewers can connect once the device has registered with its rendezvous.
+        let registered = Instant::now();
+        while !log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("registered with the rendezvous"))
+        {
+            if registered.elapsed() > Duration::from_secs(10) {
+                let _ = child.kill();
+                bail!(
+                    "the device did not register within 10 s:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (base, fragment) = url.split_once("/#device=").context("URL has #device=")?;
+        let device_id = fragment.split('&').next().unwrap_or_default();
         let port = base
             .rsplit(':')
             .next()
@@ -82,11 +119,29 @@ impl Device {
         Ok(Device {
             child,
             device_id: device_id.to_string(),
+            claim_link,
+            owner: std::sync::Arc::new(pipe::media::receiver::PeerIdentity::generate()?),
             port,
             url,
             log,
             _state: state,
         })
+    }
+
+    /// The claim secret from the printed claim link.
+    pub fn claim_secret(&self) -> Option<String> {
+        let link = self.claim_link.as_deref()?;
+        Some(link.split("&claim=").nth(1)?.to_string())
+    }
+
+    /// Receiver options for the device's owner: one certificate shared by every receiver a
+    /// test makes, which claims the device on first use (later claims are refused, harmlessly).
+    pub fn owner(&self, decode: bool) -> pipe::media::receiver::Options {
+        let options = pipe::media::receiver::Options::new(self.owner.clone(), decode);
+        match self.claim_secret() {
+            Some(secret) => options.claim(&secret),
+            None => options,
+        }
     }
 
     pub fn signal_url(&self) -> String {
@@ -99,6 +154,21 @@ impl Device {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// Only what the logger wrote (stderr).
+    pub fn logger_output(&self) -> String {
+        let lines = self.log.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| !l.starts_with("[stdout] "))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        self._state.path()
     }
 
     pub fn threads(&self) -> usize {

@@ -1,0 +1,439 @@
+//! One viewer session, owned by one task: it builds the viewer's pipeline, negotiates, checks
+//! the peer's real DTLS certificate against the answer and the grants before any media flows,
+//! serves the `control` channel (claim, redeem, lend, grants, revoke, renew), re-checks the
+//! grant whenever grants change, and tears everything down when the session ends.
+
+mod access;
+mod control;
+mod viewer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gst::prelude::*;
+use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType};
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+pub use access::PreAuthLimiter;
+pub use viewer::Registry;
+
+use self::access::State;
+use self::viewer::{GstEvent, Viewer};
+use super::capture::Capture;
+use super::{sdp, webrtc};
+use crate::config::IceConfig;
+use crate::grants::GrantsService;
+use crate::grants::links::Links;
+use crate::identity::{DeviceIdentity, Fingerprint};
+use crate::signalling::protocol::{
+    ClientMessage, IceCandidate, Sdp, SdpKind, SessionId, SignalData,
+};
+
+/// A session that is not connected this long after it started is given up (a viewer that
+/// vanished mid-negotiation, or ICE that cannot succeed).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `disconnected` may last before the session counts as failed (no ICE restart in
+/// GStreamer 1.22, so the viewer starts a new session).
+const DISCONNECTED_GRACE: Duration = Duration::from_secs(5);
+
+/// What the device's signalling loop tells a session.
+#[derive(Debug)]
+pub enum Command {
+    Remote(SignalData),
+    /// The other side or the device ended it; do not send `end` back.
+    End(String),
+}
+
+pub struct SessionHandle {
+    pub commands: mpsc::Sender<Command>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Which certificates are connected now, for the owner's list of grants.
+#[derive(Clone, Default)]
+pub struct Connected(Arc<Mutex<HashMap<SessionId, Fingerprint>>>);
+
+impl Connected {
+    pub fn contains(&self, fingerprint: &Fingerprint) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|f| f == fingerprint)
+    }
+
+    fn set(&self, id: &SessionId, fingerprint: Option<Fingerprint>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match fingerprint {
+            Some(fp) => map.insert(id.clone(), fp),
+            None => map.remove(id),
+        };
+    }
+}
+
+/// Everything a session needs from the device.
+#[derive(Clone)]
+pub struct SessionContext {
+    pub capture: Arc<Capture>,
+    pub ice: IceConfig,
+    pub outgoing: mpsc::Sender<ClientMessage>,
+    pub registry: Registry,
+    pub identity: Arc<DeviceIdentity>,
+    pub grants: Arc<GrantsService>,
+    pub links: Links,
+    pub limiter: Arc<Mutex<PreAuthLimiter>>,
+    pub connected: Connected,
+}
+
+pub fn spawn(id: SessionId, context: SessionContext) -> SessionHandle {
+    // A session receives one answer and a few dozen candidates; 64 is plenty and a full queue
+    // means the task is stuck, which the device loop then treats as a failure.
+    let (commands, rx) = mpsc::channel(64);
+    let span = info_span!("session", id = %id);
+    let task = tokio::spawn(run(id, context, rx).instrument(span));
+    SessionHandle { commands, task }
+}
+
+async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receiver<Command>) {
+    // Candidates can come in bursts of dozens; the task drains them at once.
+    let (events_tx, mut events) = mpsc::channel(256);
+    let (capture, ice) = (context.capture.clone(), context.ice.clone());
+    let pem = format!(
+        "{}{}",
+        context.identity.cert_pem,
+        context.identity.key_pem.expose()
+    );
+    let built =
+        tokio::task::spawn_blocking(move || viewer::build(&capture, &ice, pem, events_tx)).await;
+    let viewer = match built {
+        Ok(Ok(viewer)) => viewer,
+        Ok(Err(e)) => return end(&id, &context, &format!("cannot start the session: {e}")).await,
+        Err(e) => return end(&id, &context, &format!("cannot start the session: {e}")).await,
+    };
+    context.registry.add(&viewer.pipeline);
+    context.capture.attach(viewer.feed.clone());
+    let mut session = Session::new(&id, &context, &viewer);
+    let outcome = session.drive(&mut commands, &mut events).await;
+    context.capture.detach(&viewer.feed);
+    context.connected.set(&id, None);
+    match outcome {
+        Ok(reason) => info!(%reason, "session ended"),
+        Err(reason) => {
+            info!(%reason, "session ended by the device");
+            end(&id, &context, &reason).await;
+        }
+    }
+    let pipeline = viewer.pipeline;
+    // Never block tokio on a state change: webrtcbin joins its threads on the way to NULL.
+    let _ = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Null)).await;
+}
+
+/// The state one session task keeps.
+struct Session<'a> {
+    id: &'a SessionId,
+    context: &'a SessionContext,
+    viewer: &'a Viewer,
+    state: State,
+    /// The fingerprint the viewer's answer announced.
+    answered: Option<Fingerprint>,
+    /// The first address the viewer offered as a candidate: the pre-auth rate-limit key.
+    source: Option<String>,
+    transport_up: bool,
+    control: control::Control,
+}
+
+impl<'a> Session<'a> {
+    fn new(id: &'a SessionId, context: &'a SessionContext, viewer: &'a Viewer) -> Self {
+        Self {
+            id,
+            context,
+            viewer,
+            state: State::Unchecked,
+            answered: None,
+            source: None,
+            transport_up: false,
+            control: control::Control::default(),
+        }
+    }
+
+    /// Runs the session until it ends. `Ok(reason)`: the other side ended it; `Err(reason)`:
+    /// this side did, and must tell the viewer.
+    async fn drive(
+        &mut self,
+        commands: &mut mpsc::Receiver<Command>,
+        events: &mut mpsc::Receiver<GstEvent>,
+    ) -> Result<String, String> {
+        let webrtc = &self.viewer.webrtc;
+        let (control_tx, mut control_rx) = mpsc::channel(32);
+        self.control.open(webrtc, control_tx)?;
+        let offer = webrtc::create_offer(webrtc)
+            .await
+            .map_err(|e| e.to_string())?;
+        webrtc::set_local_description(webrtc, &offer)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = offer
+            .sdp()
+            .as_text()
+            .map_err(|e| format!("cannot write the offer: {e}"))?;
+        let text =
+            sdp::normalize_h264_fmtp(&text, self.context.capture.profile_level_id().as_deref());
+        let text = sdp::set_fingerprint(&text, &self.context.identity.fingerprint);
+        self.send(SignalData::Sdp(Sdp {
+            kind: SdpKind::Offer,
+            sdp: text,
+        }))
+        .await?;
+
+        let mut bus = self
+            .viewer
+            .pipeline
+            .bus()
+            .expect("a pipeline has a bus")
+            .stream();
+        let mut grants_changed = self.context.grants.subscribe();
+        let connect_deadline = tokio::time::sleep(CONNECT_TIMEOUT);
+        tokio::pin!(connect_deadline);
+        let mut disconnected_since: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Remote(data)) => self.remote(data).await?,
+                    Some(Command::End(reason)) => return Ok(reason),
+                    None => return Ok("device shutting down".into()),
+                },
+                event = events.recv() => match event {
+                    Some(GstEvent::Candidate(mline, candidate)) => self.local_candidate(mline, candidate).await?,
+                    Some(GstEvent::State(state)) => {
+                        debug!(?state, "peer connection state");
+                        match state {
+                            WebRTCPeerConnectionState::Connected => {
+                                disconnected_since = None;
+                                self.transport_up = true;
+                                self.open_media_if_allowed();
+                            }
+                            WebRTCPeerConnectionState::Disconnected => disconnected_since = Some(Instant::now()),
+                            WebRTCPeerConnectionState::Failed => return Err("connection failed".into()),
+                            WebRTCPeerConnectionState::Closed => return Err("connection closed".into()),
+                            _ => {}
+                        }
+                    }
+                    Some(GstEvent::PeerCertificate) => self.peer_certificate()?,
+                    Some(GstEvent::ViewerChannel(channel)) => self.viewer_channel(&channel),
+                    None => return Err("webrtcbin went away".into()),
+                },
+                Some(event) = control_rx.recv() => {
+                    // The channel can beat the certificate notification to this task.
+                    self.peer_certificate()?;
+                    if let Some((fingerprint, access)) = self.control.handle(event, &self.state, self.context).await {
+                        self.state = self.state.for_certificate(fingerprint);
+                        self.regrant(access)?;
+                    }
+                }
+                _ = grants_changed.changed() => {
+                    if let Some(fp) = self.state.fingerprint() {
+                        let access = self.context.grants.check(&fp);
+                        self.regrant(access)?;
+                    }
+                }
+                message = bus.next() => {
+                    if let Some(gst::MessageView::Error(e)) = message.as_ref().map(|m| m.view()) {
+                        return Err(format!("viewer pipeline error: {}", e.error()));
+                    }
+                }
+                _ = &mut connect_deadline, if !self.transport_up => return Err("not connected within 30 s".into()),
+                _ = tick.tick() => {
+                    if disconnected_since.is_some_and(|t| t.elapsed() > DISCONNECTED_GRACE) {
+                        return Err("connection lost".into());
+                    }
+                    if let State::PreAuth { until, .. } = self.state {
+                        if Instant::now() >= until {
+                            return Err("no grant for this browser: closed after 10 s".into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn remote(&mut self, data: SignalData) -> Result<(), String> {
+        let webrtc = &self.viewer.webrtc;
+        match data {
+            SignalData::Sdp(answer) if answer.kind == SdpKind::Answer => {
+                // The fingerprint the viewer says it will use; the handshake must show it.
+                self.answered = Some(
+                    sdp::fingerprint(&answer.sdp)
+                        .ok_or("the answer has no usable SHA-256 fingerprint")?,
+                );
+                let desc = webrtc::description(WebRTCSDPType::Answer, &answer.sdp)
+                    .map_err(|e| e.to_string())?;
+                webrtc::set_remote_description(webrtc, &desc)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            SignalData::Sdp(_) => Err("the device makes the offer; expected an answer".into()),
+            SignalData::Ice(c) => {
+                if self.source.is_none() {
+                    self.source = candidate_address(&c.candidate);
+                }
+                webrtc::add_ice_candidate(webrtc, c.sdp_m_line_index, &c.candidate);
+                Ok(())
+            }
+        }
+    }
+
+    async fn local_candidate(&self, mline: u32, candidate: String) -> Result<(), String> {
+        if let Some(extra) = self
+            .context
+            .ice
+            .advertise_address
+            .and_then(|a| sdp::advertised_candidate(&candidate, a))
+        {
+            self.send(SignalData::Ice(IceCandidate {
+                candidate: extra,
+                sdp_m_line_index: mline,
+            }))
+            .await?;
+        }
+        self.send(SignalData::Ice(IceCandidate {
+            candidate,
+            sdp_m_line_index: mline,
+        }))
+        .await
+    }
+
+    /// The DTLS handshake showed the peer's certificate: it must be the one the answer
+    /// announced, and the grants decide what it may do.
+    fn peer_certificate(&mut self) -> Result<(), String> {
+        if self.state != State::Unchecked {
+            return Ok(());
+        }
+        let grants = &self.context.grants;
+        // Not there yet: the decoder's notification will bring us back.
+        let Some(peer) = self.viewer.dtls.peer_fingerprint() else {
+            return Ok(());
+        };
+        if self.answered != Some(peer) {
+            grants.record(
+                "refused",
+                peer,
+                "DTLS certificate differs from the answer's fingerprint",
+            );
+            return Err("the DTLS certificate differs from the answer's fingerprint".into());
+        }
+        self.state = State::checked(peer, grants.check(&peer), Instant::now());
+        match self.state.access() {
+            Some(access) => {
+                info!(fingerprint = %peer.short(), role = ?access.role, "viewer authorised");
+                grants.record("connected", peer, "");
+                self.context.connected.set(self.id, Some(peer));
+            }
+            None => {
+                let source = self.source.clone().unwrap_or_else(|| "unknown".into());
+                let allowed = self
+                    .context
+                    .limiter
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .allow(&source, Instant::now());
+                grants.record(
+                    "refused",
+                    peer,
+                    "no grant: pre-auth session (claim or redeem only)",
+                );
+                if !allowed {
+                    return Err(
+                        "too many unknown sessions from this address; try again in a minute".into(),
+                    );
+                }
+                info!(fingerprint = %peer.short(), "unknown browser: pre-auth session for 10 s");
+            }
+        }
+        self.control.announce(&self.state, self.context);
+        self.open_media_if_allowed();
+        Ok(())
+    }
+
+    /// Grants changed (or a claim/redeem on this session succeeded).
+    fn regrant(&mut self, access: Option<crate::grants::Access>) -> Result<(), String> {
+        let before = self.state;
+        let Some(after) = before.regrant(access) else {
+            if let Some(fp) = before.fingerprint() {
+                self.context.grants.record(
+                    "refused",
+                    fp,
+                    "grant revoked or expired: session closed",
+                );
+            }
+            return Err("access revoked or expired".into());
+        };
+        self.state = after;
+        if let (None, Some(fp)) = (
+            before.access(),
+            after.fingerprint().filter(|_| after.media_allowed()),
+        ) {
+            self.context
+                .grants
+                .record("connected", fp, "after claim or redeem");
+        }
+        if after != before {
+            if let Some(fp) = after.fingerprint().filter(|_| after.media_allowed()) {
+                self.context.connected.set(self.id, Some(fp));
+            }
+            self.control.announce(&after, self.context);
+            self.open_media_if_allowed();
+        }
+        Ok(())
+    }
+
+    /// Media flows once the transport is up (earlier frames would be lost) and the peer is
+    /// granted; a key frame starts the picture.
+    fn open_media_if_allowed(&mut self) {
+        if self.transport_up && self.state.media_allowed() && self.viewer.feed.open() {
+            info!("media open");
+            self.context.capture.request_keyframe();
+        }
+    }
+
+    /// Every channel the viewer opens is checked against its grant's scope when it opens.
+    fn viewer_channel(&self, channel: &gst_webrtc::WebRTCDataChannel) {
+        let label = channel
+            .property::<Option<String>>("label")
+            .unwrap_or_default();
+        if self.state.channel_allowed() {
+            debug!(%label, "viewer opened a channel");
+        } else {
+            warn!(%label, "viewer opened a channel its grant does not allow; closing it");
+            webrtc::close_data_channel(channel);
+        }
+    }
+
+    async fn send(&self, data: SignalData) -> Result<(), String> {
+        self.context
+            .outgoing
+            .send(ClientMessage::Signal {
+                session_id: self.id.clone(),
+                data,
+            })
+            .await
+            .map_err(|_| "signalling is shut down".to_string())
+    }
+}
+
+/// `candidate:1 1 UDP 2015363327 192.0.2.7 50000 typ host` -> `192.0.2.7`.
+fn candidate_address(candidate: &str) -> Option<String> {
+    candidate.split(' ').nth(4).map(str::to_owned)
+}
+
+async fn end(id: &SessionId, context: &SessionContext, reason: &str) {
+    warn!(%reason, "ending session");
+    let end = ClientMessage::End {
+        session_id: id.clone(),
+        reason: Some(reason.into()),
+    };
+    let _ = context.outgoing.send(end).await;
+}

@@ -1,0 +1,171 @@
+//! A viewer's own pipeline: appsrc -> payloader -> webrtcbin, with the device's certificate
+//! on its DTLS transport. Built on a blocking thread; its GStreamer callbacks only translate
+//! and forward to the session task.
+
+use std::sync::Arc;
+
+use gst::prelude::*;
+use gst_webrtc::WebRTCPeerConnectionState;
+use tokio::sync::mpsc;
+
+use super::super::capture::{Capture, Feed};
+use super::super::dtls::Dtls;
+use super::super::{MediaError, webrtc};
+use crate::config::IceConfig;
+
+/// What webrtcbin's callbacks forward to the session task.
+#[derive(Debug)]
+pub enum GstEvent {
+    Candidate(u32, String),
+    State(WebRTCPeerConnectionState),
+    /// The DTLS handshake showed the peer's certificate.
+    PeerCertificate,
+    /// A datachannel the viewer opened.
+    ViewerChannel(gst_webrtc::WebRTCDataChannel),
+}
+
+pub struct Viewer {
+    pub pipeline: gst::Pipeline,
+    pub webrtc: gst::Element,
+    pub feed: Arc<Feed>,
+    pub dtls: Dtls,
+}
+
+/// Weak references to every viewer pipeline built. Counting the live ones shows a leaked
+/// pipeline (a reference kept after its session ended) in the device's status.
+#[derive(Clone, Default)]
+pub struct Registry(Arc<std::sync::Mutex<Vec<gst::glib::WeakRef<gst::Pipeline>>>>);
+
+impl Registry {
+    pub fn add(&self, pipeline: &gst::Pipeline) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|weak| weak.upgrade().is_some());
+        list.push(pipeline.downgrade());
+    }
+
+    /// Live viewer pipelines and the elements in them (recursively).
+    pub fn live(&self) -> (usize, usize) {
+        let pipelines: Vec<gst::Pipeline> = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .collect();
+        let elements = pipelines
+            .iter()
+            .map(|p| p.iterate_recurse().into_iter().count())
+            .sum();
+        (pipelines.len(), elements)
+    }
+}
+
+/// Builds and starts the viewer pipeline (on a blocking thread).
+pub fn build(
+    capture: &Capture,
+    ice: &IceConfig,
+    certificate_pem: String,
+    events: mpsc::Sender<GstEvent>,
+) -> Result<Viewer, MediaError> {
+    let mut description = String::from(
+        "webrtcbin name=webrtc bundle-policy=max-bundle \
+         appsrc name=video is-live=true format=time do-timestamp=false block=false \
+         ! rtph264pay config-interval=-1 aggregate-mode=zero-latency mtu=1200 pt=96 \
+         ! application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000,packetization-mode=(string)1 ! webrtc. ",
+    );
+    if capture.has_audio() {
+        description.push_str(
+            "appsrc name=audio is-live=true format=time do-timestamp=false block=false \
+             ! rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,encoding-params=(string)2 ! webrtc. ",
+        );
+    }
+    let pipeline = gst::parse::launch(&description)
+        .map_err(|e| MediaError::Pipeline(format!("cannot build a viewer pipeline: {e}")))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| MediaError::Pipeline("viewer description is not a pipeline".into()))?;
+    pipeline.use_clock(Some(capture.clock()));
+    // webrtcbin 1.22 puts a clocksync on every input stream, holding each frame until its
+    // running time (plus latency). Our input is live and already paced by the camera, so the
+    // wait only adds latency: let frames through at once.
+    pipeline.connect_deep_element_added(|_, _, element| {
+        if element.factory().is_some_and(|f| f.name() == "clocksync") {
+            element.set_property("sync", false);
+        }
+    });
+    let dtls = {
+        let events = events.clone();
+        Dtls::install(&pipeline, Some(certificate_pem), move || {
+            let _ = events.try_send(GstEvent::PeerCertificate);
+        })
+    };
+    let webrtc = pipeline
+        .by_name("webrtc")
+        .expect("named in the description");
+    let appsrc = |name| {
+        pipeline
+            .by_name(name)
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+    };
+    let video = appsrc("video").expect("named in the description");
+    let audio = if capture.has_audio() {
+        appsrc("audio")
+    } else {
+        None
+    };
+
+    webrtc::configure_transceivers(&webrtc);
+    webrtc::configure_ice(&webrtc, ice);
+    // webrtcbin's callbacks only translate and forward; a full queue means the session task
+    // is gone or stuck, and dropping is then harmless.
+    let tx = events.clone();
+    webrtc.connect("on-ice-candidate", false, move |values| {
+        if let (Ok(mline), Ok(candidate)) = (values[1].get::<u32>(), values[2].get::<String>()) {
+            let _ = tx.try_send(GstEvent::Candidate(mline, candidate));
+        }
+        None
+    });
+    let tx = events.clone();
+    webrtc.connect("on-data-channel", false, move |values| {
+        if let Ok(channel) = values[1].get::<gst_webrtc::WebRTCDataChannel>() {
+            let _ = tx.try_send(GstEvent::ViewerChannel(channel));
+        }
+        None
+    });
+    webrtc.connect_notify(Some("connection-state"), move |webrtc, _| {
+        let _ = events.try_send(GstEvent::State(webrtc::connection_state(webrtc)));
+    });
+    // A PLI or FIR from the viewer arrives as an upstream force-key-unit event at the appsrc:
+    // forward it to the shared encoder's throttle.
+    let keyframes = capture.keyframe_requester();
+    if let Some(pad) = video.static_pad("src") {
+        pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+            if let Some(event) = info.event()
+                && gst_video::ForceKeyUnitEvent::is(event)
+            {
+                let _ = keyframes.try_send(());
+                // Handled, not Drop: with gstreamer-rs a Drop hands GStreamer back a NULL
+                // event, which 1.22 then unrefs (a GStreamer-CRITICAL on every PLI).
+                return gst::PadProbeReturn::Handled;
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+    // Fix the base time ourselves (no start time: GStreamer keeps it), so the fan-out can move
+    // each frame's capture clock time into this pipeline's running time from the first frame.
+    let base_time = capture.clock().time();
+    pipeline.set_start_time(gst::ClockTime::NONE);
+    pipeline.set_base_time(base_time);
+    // Nothing here waits for the clock, so the pipeline's latency is zero; saying so up front
+    // also lets rtpsession timestamp RTCP before any latency query completes.
+    pipeline.set_latency(gst::ClockTime::ZERO);
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| MediaError::Pipeline("the viewer pipeline did not start".into()))?;
+    let feed = Feed::new(video, audio, base_time);
+    Ok(Viewer {
+        pipeline,
+        webrtc,
+        feed,
+        dtls,
+    })
+}
