@@ -47,6 +47,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
     grants.spawn_watch(shutdown.clone());
 
+    tokio::task::spawn_blocking(crate::media::webrtc::warm_up_dtls).await?;
     let (template, params) = choose_pipeline(&config)?;
     let description = template.full_description(&params)?;
     info!(pipeline = %template.name, %description, "starting the capture chain");
