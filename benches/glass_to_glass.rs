@@ -218,7 +218,8 @@ async fn run() -> Result<()> {
     let id = DeviceId::parse(&device.device_id).map_err(|e| anyhow!("device id: {e:?}"))?;
     let mut extras = Vec::new();
     for _ in 0..EXTRA_VIEWERS {
-        extras.push(receiver::connect(&device.signal_url(), id.clone(), device.owner(false)).await?);
+        extras
+            .push(receiver::connect(&device.signal_url(), id.clone(), device.owner(false)).await?);
     }
     for extra in &extras {
         extra
@@ -264,7 +265,9 @@ async fn open_viewer(browser: &Browser, device: &Device) -> Result<(Page, FirstF
     warm.close().await?;
 
     // The Chromium viewer claims the device: media flows only to a granted certificate.
-    let page = browser.new_page(device.claim_link.as_deref().unwrap_or(&device.url)).await?;
+    let page = browser
+        .new_page(device.claim_link.as_deref().unwrap_or(&device.url))
+        .await?;
     let install = page.eval(READ_BARCODES).await?;
     page.wait_for("window.__g2g.firstShown", Duration::from_secs(20))
         .await

@@ -64,12 +64,14 @@ async fn chromium_plays_through_a_turn_relay_when_forced_to() {
         "360",
     ])
     .unwrap();
-    // `?relay=1` goes before the fragment: http://127.0.0.1:PORT/?relay=1#device=ID
-    let url = device.url.replacen("/#device=", "/?relay=1#device=", 1);
-    assert_ne!(
-        url, device.url,
-        "the device URL has the form .../#device=ID"
-    );
+    // The device streams only to a browser it knows: this one claims it through its link.
+    // `?relay=1` goes before the fragment: http://127.0.0.1:PORT/?relay=1#device=ID&...
+    let claim = device
+        .claim_link
+        .clone()
+        .expect("a fresh device prints a claim link");
+    let url = claim.replacen("/#device=", "/?relay=1#device=", 1);
+    assert_ne!(url, claim, "the claim link has the form .../#device=ID&...");
 
     let profile = tempfile::tempdir().unwrap();
     let browser = Browser::launch(profile.path()).await.unwrap();

@@ -1,5 +1,6 @@
 //! End to end in a real browser: a device process streams to the viewer app in headless
-//! Chromium, which must show a moving H.264 picture of the configured size and receive audio.
+//! Chromium, which claims it through its claim link and must then show a moving H.264 picture
+//! of the configured size and receive audio.
 
 mod support;
 
@@ -75,8 +76,13 @@ async fn chromium_plays_moving_h264_of_the_configured_size_with_audio() {
     .unwrap();
     let profile = tempfile::tempdir().unwrap();
     let browser = Browser::launch(profile.path()).await.unwrap();
+    // The device streams only to a browser it knows: this one claims it (becomes the owner).
+    let claim = device
+        .claim_link
+        .clone()
+        .expect("a fresh device prints a claim link");
     let opened = Instant::now();
-    let page = browser.new_page(&device.url).await.unwrap();
+    let page = browser.new_page(&claim).await.unwrap();
 
     match check_playback(&page, opened).await {
         Ok(report) => println!("{report}"),
@@ -132,6 +138,21 @@ async fn check_playback(page: &Page, opened: Instant) -> Result<String> {
     ensure!(
         compare["presentedBetween"].as_u64().unwrap_or(0) >= 5,
         "too few frames presented between the two pictures: {compare}"
+    );
+
+    let access = page.eval("pipeViewer.access").await?;
+    ensure!(
+        access["role"] == "owner",
+        "playing, but not as the owner: {access}"
+    );
+    ensure!(
+        !page
+            .eval("location.hash")
+            .await?
+            .as_str()
+            .unwrap_or("")
+            .contains("claim="),
+        "the spent claim secret is still in the address"
     );
 
     let stats = page.eval("pipeViewer.stats()").await?;

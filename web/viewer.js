@@ -1,35 +1,78 @@
 // pipe viewer: plays one camera's live WebRTC stream with as little delay as the browser allows.
 // Signalling is docs/protocol.md. Each session gets its own WebSocket: closing it makes the
 // server end the session on the device ("viewer-gone"), so teardown cannot leak device state.
+// Identity is docs/security.md: this browser presents its own long-lived certificate, holds
+// the camera to the fingerprint it paired with, and claims or borrows over the `control`
+// channel (identity.js, control.js; the owner's share panel is owner.js).
+
+import { Control, ControlError } from './control.js';
+import {
+  CERT_TTL_MS, Identity, PairingError, RENEW_DAYS, certFingerprint, deviceIdOf, offerFingerprint, pair,
+  pairFromLink, short, toColons,
+} from './identity.js';
+import { ownerPanel } from './owner.js';
 
 const PING_MS = 10_000; // the server closes sockets silent for 30 s
 const STATS_MS = 1_000;
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 10_000;
+/** A browser without access is closed after 10 s; it retries slowly, in case that changes. */
+const NO_ACCESS_BACKOFF_MAX_MS = 30_000;
 const DISCONNECTED_GRACE_MS = 5_000; // 'disconnected' often heals by itself (a Wi-Fi blip)
 const SETUP_TIMEOUT_MS = 20_000; // socket opened -> ICE connected
 const INFO_TIMEOUT_MS = 5_000;
 const DEVICE_ID_RE = /^[a-z2-7]{16}$/; // protocol.md "Addressing"
 
-const $ = (id) => document.getElementById(id);
-const ui = { video: $('video'), audio: $('audio'), status: $('status'), stats: $('stats'), unmute: $('unmute') };
-const forceRelay = new URLSearchParams(location.search).get('relay') === '1';
+const MESSAGES = {
+  identityChanged: 'This is not your camera: its identity changed. Someone may be intercepting the connection.',
+  identityUnverified: "This is not your camera: it could not prove its identity. Someone may be intercepting the connection.",
+  noAccess: 'This browser has no access to this camera. Ask its owner for a link.',
+  accessEnded: 'Your access to this camera has ended. Ask its owner for a new link.',
+  unclaimed: 'This camera has no owner yet. To become its owner, open the claim link it printed (or its /local page, on the camera itself).',
+  claimRefused: 'This claim link did not work: it was already used, or it is not for this camera.',
+  inviteRefused: 'This invitation did not work: it was already used or has expired. Ask the owner for a new link.',
+};
 
-/** Why a session ended, in the owner's words; `retry: false` when trying again cannot help. */
+const $ = (id) => document.getElementById(id);
+const ui = { video: $('video'), audio: $('audio'), status: $('status'), stats: $('stats'), unmute: $('unmute'),
+  who: $('who') };
+const query = new URLSearchParams(location.search);
+const forceRelay = query.get('relay') === '1';
+/** A positive number from the query (test hooks: cert_ttl_ms, renew_days, lend_secs), or null. */
+const positive = (name) => (Number(query.get(name)) > 0 ? Number(query.get(name)) : null);
+const identity = new Identity({ ttlMs: positive('cert_ttl_ms') ?? CERT_TTL_MS, renewDays: positive('renew_days') ?? RENEW_DAYS });
+
+/**
+ * Why a session ended, in the owner's words; `retry: false` when trying again cannot help.
+ * `problem` names it for tests and styles (`identity-changed`, `no-access`, `bad-link`).
+ */
 class SessionEnd extends Error {
-  constructor(message, { retry = true, immediate = false, sendEnd = true } = {}) {
+  constructor(message, { retry = true, immediate = false, sendEnd = true, problem = null, noAccess = false } = {}) {
     super(message);
-    Object.assign(this, { retry, immediate, sendEnd });
+    Object.assign(this, { retry, immediate, sendEnd, problem, noAccess });
   }
 }
 
 // The handle automated tests (and curious operators in devtools) use.
-const viewer = { state: 'starting', sessions: 0, pc: null, video: ui.video, stats: publicStats };
+const viewer = {
+  state: 'starting', sessions: 0, pc: null, video: ui.video, stats: publicStats,
+  fingerprint: null, // this browser's certificate, `AB:CD:...`
+  access: null, // the device's last `access` message
+  problem: null,
+  renewedTo: null, // the certificate a renewal moved this browser's grant to
+  /** Sends a control request on the live session; resolves with the device's reply. */
+  control: (request) => (current?.control ? current.control.request(request)
+    : Promise.reject(new Error('no session with the camera'))),
+};
 window.pipeViewer = viewer;
 
 let current = null; // the live session, if any
 let wake = null; // cuts the reconnect wait short (network back, camera changed)
 let running = false;
+let hadBorrowerAccess = false; // so a lapsed borrower hears "ended", not "no access"
+let linkRefused = null; // why the claim or invite in the link did not work
+let renewing = false;
+const updateOwnerPanel = ownerPanel((request) => viewer.control(request), { extraLendSecs: positive('lend_secs') });
 
 function setState(state, message = '') {
   viewer.state = state;
@@ -44,14 +87,16 @@ async function main() {
   let backoff = BACKOFF_MIN_MS;
   for (;;) {
     const end = await runSession();
+    viewer.problem = end.problem;
     if (!end.retry) {
       setState('stopped', end.message);
       break;
     }
     if (end.delivered) backoff = BACKOFF_MIN_MS; // a session that worked earns a quick retry
     if (end.immediate) continue;
-    await countdown(end.message, backoff);
-    backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    const max = end.noAccess ? NO_ACCESS_BACKOFF_MAX_MS : BACKOFF_MAX_MS;
+    await countdown(end.message, Math.min(backoff, max));
+    backoff = Math.min(backoff * 2, max);
   }
   running = false;
 }
@@ -73,15 +118,21 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 function runSession() {
   return new Promise((resolve) => {
     const s = { ws: null, pc: null, id: null, deviceId: null, chain: Promise.resolve(), pendingIce: [],
-      setupTimer: 0, graceTimer: 0, pingTimer: 0, delivered: false, done: false };
+      setupTimer: 0, graceTimer: 0, pingTimer: 0, delivered: false, done: false,
+      link: {}, paired: null, cert: null, control: null, access: null, redeeming: false };
     s.end = (err) => {
       if (s.done) return;
       s.done = true;
-      const end = err instanceof SessionEnd ? err : unexpected(err);
+      let end = err instanceof SessionEnd ? err : unexpected(err);
+      // The device closes a browser without access after 10 s: keep saying why, retry slowly.
+      if (s.access && !s.access.role && !s.redeeming && end.retry && !end.immediate) {
+        end = new SessionEnd(noAccessMessage(s.access), { sendEnd: end.sendEnd, problem: 'no-access', noAccess: true });
+      }
       teardown(s, end);
       resolve(Object.assign(end, { delivered: s.delivered }));
     };
     current = s;
+    viewer.access = null; // until this session's device says
     startSession(s).catch(s.end);
   });
 }
@@ -98,6 +149,16 @@ async function startSession(s) {
   setState('connecting', 'Connecting to the camera…');
   const info = await fetchInfo();
   s.deviceId = pickDeviceId(info);
+  s.link = readLink();
+  try {
+    s.paired = pairFromLink(s.deviceId, s.link.fp);
+  } catch (err) {
+    if (err instanceof PairingError) throw new SessionEnd(err.message, { retry: false, problem: 'bad-link' });
+    throw err;
+  }
+  s.cert = await identity.current();
+  viewer.fingerprint = toColons(certFingerprint(s.cert));
+  showWho();
   if (s.done) return;
   ui.unmute.hidden = true; // shown again if this session carries audio
   // Every network wait has a deadline; this one covers the socket, the session and ICE.
@@ -118,6 +179,22 @@ async function fetchInfo() {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** The fragment: `device`, `fp` (the camera's fingerprint, hex), and a `claim` or `invite` secret. */
+function readLink() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  return { fp: p.get('fp'), claim: p.get('claim'), invite: p.get('invite') };
+}
+
+/** A used (or refused) secret leaves the address bar and history; `device` and `fp` stay. */
+function forgetSecret(s) {
+  const p = new URLSearchParams(location.hash.slice(1));
+  if (!p.has('claim') && !p.has('invite')) return;
+  p.delete('claim');
+  p.delete('invite');
+  history.replaceState(history.state, '', `${location.pathname}${location.search}#${p}`);
+  s.link = readLink();
 }
 
 /** `#device=<id>` wins over the server's own id, so a rendezvous page can show any camera. */
@@ -218,6 +295,7 @@ function createPeer(s, info) {
     iceServers: Array.isArray(info.ice_servers) ? info.ice_servers : [],
     iceTransportPolicy: forceRelay ? 'relay' : 'all',
     bundlePolicy: 'max-bundle', // what the device offers; one transport to set up
+    certificates: [s.cert], // this browser's identity: the device grants access to it
   });
   s.pc = pc;
   viewer.pc = pc;
@@ -229,14 +307,26 @@ function createPeer(s, info) {
   };
   pc.ontrack = ({ track, receiver }) => attachTrack(track, receiver);
   pc.onconnectionstatechange = () => onConnectionState(s);
+  pc.ondatachannel = ({ channel }) => {
+    if (channel.label !== 'control') {
+      channel.close(); // the device opens only `control`
+      return;
+    }
+    s.control?.close();
+    s.control = new Control(channel, (access) => onAccess(s, access).catch((err) => {
+      if (!(err instanceof ControlError)) s.end(err); // a closed channel: the session is ending anyway
+    }));
+  };
 }
 
 async function onSignal(s, data) {
   const { pc } = s;
   if (data?.sdp?.type === 'offer') {
+    checkCameraIdentity(s, data.sdp.sdp); // before anything is answered
     await pc.setRemoteDescription({ type: 'offer', sdp: unsyncAudio(data.sdp.sdp) });
     for (const ice of s.pendingIce.splice(0)) await addCandidate(pc, ice);
     await pc.setLocalDescription(await pc.createAnswer());
+    watchDtls(s);
     if (videoRejected(pc.localDescription.sdp)) {
       throw new SessionEnd("This browser can't play the camera's H.264 video. Please try another browser.", { retry: false });
     }
@@ -247,6 +337,128 @@ async function onSignal(s, data) {
     if (pc.remoteDescription) await addCandidate(pc, ice);
     else s.pendingIce.push(ice);
   }
+}
+
+/**
+ * The offer must announce the fingerprint this browser paired with (or, on a first visit with
+ * no `fp` in the link, one that matches the device id). The browser's DTLS then holds the
+ * handshake to it, so a relay that rewrites the offer or swaps the camera is refused here or
+ * there (watchDtls).
+ */
+function checkCameraIdentity(s, sdp) {
+  const announced = offerFingerprint(sdp);
+  const expected = s.paired;
+  const ok = announced && (expected ? announced === expected : deviceIdOf(announced) === s.deviceId);
+  if (!ok) {
+    console.warn('pipe viewer: refused the offer: camera fingerprint', announced, 'expected', expected ?? `id ${s.deviceId}`);
+    throw new SessionEnd(MESSAGES.identityChanged, { retry: false, problem: 'identity-changed' });
+  }
+  if (!expected) {
+    pair(s.deviceId, announced);
+    s.paired = announced;
+  }
+}
+
+/** A failed DTLS handshake: the camera's certificate is not the one its offer announced. */
+function dtlsFailed(pc) {
+  const transports = [pc.sctp?.transport, ...pc.getReceivers().map((r) => r.transport)];
+  return transports.some((t) => t?.state === 'failed');
+}
+
+function watchDtls(s) {
+  const transports = new Set([s.pc.sctp?.transport, ...s.pc.getReceivers().map((r) => r.transport)]);
+  for (const t of transports) {
+    if (t) t.onstatechange = () => { if (t.state === 'failed') s.end(unverified()); };
+  }
+}
+
+const unverified = () => new SessionEnd(MESSAGES.identityUnverified, { retry: false, problem: 'identity-changed' });
+
+// ---- access: claim, redeem, renew ------------------------------------------------------------
+
+async function onAccess(s, access) {
+  viewer.access = access;
+  s.access = access;
+  updateOwnerPanel(access);
+  showWho();
+  if (access.role) {
+    hadBorrowerAccess = access.role === 'borrower';
+    viewer.problem = null;
+    forgetSecret(s); // this browser already has access: the link stays unused
+    if (!s.delivered && viewer.state !== 'playing') setState('connected', 'Waiting for the first picture…');
+    await maybeRenew(s);
+    return;
+  }
+  if (s.redeeming) return; // the answer to our claim or redeem decides
+  const request = s.link.claim ? { type: 'claim', secret: s.link.claim }
+    : s.link.invite ? { type: 'redeem', token: s.link.invite } : null;
+  if (request) {
+    await redeem(s, request);
+  } else if (access.claimed && await identity.adoptPending()) {
+    // A renewal the device took but whose answer was lost: the new certificate has the grant.
+    s.end(new SessionEnd('Switching to this browser\'s renewed identity…', { immediate: true }));
+  } else {
+    viewer.problem = 'no-access';
+    setState('no-access', noAccessMessage(access));
+  }
+}
+
+function noAccessMessage(access) {
+  if (linkRefused) return linkRefused;
+  if (!access.claimed) return MESSAGES.unclaimed;
+  return hadBorrowerAccess ? MESSAGES.accessEnded : MESSAGES.noAccess;
+}
+
+/** Presents a claim secret or an invite; either works once, so it leaves the URL either way. */
+async function redeem(s, request) {
+  s.redeeming = true;
+  setState('claiming', request.type === 'claim' ? 'Claiming this camera…' : 'Accepting the invitation…');
+  const reply = await s.control.request(request);
+  s.redeeming = false;
+  forgetSecret(s);
+  if (reply.type === 'done') return; // the device announces the new access next
+  console.warn('pipe viewer:', request.type, 'refused:', reply.message);
+  viewer.problem = 'no-access';
+  linkRefused = request.type === 'claim' ? MESSAGES.claimRefused : MESSAGES.inviteRefused;
+  setState('no-access', noAccessMessage(s.access));
+}
+
+/** Close to expiry, this browser makes a new certificate and moves its grant to it. */
+async function maybeRenew(s) {
+  if (renewing || s.cert !== identity.cert || !identity.needsRenewal()) return;
+  renewing = true;
+  try {
+    const next = await identity.prepareRenewal();
+    const reply = await s.control.request({ type: 'renew', fingerprint: toColons(next) });
+    if (reply.type === 'done') {
+      await identity.commitRenewal(); // used from the next session on
+      viewer.renewedTo = toColons(next);
+      console.info('pipe viewer: certificate renewed, now', short(next));
+      return; // once per page
+    }
+    console.warn('pipe viewer: renewal refused:', reply.message);
+    await identity.abandonRenewal();
+  } catch (err) {
+    console.warn('pipe viewer: renewal interrupted; the next session tries again', err);
+  }
+  renewing = false;
+}
+
+function showWho() {
+  const lines = [];
+  if (viewer.fingerprint) lines.push(`this browser: ${viewer.fingerprint.slice(0, 11)}`);
+  const a = viewer.access;
+  if (a?.role === 'owner') lines.push('owner');
+  if (a?.role === 'borrower') lines.push(a.expires_at ? `access until ${until(a.expires_at)}` : 'borrower');
+  ui.who.textContent = lines.join(' · ');
+}
+
+/** Unix seconds -> "14:05" today, else a short date and time. */
+function until(unixSecs) {
+  const at = new Date(unixSecs * 1000);
+  const today = at.toDateString() === new Date().toDateString();
+  return today ? at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
+    : at.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
 }
 
 async function addCandidate(pc, ice) {
@@ -299,13 +511,13 @@ function onConnectionState(s) {
   if (state === 'connected') {
     clearTimeout(s.setupTimer);
     if (s.delivered) setState('playing');
-    else setState('connected', 'Waiting for the first picture…');
+    else if (!s.access) setState('connected', 'Checking access…');
   } else if (state === 'disconnected') {
     setState('interrupted', 'Connection interrupted…');
     s.graceTimer = setTimeout(() => s.end(new SessionEnd('The connection to the camera was lost.')), DISCONNECTED_GRACE_MS);
   } else if (state === 'failed' || state === 'closed') {
     // GStreamer 1.22 cannot do an ICE restart, so a failed connection is only ever replaced.
-    s.end(new SessionEnd('The connection to the camera was lost.'));
+    s.end(dtlsFailed(s.pc) ? unverified() : new SessionEnd('The connection to the camera was lost.'));
   }
 }
 
@@ -315,8 +527,9 @@ function teardown(s, end) {
   clearTimeout(s.setupTimer);
   clearTimeout(s.graceTimer);
   clearInterval(s.pingTimer);
+  s.control?.close();
   if (s.pc) {
-    s.pc.onconnectionstatechange = s.pc.onicecandidate = s.pc.ontrack = null;
+    s.pc.onconnectionstatechange = s.pc.onicecandidate = s.pc.ontrack = s.pc.ondatachannel = null;
     s.pc.close();
   }
   if (s.ws) {
@@ -404,7 +617,10 @@ function restartNow(message) {
   if (!running) main();
 }
 
-window.addEventListener('hashchange', () => restartNow('Switching camera…'));
+window.addEventListener('hashchange', () => {
+  linkRefused = null; // a new link gets its own chance
+  restartNow('Switching camera…');
+});
 window.addEventListener('online', () => { if (viewer.state === 'reconnecting') wake?.(); });
 setInterval(() => updateOverlay().catch((err) => console.warn('pipe viewer: stats', err)), STATS_MS);
 main();

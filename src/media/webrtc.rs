@@ -105,6 +105,23 @@ pub fn warm_up_dtls() {
     let _ = gst::ElementFactory::make("dtlsdec").build();
 }
 
+/// The peer's address on the selected ICE candidate pair (webrtcbin 1.22 reports only the
+/// selected pair's candidates): the peer as the network sees it, whatever its signalling
+/// carried (browsers send mDNS names for host candidates, or no candidates at all).
+pub async fn remote_address(webrtc: &gst::Element) -> Option<String> {
+    let (promise, reply) = promise();
+    webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
+    let stats = reply.await.ok()??;
+    stats.iter().find_map(|(_, value)| {
+        let entry = value.get::<gst::Structure>().ok()?;
+        let kind = entry.get::<gst_webrtc::WebRTCStatsType>("type").ok()?;
+        if kind != gst_webrtc::WebRTCStatsType::RemoteCandidate {
+            return None;
+        }
+        entry.get::<String>("address").ok()
+    })
+}
+
 pub fn close_data_channel(channel: &gst_webrtc::WebRTCDataChannel) {
     channel.emit_by_name::<()>("close", &[]);
 }

@@ -17,8 +17,14 @@ pub mod local;
 use crate::signalling::server::Rendezvous;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
-const VIEWER_JS: &str = include_str!("../../web/viewer.js");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
+/// The viewer's ES modules: `viewer.js` imports the others by these paths.
+const SCRIPTS: &[(&str, &str)] = &[
+    ("/viewer.js", include_str!("../../web/viewer.js")),
+    ("/identity.js", include_str!("../../web/identity.js")),
+    ("/control.js", include_str!("../../web/control.js")),
+    ("/owner.js", include_str!("../../web/owner.js")),
+];
 
 /// What the viewer app asks the server that served it (docs/protocol.md).
 #[derive(Debug, Clone, Serialize)]
@@ -127,10 +133,6 @@ pub fn app(
             get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
         )
         .route(
-            "/viewer.js",
-            get(|| async { asset(VIEWER_JS, "text/javascript; charset=utf-8") }),
-        )
-        .route(
             "/style.css",
             get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
         )
@@ -139,6 +141,12 @@ pub fn app(
             get(move || async move { Json(info.as_ref().clone()) }),
         )
         .route("/healthz", get(|| async { "ok\n" }));
+    for &(path, body) in SCRIPTS {
+        router = router.route(
+            path,
+            get(move || async move { asset(body, "text/javascript; charset=utf-8") }),
+        );
+    }
     if let Some(rendezvous) = rendezvous {
         router = router.merge(rendezvous.routes());
     }
@@ -220,6 +228,24 @@ mod tests {
         let (status, body) = get(app(info(), None, None), "/").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("viewer.js"), "{body}");
+        // Every module the viewer imports is served, as JavaScript.
+        let viewer = SCRIPTS[0].1;
+        for (path, _) in SCRIPTS {
+            let module = format!("'.{path}'");
+            assert!(
+                *path == "/viewer.js" || viewer.contains(&module),
+                "viewer.js does not import {path}"
+            );
+            let response = app(info(), None, None)
+                .oneshot(Request::get(*path).body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "text/javascript; charset=utf-8"
+            );
+        }
         let (status, body) = get(app(info(), None, None), "/api/info").await;
         assert_eq!(status, StatusCode::OK);
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();

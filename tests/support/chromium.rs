@@ -66,6 +66,11 @@ impl Browser {
     /// Starts `$CHROMIUM` (default `/usr/bin/chromium`) with `profile_dir` as its profile and
     /// connects to its DevTools WebSocket.
     pub async fn launch(profile_dir: &Path) -> Result<Browser> {
+        Self::launch_with(profile_dir, &[]).await
+    }
+
+    /// `launch` with extra command-line flags (e.g. `--host-resolver-rules=...`).
+    pub async fn launch_with(profile_dir: &Path, extra_flags: &[&str]) -> Result<Browser> {
         let exe = std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into());
         std::fs::create_dir_all(profile_dir)?;
         let port_file = profile_dir.join("DevToolsActivePort");
@@ -74,6 +79,7 @@ impl Browser {
         let log = File::create(profile_dir.join("chromium.log"))?;
         let child = Command::new(&exe)
             .args(FLAGS)
+            .args(extra_flags)
             .arg(format!("--user-data-dir={}", profile_dir.display()))
             .arg("about:blank")
             .stdin(Stdio::null())

@@ -6,3 +6,4 @@ pub mod chromium;
 pub mod coturn;
 pub mod device;
 pub mod netns;
+pub mod viewer;

@@ -222,15 +222,20 @@ impl<'a> Session<'a> {
                             _ => {}
                         }
                     }
-                    Some(GstEvent::PeerCertificate) => self.peer_certificate()?,
+                    Some(GstEvent::PeerCertificate) => self.peer_certificate().await?,
                     Some(GstEvent::ViewerChannel(channel)) => self.viewer_channel(&channel),
                     None => return Err("webrtcbin went away".into()),
                 },
                 Some(event) = control_rx.recv() => {
                     // The channel can beat the certificate notification to this task.
-                    self.peer_certificate()?;
+                    self.peer_certificate().await?;
                     if let Some((fingerprint, access)) = self.control.handle(event, &self.state, self.context).await {
+                        let renewed = self.state.fingerprint().is_some_and(|fp| fp != fingerprint);
                         self.state = self.state.for_certificate(fingerprint);
+                        if renewed && self.state.media_allowed() {
+                            // The owner's list must show this session under the new certificate.
+                            self.context.connected.set(self.id, Some(fingerprint));
+                        }
                         self.regrant(access)?;
                     }
                 }
@@ -308,7 +313,7 @@ impl<'a> Session<'a> {
 
     /// The DTLS handshake showed the peer's certificate: it must be the one the answer
     /// announced, and the grants decide what it may do.
-    fn peer_certificate(&mut self) -> Result<(), String> {
+    async fn peer_certificate(&mut self) -> Result<(), String> {
         if self.state != State::Unchecked {
             return Ok(());
         }
@@ -333,7 +338,13 @@ impl<'a> Session<'a> {
                 self.context.connected.set(self.id, Some(peer));
             }
             None => {
-                let source = self.source.clone().unwrap_or_else(|| "unknown".into());
+                // The selected pair's remote address: signalled candidates may be mDNS names
+                // (a new one per session) or absent, which would make the limit meaningless.
+                let selected = webrtc::remote_address(&self.viewer.webrtc).await;
+                debug!(?selected, signalled = ?self.source, "pre-auth rate-limit key");
+                let source = selected
+                    .or_else(|| self.source.clone())
+                    .unwrap_or_else(|| "unknown".into());
                 let allowed = self
                     .context
                     .limiter
