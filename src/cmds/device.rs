@@ -294,20 +294,21 @@ fn canonical_links(config: &Config, port: u16, identity: &DeviceIdentity) -> Lin
 fn print_urls(config: &Config, port: u16, links: &Links, grants: &GrantsService) {
     println!("pipe device is streaming. Open in a browser:");
     println!("  {}", links.viewer());
-    if config.device.listen.is_unspecified() && config.device.public_url.is_none() {
-        if let Ok(interfaces) = if_addrs::get_if_addrs() {
-            let others: Vec<String> = interfaces
-                .iter()
-                .map(|i| i.ip())
-                .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
-                .map(|ip| format!("http://{}/", SocketAddr::new(ip, port)))
-                .collect();
-            if !others.is_empty() {
-                println!(
-                    "  also on this network: {} (another origin: a browser there has another identity)",
-                    others.join(" ")
-                );
-            }
+    if config.device.listen.is_unspecified()
+        && config.device.public_url.is_none()
+        && let Ok(interfaces) = if_addrs::get_if_addrs()
+    {
+        let others: Vec<String> = interfaces
+            .iter()
+            .map(|i| i.ip())
+            .filter(|ip| ip.is_ipv4() && !ip.is_loopback())
+            .map(|ip| format!("http://{}/", SocketAddr::new(ip, port)))
+            .collect();
+        if !others.is_empty() {
+            println!(
+                "  also on this network: {} (another origin: a browser there has another identity)",
+                others.join(" ")
+            );
         }
     }
     if let Some(url) = &config.device.rendezvous {

@@ -257,31 +257,37 @@ async fn run(
     *webrtc_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(webrtc.clone());
     // Stop the pipeline whether this task ends, fails or is aborted.
     let _guard = StopOnDrop(pipeline.clone());
-    let reason = session(
-        socket,
-        &device_id,
+    let peers = Peers {
+        device_id: &device_id,
         expect,
-        fingerprint,
-        &webrtc,
-        &mut local,
-        &stats,
-        control,
-    )
-    .await;
+        identity: fingerprint,
+    };
+    let reason = session(socket, peers, &webrtc, &mut local, &stats, control).await;
     stats.lock().unwrap_or_else(|p| p.into_inner()).ended = Some(reason);
+}
+
+/// Who talks to whom: the device asked for, the fingerprint it must show (if pinned) and this
+/// receiver's own.
+struct Peers<'a> {
+    device_id: &'a DeviceId,
+    expect: Option<crate::identity::Fingerprint>,
+    identity: crate::identity::Fingerprint,
 }
 
 async fn session(
     socket: Socket,
-    device_id: &DeviceId,
-    expect: Option<crate::identity::Fingerprint>,
-    identity: crate::identity::Fingerprint,
+    peers: Peers<'_>,
     webrtc: &gst::Element,
     local: &mut mpsc::Receiver<Local>,
     stats: &Arc<Mutex<ReceiverStats>>,
     control: Control,
 ) -> String {
     let Control { mut leave, mut raw } = control;
+    let Peers {
+        device_id,
+        expect,
+        identity,
+    } = peers;
     let (mut sink, mut stream) = socket.split();
     let connect = ClientMessage::Connect {
         device_id: device_id.clone(),
@@ -308,11 +314,10 @@ async fn session(
                     }
                     ServerMessage::Signal { data: SignalData::Sdp(offer), session_id: id } if offer.kind == SdpKind::Offer => {
                         // What a paired browser does: refuse a device other than the one paired with.
-                        if let Some(expected) = expect {
-                            if super::sdp::fingerprint(&offer.sdp) != Some(expected) {
+                        if let Some(expected) = expect
+                            && super::sdp::fingerprint(&offer.sdp) != Some(expected) {
                                 return "refused: the offer's device fingerprint is not the paired one".into();
                             }
-                        }
                         match answer(webrtc, &offer.sdp).await {
                             // webrtcbin's own fingerprint line is wrong for a certificate set
                             // by PEM (see `dtls`): announce the real one, as the device does.

@@ -255,11 +255,10 @@ impl<'a> Session<'a> {
                     if disconnected_since.is_some_and(|t| t.elapsed() > DISCONNECTED_GRACE) {
                         return Err("connection lost".into());
                     }
-                    if let State::PreAuth { until, .. } = self.state {
-                        if Instant::now() >= until {
+                    if let State::PreAuth { until, .. } = self.state
+                        && Instant::now() >= until {
                             return Err("no grant for this browser: closed after 10 s".into());
                         }
-                    }
                 }
             }
         }
