@@ -205,9 +205,35 @@ async fn run() -> Result<()> {
         "--height",
         "720",
     ])?;
+    // Media flows only to granted certificates: an in-process receiver claims the device as
+    // its owner and lends to the Chromium viewer, then leaves (the extra viewers later share
+    // the owner's certificate).
+    let id = DeviceId::parse(&device.device_id).map_err(|e| anyhow!("device id: {e:?}"))?;
+    let owner = receiver::connect(&device.signal_url(), id.clone(), device.owner(false)).await?;
+    owner
+        .wait_for(Duration::from_secs(20), |s| s.frames > 0)
+        .await
+        .map_err(|s| anyhow!("the owner got no frames: {s:?}\n{}", device.log()))?;
+    owner.control(r#"{"type":"lend","scope":"view","secs":3600}"#);
+    let lent = owner
+        .wait_for(Duration::from_secs(10), |s| {
+            s.control.iter().any(|m| m.contains(r#""type":"lent""#))
+        })
+        .await
+        .map_err(|s| anyhow!("no lend link: {s:?}"))?;
+    let reply = lent
+        .control
+        .iter()
+        .find(|m| m.contains(r#""type":"lent""#))
+        .expect("found above");
+    let link = serde_json::from_str::<serde_json::Value>(reply)?["link"]
+        .as_str()
+        .context("a lend link")?
+        .to_string();
+    owner.close().await;
     let profile = tempfile::tempdir()?;
     let browser = Browser::launch(profile.path()).await?;
-    let (page, first) = open_viewer(&browser, &device).await?;
+    let (page, first) = open_viewer(&browser, &device, &link).await?;
     tokio::time::sleep(WARM_UP).await;
 
     let processes = Processes {
@@ -215,7 +241,6 @@ async fn run() -> Result<()> {
         browser: browser.pid(),
     };
     let one = measure(&page, &processes, phase).await?;
-    let id = DeviceId::parse(&device.device_id).map_err(|e| anyhow!("device id: {e:?}"))?;
     let mut extras = Vec::new();
     for _ in 0..EXTRA_VIEWERS {
         extras
@@ -257,17 +282,16 @@ fn pipeline() -> String {
 
 /// Opens the viewer app, reads barcodes from its first frame on, and returns when one was
 /// shown, with where the time to it went.
-async fn open_viewer(browser: &Browser, device: &Device) -> Result<(Page, FirstFrame)> {
+async fn open_viewer(browser: &Browser, device: &Device, link: &str) -> Result<(Page, FirstFrame)> {
     // A viewer's browser is already running: a first page (the device's own info, no session)
     // takes the browser's start-up work out of the time to first frame.
     let origin = device.url.split_once("/#").map_or(&*device.url, |(o, _)| o);
     let warm = browser.new_page(&format!("{origin}/api/info")).await?;
     warm.close().await?;
 
-    // The Chromium viewer claims the device: media flows only to a granted certificate.
-    let page = browser
-        .new_page(device.claim_link.as_deref().unwrap_or(&device.url))
-        .await?;
+    // The Chromium viewer borrows with the owner's lend link (its redeem is part of the time
+    // to first frame, as for any new viewer).
+    let page = browser.new_page(link).await?;
     let install = page.eval(READ_BARCODES).await?;
     page.wait_for("window.__g2g.firstShown", Duration::from_secs(20))
         .await
