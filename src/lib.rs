@@ -13,3 +13,4 @@ pub mod media;
 pub mod persist;
 pub mod signalling;
 pub mod web;
+pub mod proxy;

@@ -1,0 +1,38 @@
+//! The web-UI proxy: the camera's own HTTP and WebSocket UI carried to the browser over a small
+//! fixed set of datachannels (`docs/proxy.md`).
+//!
+//! - `frame`: the binary frame codec, one frame per datachannel message (pure).
+//! - `flow`: per-stream credit windows and the stream table with its lifecycle rules (pure).
+//!
+//! The bridge to the upstream (an HTTP client and a WebSocket client) is not written yet; it
+//! will feed decoded frames to a `flow::Streams` and act on what it allows.
+
+pub mod flow;
+pub mod frame;
+
+/// How many proxy datachannels the browser opens. A stream's frames, both ways, travel on
+/// channel `id % CHANNELS`: one lost packet then stalls only a quarter of the streams, and
+/// frames of one stream stay in order (`docs/proxy.md`, "Channels").
+pub const CHANNELS: usize = 4;
+
+/// The labels of the proxy channels, indexed by channel number.
+pub const CHANNEL_LABELS: [&str; CHANNELS] = ["proxy-0", "proxy-1", "proxy-2", "proxy-3"];
+
+/// The channel number of a proxy datachannel label, `None` for any other label.
+pub fn channel_of_label(label: &str) -> Option<usize> {
+    CHANNEL_LABELS.iter().position(|l| *l == label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_map_to_channel_numbers() {
+        for (i, label) in CHANNEL_LABELS.iter().enumerate() {
+            assert_eq!(channel_of_label(label), Some(i));
+        }
+        assert_eq!(channel_of_label("control"), None);
+        assert_eq!(channel_of_label("proxy-4"), None);
+    }
+}
