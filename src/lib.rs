@@ -11,6 +11,6 @@ pub mod grants;
 pub mod identity;
 pub mod media;
 pub mod persist;
+pub mod proxy;
 pub mod signalling;
 pub mod web;
-pub mod proxy;
