@@ -50,7 +50,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(crate::media::webrtc::warm_up_dtls).await?;
     let (template, params) = choose_pipeline(&config)?;
     let description = template.full_description(&params)?;
-    info!(pipeline = %template.name, %description, "starting the capture chain");
+    info!(pipeline = %template.name, "starting the capture chain");
+    tracing::debug!(%description, "capture chain");
     let capture = Capture::start(description, template.meta.audio)
         .await
         .with_context(|| format!("pipeline {}", template.name))?;
