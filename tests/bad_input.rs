@@ -14,7 +14,6 @@ use pipe::media::receiver::{self, Receiver};
 use pipe::signalling::protocol::DeviceId;
 use serde_json::{Value, json};
 use support::device::Device;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -131,34 +130,8 @@ impl Raw {
     }
 }
 
-/// `GET /api/status` over a plain TCP stream (HTTP/1.0: no chunking, closed at the end).
-async fn status(port: u16) -> Value {
-    let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream
-            .write_all(b"GET /api/status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        std::io::Result::Ok(response)
-    };
-    let response = tokio::time::timeout(ANSWER, fetch)
-        .await
-        .expect("/api/status answers within 5 s")
-        .expect("/api/status is reachable");
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
-    assert!(
-        head.starts_with("HTTP/1.") && head.contains(" 200 "),
-        "{head}"
-    );
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("/api/status body {body:?}: {e}"))
-}
-
-async fn viewer_pipelines(port: u16) -> u64 {
-    status(port).await["viewer_pipelines"]
+async fn viewer_pipelines(device: &Device) -> u64 {
+    device.status().await["viewer_pipelines"]
         .as_u64()
         .expect("/api/status has viewer_pipelines")
 }
@@ -174,7 +147,7 @@ struct Snapshot {
 
 impl Snapshot {
     async fn take(device: &Device) -> Snapshot {
-        let status = status(device.port).await;
+        let status = device.status().await;
         Snapshot {
             threads: device.threads(),
             fds: device.fds(),
@@ -211,10 +184,10 @@ impl Snapshot {
 
 /// Polls until the device has `want` live viewer pipelines; returns how long that took, or
 /// `Err(last count)` after `within`.
-async fn pipelines_become(port: u16, want: u64, within: Duration) -> Result<Duration, u64> {
+async fn pipelines_become(device: &Device, want: u64, within: Duration) -> Result<Duration, u64> {
     let start = Instant::now();
     loop {
-        let now = viewer_pipelines(port).await;
+        let now = viewer_pipelines(device).await;
         if now == want {
             return Ok(start.elapsed());
         }
@@ -284,17 +257,6 @@ impl FrameWatch {
     }
 }
 
-/// GLib criticals in the device's log: each is a programming error in the device (or in how
-/// it drives GStreamer), harmless until it is not, and fatal under G_DEBUG=fatal-criticals.
-fn glib_criticals(device: &Device) -> Vec<String> {
-    device
-        .log()
-        .lines()
-        .filter(|line| line.contains("-CRITICAL **"))
-        .map(str::to_owned)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
     support::netns::require_loopback_only();
@@ -310,7 +272,7 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
         "500",
     ])
     .unwrap();
-    let (url, port, me) = (device.signal_url(), device.port, device.device_id.clone());
+    let (url, me) = (device.signal_url(), device.device_id.clone());
     let id = DeviceId::parse(&me).unwrap();
     let log = |what: &str| format!("{what}\n--- device log ---\n{}", device.log());
     let stamp = |what: &str| println!("{:5.1} s  {what}", started.elapsed().as_secs_f32());
@@ -344,7 +306,7 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
     // The silent viewer goes first: the device's 30 s connect timeout runs during the rest.
     let silent = tokio::spawn(silent_viewer(url.clone(), me.clone()));
     let live: u64 = 2; // the watcher and the silent viewer
-    if let Err(n) = pipelines_become(port, live, ANSWER).await {
+    if let Err(n) = pipelines_become(&device, live, ANSWER).await {
         panic!(
             "{}",
             log(&format!("the silent viewer's pipeline: {n} live"))
@@ -499,7 +461,7 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
     }
     let mut vanishing = Raw::open(&url).await;
     let half = vanishing.connect_until_offer(&me).await;
-    if let Err(n) = pipelines_become(port, live + 1, ANSWER).await {
+    if let Err(n) = pipelines_become(&device, live + 1, ANSWER).await {
         panic!(
             "{}",
             log(&format!("the vanishing viewer's pipeline: {n} live"))
@@ -510,13 +472,13 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
     bad.expect_error("not-in-session", "end of another's half-negotiated session")
         .await;
     assert_eq!(
-        viewer_pipelines(port).await,
+        viewer_pipelines(&device).await,
         live + 1,
         "{}",
         log("nobody else can end a session")
     );
     drop(vanishing); // the TCP connection closes: no `end`, no close frame
-    let vanished = pipelines_become(port, live, TEARDOWN)
+    let vanished = pipelines_become(&device, live, TEARDOWN)
         .await
         .unwrap_or_else(|n| {
             panic!(
@@ -558,7 +520,7 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
             "         {what}: the device ended the session: {}",
             end["reason"]
         );
-        if let Err(n) = pipelines_become(port, live, TEARDOWN).await {
+        if let Err(n) = pipelines_become(&device, live, TEARDOWN).await {
             panic!(
                 "{}",
                 log(&format!("after {what}: {n} pipelines after {TEARDOWN:?}"))
@@ -621,14 +583,14 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
     greedy
         .expect_error("too-many-sessions", "a ninth session")
         .await;
-    if let Err(n) = pipelines_become(port, live + 8, ANSWER).await {
+    if let Err(n) = pipelines_become(&device, live + 8, ANSWER).await {
         panic!(
             "{}",
             log(&format!("eight sessions on one socket: {n} live"))
         );
     }
     drop(greedy);
-    match pipelines_become(port, live, TEARDOWN).await {
+    match pipelines_become(&device, live, TEARDOWN).await {
         Ok(t) => stamp(&format!(
             "nine connects: eight sessions, too-many-sessions, all torn down in {} ms",
             t.as_millis()
@@ -683,7 +645,7 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
         reason.contains("not connected") && after >= CONNECT_TIMEOUT - Duration::from_secs(1),
         "the device gave up on the silent viewer after {after:?}: {reason}"
     );
-    if let Err(n) = pipelines_become(port, 1, TEARDOWN).await {
+    if let Err(n) = pipelines_become(&device, 1, TEARDOWN).await {
         panic!(
             "{}",
             log(&format!(
@@ -736,7 +698,7 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
     }
     // Everything the bad input made is gone again: back to the watcher's own pipeline, and
     // threads, fds and elements where they were before it (±2, as in tests/churn.rs).
-    if let Err(n) = pipelines_become(port, 1, TEARDOWN).await {
+    if let Err(n) = pipelines_become(&device, 1, TEARDOWN).await {
         panic!(
             "{}",
             log(&format!("the newcomer's pipeline outlived it: {n} live"))
@@ -754,7 +716,7 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
         "{}",
         log("the device did not return to its baseline")
     );
-    let criticals = glib_criticals(&device);
+    let criticals = device.glib_criticals();
     assert!(
         criticals.is_empty(),
         "{}",

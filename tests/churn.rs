@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use pipe::media::receiver::{self, Receiver};
 use pipe::signalling::protocol::DeviceId;
-use serde_json::Value;
 use support::device::Device;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Join/leave cycles of the extra viewer; even ones leave with `end`, odd ones vanish.
 const CYCLES: usize = 20;
@@ -36,7 +34,7 @@ struct Snapshot {
 
 impl Snapshot {
     async fn take(device: &Device) -> Snapshot {
-        let status = status(device.port).await;
+        let status = device.status().await;
         let field = |name: &str| {
             status[name]
                 .as_u64()
@@ -62,32 +60,6 @@ impl Snapshot {
             && self.viewer_pipelines == base.viewer_pipelines
             && self.viewers == base.viewers
     }
-}
-
-/// `GET /api/status` over a plain TCP stream (HTTP/1.0: no chunking, closed at the end).
-async fn status(port: u16) -> Value {
-    let fetch = async {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        stream
-            .write_all(b"GET /api/status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        std::io::Result::Ok(response)
-    };
-    let response = tokio::time::timeout(Duration::from_secs(5), fetch)
-        .await
-        .expect("/api/status answers within 5 s")
-        .expect("/api/status is reachable");
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
-    assert!(
-        head.starts_with("HTTP/1.") && head.contains(" 200 "),
-        "{head}"
-    );
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("/api/status body {body:?}: {e}"))
 }
 
 /// Samples the steady viewers' frame counters every 50 ms and remembers, for each, the
@@ -135,17 +107,6 @@ impl StallWatch {
 
 fn frames(viewers: &[Arc<Receiver>]) -> Vec<u64> {
     viewers.iter().map(|v| v.stats().frames).collect()
-}
-
-/// GLib criticals in the device's log: each is a programming error in the device (or in how
-/// it drives GStreamer), harmless until it is not, and fatal under G_DEBUG=fatal-criticals.
-fn glib_criticals(device: &Device) -> Vec<String> {
-    device
-        .log()
-        .lines()
-        .filter(|line| line.contains("-CRITICAL **"))
-        .map(str::to_owned)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +284,7 @@ async fn viewers_come_and_go_without_leaks_or_stalls() {
         assert!(stats.ended.is_none(), "steady viewer {i} ended: {stats:?}");
     }
 
-    let criticals = glib_criticals(&device);
+    let criticals = device.glib_criticals();
     assert!(
         criticals.is_empty(),
         "{}",

@@ -171,6 +171,45 @@ impl Device {
         self._state.path()
     }
 
+    /// GLib criticals in the device's log: each is a programming error in the device (or in
+    /// how it drives GStreamer), harmless until it is not, and fatal under
+    /// G_DEBUG=fatal-criticals.
+    pub fn glib_criticals(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|line| line.contains("-CRITICAL **"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `GET /api/status` over a plain TCP stream (HTTP/1.0: no chunking, closed at the end).
+    pub async fn status(&self) -> serde_json::Value {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let port = self.port;
+        let fetch = async {
+            let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            stream
+                .write_all(b"GET /api/status HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                .await?;
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await?;
+            std::io::Result::Ok(response)
+        };
+        let response = tokio::time::timeout(Duration::from_secs(5), fetch)
+            .await
+            .expect("/api/status answers within 5 s")
+            .expect("/api/status is reachable");
+        let text = String::from_utf8_lossy(&response);
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("not an HTTP response: {text}"));
+        assert!(
+            head.starts_with("HTTP/1.") && head.contains(" 200 "),
+            "{head}"
+        );
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("/api/status body {body:?}: {e}"))
+    }
+
     pub fn threads(&self) -> usize {
         count_entries(&format!("/proc/{}/task", self.pid()))
     }
