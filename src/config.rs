@@ -44,11 +44,23 @@ pub struct GrantsConfig {
 }
 
 impl Default for GrantsConfig {
+    /// The grants' own defaults (`LendPolicy`), so the numbers live in one place.
     fn default() -> Self {
+        let policy = crate::grants::LendPolicy::default();
         Self {
-            lend_min_secs: 15 * 60,
-            lend_max_secs: 7 * 24 * 3600,
-            invite_ttl_secs: 24 * 3600,
+            lend_min_secs: policy.min_secs,
+            lend_max_secs: policy.max_secs,
+            invite_ttl_secs: policy.invite_ttl_secs,
+        }
+    }
+}
+
+impl From<&GrantsConfig> for crate::grants::LendPolicy {
+    fn from(config: &GrantsConfig) -> Self {
+        Self {
+            min_secs: config.lend_min_secs,
+            max_secs: config.lend_max_secs,
+            invite_ttl_secs: config.invite_ttl_secs,
         }
     }
 }

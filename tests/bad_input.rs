@@ -261,17 +261,7 @@ impl FrameWatch {
 async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
     support::netns::require_loopback_only();
     let started = Instant::now();
-    let device = Device::start(&[
-        "--pipeline",
-        "virtual-webcam",
-        "--width",
-        "320",
-        "--height",
-        "240",
-        "--bitrate",
-        "500",
-    ])
-    .unwrap();
+    let device = Device::test_picture(320, 240, &["--bitrate", "500"]).unwrap();
     let (url, me) = (device.signal_url(), device.device_id.clone());
     let id = DeviceId::parse(&me).unwrap();
     let log = |what: &str| format!("{what}\n--- device log ---\n{}", device.log());

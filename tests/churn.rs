@@ -113,17 +113,7 @@ fn frames(viewers: &[Arc<Receiver>]) -> Vec<u64> {
 async fn viewers_come_and_go_without_leaks_or_stalls() {
     support::netns::require_loopback_only();
     let started = Instant::now();
-    let device = Device::start(&[
-        "--pipeline",
-        "virtual-webcam",
-        "--width",
-        "320",
-        "--height",
-        "240",
-        "--bitrate",
-        "500",
-    ])
-    .unwrap();
+    let device = Device::test_picture(320, 240, &["--bitrate", "500"]).unwrap();
     let id = DeviceId::parse(&device.device_id).unwrap();
     let url = device.signal_url();
     let log = |what: &str| format!("{what}\n--- device log ---\n{}", device.log());

@@ -23,17 +23,8 @@ fn device() -> (Device, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("pipe.toml");
     std::fs::write(&config, "[grants]\nlend_min_secs = 1\n").unwrap();
-    let device = Device::start(&[
-        "--config",
-        config.to_str().expect("temp paths are UTF-8"),
-        "--pipeline",
-        "virtual-webcam",
-        "--width",
-        "640",
-        "--height",
-        "360",
-    ])
-    .unwrap();
+    let config = config.to_str().expect("temp paths are UTF-8");
+    let device = Device::test_picture(640, 360, &["--config", config]).unwrap();
     (device, dir)
 }
 

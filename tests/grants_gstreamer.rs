@@ -19,17 +19,7 @@ fn device() -> Device {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("pipe.toml");
     std::fs::write(&config, "[grants]\nlend_min_secs = 1\n").unwrap();
-    let device = Device::start(&[
-        "--pipeline",
-        "virtual-webcam",
-        "--width",
-        "320",
-        "--height",
-        "240",
-        "--config",
-        config.to_str().unwrap(),
-    ])
-    .unwrap();
+    let device = Device::test_picture(320, 240, &["--config", config.to_str().unwrap()]).unwrap();
     std::mem::forget(dir); // the config file must outlive the test's device
     device
 }

@@ -40,15 +40,7 @@ fn epoch_ms() -> u64 {
 async fn a_certificate_close_to_expiry_is_renewed_and_the_grant_follows_it() {
     support::netns::require_loopback_only();
     let started = Instant::now();
-    let device = Device::start(&[
-        "--pipeline",
-        "virtual-webcam",
-        "--width",
-        "640",
-        "--height",
-        "360",
-    ])
-    .unwrap();
+    let device = Device::test_picture(640, 360, &[]).unwrap();
     let claim = device.claim_link.clone().expect("a claim link");
     let url = claim.replacen("/#", &format!("/?cert_ttl_ms={SHORT_TTL_MS}#"), 1);
     let viewer = Viewer::open(&url).await.unwrap();

@@ -13,15 +13,7 @@ use support::device::Device;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_logs() {
     support::netns::require_loopback_only();
-    let device = Device::start(&[
-        "--pipeline",
-        "virtual-webcam",
-        "--width",
-        "320",
-        "--height",
-        "240",
-    ])
-    .unwrap();
+    let device = Device::test_picture(320, 240, &[]).unwrap();
     let id = DeviceId::parse(&device.device_id).unwrap();
     let claim = device
         .claim_secret()

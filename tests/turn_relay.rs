@@ -53,17 +53,8 @@ async fn chromium_plays_through_a_turn_relay_when_forced_to() {
         ),
     )
     .unwrap();
-    let device = Device::start(&[
-        "--config",
-        config.to_str().expect("temp paths are UTF-8"),
-        "--pipeline",
-        "virtual-webcam",
-        "--width",
-        "640",
-        "--height",
-        "360",
-    ])
-    .unwrap();
+    let config = config.to_str().expect("temp paths are UTF-8");
+    let device = Device::test_picture(640, 360, &["--config", config]).unwrap();
     // The device streams only to a browser it knows: this one claims it through its link.
     // `?relay=1` goes before the fragment: http://127.0.0.1:PORT/?relay=1#device=ID&...
     let claim = device

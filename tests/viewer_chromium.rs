@@ -65,15 +65,7 @@ const COMPARE_PICTURES: &str = r#"(async () => {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_moving_h264_of_the_configured_size_with_audio() {
     support::netns::require_loopback_only();
-    let device = Device::start(&[
-        "--pipeline",
-        "virtual-webcam",
-        "--width",
-        &WIDTH.to_string(),
-        "--height",
-        &HEIGHT.to_string(),
-    ])
-    .unwrap();
+    let device = Device::test_picture(WIDTH, HEIGHT, &[]).unwrap();
     let profile = tempfile::tempdir().unwrap();
     let browser = Browser::launch(profile.path()).await.unwrap();
     // The device streams only to a browser it knows: this one claims it (becomes the owner).

@@ -11,15 +11,7 @@ use support::device::Device;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gstreamer_viewer_decodes_distinct_frames_of_the_configured_size() {
     support::netns::require_loopback_only();
-    let device = Device::start(&[
-        "--pipeline",
-        "virtual-webcam",
-        "--width",
-        "640",
-        "--height",
-        "360",
-    ])
-    .unwrap();
+    let device = Device::test_picture(640, 360, &[]).unwrap();
     let id = DeviceId::parse(&device.device_id).unwrap();
     let viewer = receiver::connect(&device.signal_url(), id, device.owner(true))
         .await

@@ -38,11 +38,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("state directory {}", config.device.state_dir.display()))?;
     info!(device_id = %identity.device_id, fingerprint = %identity.fingerprint.to_sdp(), "device identity");
     let identity = Arc::new(identity);
-    let policy = LendPolicy {
-        min_secs: config.grants.lend_min_secs,
-        max_secs: config.grants.lend_max_secs,
-        invite_ttl_secs: config.grants.invite_ttl_secs,
-    };
+    let policy = LendPolicy::from(&config.grants);
     let grants = GrantsService::open(&config.device.state_dir, policy)?;
     let shutdown = super::shutdown_signal();
     grants.spawn_watch(shutdown.clone());

@@ -311,6 +311,14 @@ mod tests {
         DeviceId::parse("aaaaaaaaaaaaaaaa").unwrap()
     }
 
+    /// `out` is exactly one error with `code`, sent to `conn`.
+    fn assert_error(out: &[Output], conn: ConnId, code: ErrorCode) {
+        assert!(
+            matches!(out, [Output::Send(to, ServerMessage::Error { code: c, .. })] if *to == conn && *c == code),
+            "expected {code:?} to {conn}, got {out:?}"
+        );
+    }
+
     fn ice() -> SignalData {
         SignalData::Ice(IceCandidate {
             candidate: "candidate:1 1 UDP 1 127.0.0.1 5000 typ host".into(),
@@ -372,16 +380,7 @@ mod tests {
         let mut r = Router::new("test", "t");
         r.connected(VIEWER);
         let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
-        assert!(matches!(
-            &out[..],
-            [Output::Send(
-                VIEWER,
-                ServerMessage::Error {
-                    code: ErrorCode::DeviceOffline,
-                    ..
-                }
-            )]
-        ));
+        assert_error(&out, VIEWER, ErrorCode::DeviceOffline);
     }
 
     #[test]
@@ -428,16 +427,7 @@ mod tests {
                 data: ice(),
             },
         );
-        assert!(matches!(
-            &out[..],
-            [Output::Send(
-                OTHER,
-                ServerMessage::Error {
-                    code: ErrorCode::NotInSession,
-                    ..
-                }
-            )]
-        ));
+        assert_error(&out, OTHER, ErrorCode::NotInSession);
         let out = r.handle(
             VIEWER,
             ClientMessage::Signal {
@@ -445,16 +435,7 @@ mod tests {
                 data: ice(),
             },
         );
-        assert!(matches!(
-            &out[..],
-            [Output::Send(
-                VIEWER,
-                ServerMessage::Error {
-                    code: ErrorCode::UnknownSession,
-                    ..
-                }
-            )]
-        ));
+        assert_error(&out, VIEWER, ErrorCode::UnknownSession);
     }
 
     #[test]
@@ -485,16 +466,7 @@ mod tests {
                 reason: None,
             },
         );
-        assert!(matches!(
-            &out[..],
-            [Output::Send(
-                DEV,
-                ServerMessage::Error {
-                    code: ErrorCode::UnknownSession,
-                    ..
-                }
-            )]
-        ));
+        assert_error(&out, DEV, ErrorCode::UnknownSession);
     }
 
     #[test]
@@ -547,16 +519,7 @@ mod tests {
         );
         assert_eq!(r.device_count(), 0);
         let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
-        assert!(matches!(
-            &out[..],
-            [Output::Send(
-                VIEWER,
-                ServerMessage::Error {
-                    code: ErrorCode::DeviceOffline,
-                    ..
-                }
-            )]
-        ));
+        assert_error(&out, VIEWER, ErrorCode::DeviceOffline);
     }
 
     #[test]
@@ -611,16 +574,7 @@ mod tests {
                 key: Some("guess".into()),
             },
         );
-        assert!(matches!(
-            &out[..],
-            [Output::Send(
-                OTHER,
-                ServerMessage::Error {
-                    code: ErrorCode::NotAllowed,
-                    ..
-                }
-            )]
-        ));
+        assert_error(&out, OTHER, ErrorCode::NotAllowed);
         let out = r.handle(
             OTHER,
             ClientMessage::Register {
@@ -628,16 +582,7 @@ mod tests {
                 key: None,
             },
         );
-        assert!(matches!(
-            &out[..],
-            [Output::Send(
-                OTHER,
-                ServerMessage::Error {
-                    code: ErrorCode::NotAllowed,
-                    ..
-                }
-            )]
-        ));
+        assert_error(&out, OTHER, ErrorCode::NotAllowed);
         r.connected(DEV);
         let out = r.handle(
             DEV,
@@ -674,16 +619,7 @@ mod tests {
                 key: None,
             },
         );
-        assert!(matches!(
-            &out[..],
-            [Output::Send(
-                DEV,
-                ServerMessage::Error {
-                    code: ErrorCode::BadMessage,
-                    ..
-                }
-            )]
-        ));
+        assert_error(&out, DEV, ErrorCode::BadMessage);
     }
 
     #[test]
@@ -693,32 +629,14 @@ mod tests {
             r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
         }
         let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
-        assert!(matches!(
-            &out[..],
-            [Output::Send(
-                VIEWER,
-                ServerMessage::Error {
-                    code: ErrorCode::TooManySessions,
-                    ..
-                }
-            )]
-        ));
+        assert_error(&out, VIEWER, ErrorCode::TooManySessions);
     }
 
     #[test]
     fn rejected_frames_get_an_error_and_change_nothing() {
         let (mut r, _) = with_session();
         let out = r.rejected(VIEWER, &DecodeError::TooLarge(10_000_000));
-        assert!(matches!(
-            &out[..],
-            [Output::Send(
-                VIEWER,
-                ServerMessage::Error {
-                    code: ErrorCode::TooLarge,
-                    ..
-                }
-            )]
-        ));
+        assert_error(&out, VIEWER, ErrorCode::TooLarge);
         assert_eq!(r.session_count(), 1);
     }
 }

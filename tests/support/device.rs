@@ -29,6 +29,21 @@ impl Device {
         Self::start_in(state, extra)
     }
 
+    /// `pipe device` streaming the virtual webcam at `width`x`height`, plus `extra` arguments.
+    pub fn test_picture(width: u64, height: u64, extra: &[&str]) -> Result<Device> {
+        let (w, h) = (width.to_string(), height.to_string());
+        let mut args = vec![
+            "--pipeline",
+            "virtual-webcam",
+            "--width",
+            w.as_str(),
+            "--height",
+            h.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
     pub fn start_in(state: tempfile::TempDir, extra: &[&str]) -> Result<Device> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
             .args([
