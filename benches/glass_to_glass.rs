@@ -522,14 +522,16 @@ struct FirstFrame {
 impl FirstFrame {
     fn new(install: Value, page: Value, device_log: &str) -> FirstFrame {
         let origin = num(&page, "timeOrigin");
-        // The device logs in UTC with microseconds; the page's viewer is its first session.
+        // The device logs in UTC with microseconds. The owner's receiver had sessions before
+        // the page existed: the page's are the first ones logged after its navigation start.
         let device = |needle: &str| {
             device_log
                 .lines()
-                .find(|l| l.contains(needle))
-                .and_then(|l| l.split_whitespace().next())
-                .and_then(unix_ms)
-                .map_or(f64::NAN, |t| t - origin)
+                .filter(|l| l.contains(needle))
+                .filter_map(|l| unix_ms(l.split_whitespace().next()?))
+                .map(|t| t - origin)
+                .find(|&t| t >= 0.0)
+                .unwrap_or(f64::NAN)
         };
         let milestones = vec![
             ("page: HTML requested", num(&page, "requested")),
@@ -549,8 +551,13 @@ impl FirstFrame {
                 device("state=Connecting"),
             ),
             (
-                "device: DTLS up, key frame asked for",
-                device("viewer connected"),
+                "device: DTLS up, pre-auth session",
+                device("unknown browser: pre-auth"),
+            ),
+            ("device: invite redeemed", device("invite redeemed")),
+            (
+                "device: media open, key frame asked for",
+                device("media open"),
             ),
             (
                 "device: first frame stamped (before x264)",

@@ -30,6 +30,7 @@ pub struct Config {
     pub video: VideoConfig,
     pub ice: IceConfig,
     pub grants: GrantsConfig,
+    pub ui: UiConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +159,38 @@ pub struct IceConfig {
     pub tcp: bool,
     /// Let libnice map ports with UPnP (it multicasts SSDP on the LAN). Default `false`.
     pub upnp: bool,
+}
+
+/// The camera's own web UI, proxied to granted browsers over datachannels (docs/proxy.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// The one HTTP origin the proxy forwards to (`http://host:port`, no path). Default: the
+    /// built-in demo camera UI when the chain is `virtual-webcam`, else `http://127.0.0.1:80`.
+    pub upstream: Option<String>,
+    /// Port of the built-in demo camera UI, on 127.0.0.1 only. Default `0`: any free port.
+    pub demo_port: u16,
+    /// Largest request body the proxy forwards, in bytes. Default `67108864` (64 MiB).
+    pub max_request_bytes: u64,
+    /// Largest response body it forwards, in bytes. Default `1073741824` (1 GiB).
+    pub max_response_bytes: u64,
+    /// Seconds to connect to the upstream and get its response head. Default `10`.
+    pub response_timeout_secs: u64,
+    /// Seconds a body may stall (no byte either way) before the exchange is reset. Default `60`.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        Self {
+            upstream: None,
+            demo_port: 0,
+            max_request_bytes: 64 << 20,
+            max_response_bytes: 1 << 30,
+            response_timeout_secs: 10,
+            idle_timeout_secs: 60,
+        }
+    }
 }
 
 #[derive(Clone, Deserialize)]
@@ -310,6 +343,29 @@ impl Config {
                     "url looks like turn:host:port or turns:host:port",
                 );
             }
+        }
+        if let Some(url) = &self.ui.upstream {
+            match url::Url::parse(url) {
+                Ok(u)
+                    if u.scheme() == "http"
+                        && u.host().is_some()
+                        && u.path() == "/"
+                        && u.query().is_none()
+                        && u.fragment().is_none()
+                        && u.username().is_empty() => {}
+                _ => {
+                    return invalid(
+                        "ui.upstream",
+                        "must be an http:// origin like http://127.0.0.1:80 (no path)",
+                    );
+                }
+            }
+        }
+        if self.ui.response_timeout_secs == 0 || self.ui.idle_timeout_secs == 0 {
+            return invalid(
+                "ui.response_timeout_secs",
+                "ui.response_timeout_secs and ui.idle_timeout_secs must be at least 1",
+            );
         }
         match (self.ice.port_min, self.ice.port_max) {
             (Some(lo), Some(hi)) if lo > hi => {
