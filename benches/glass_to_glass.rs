@@ -153,7 +153,10 @@ const FIRST_FRAME: &str = r#"(() => {
   const entry = (name) => performance.getEntriesByName(location.origin + name)[0] ?? {};
   const nav = performance.getEntriesByType('navigation')[0] ?? {};
   const g = window.__g2g;
+  const mark = (name) => performance.getEntriesByName(`pipe:${name}`)[0]?.startTime ?? null;
   return { timeOrigin: performance.timeOrigin, requested: nav.requestStart ?? null,
+    marks: Object.fromEntries(['info', 'certificate', 'session', 'offer', 'answer', 'access']
+      .map((name) => [name, mark(name)])),
     html: nav.responseEnd ?? null, script: entry('/viewer.js').responseEnd ?? null,
     scriptsRun: nav.domContentLoadedEventStart ?? null, info: entry('/api/info').responseEnd ?? null,
     stamped: g.firstStamp, received: g.firstReceived, shown: g.firstShown };
@@ -533,6 +536,7 @@ impl FirstFrame {
                 .find(|&t| t >= 0.0)
                 .unwrap_or(f64::NAN)
         };
+        let marks = |name: &str| num(&page["marks"], name);
         let milestones = vec![
             ("page: HTML requested", num(&page, "requested")),
             ("page: HTML received", num(&page, "html")),
@@ -542,10 +546,15 @@ impl FirstFrame {
                 num(&page, "scriptsRun"),
             ),
             ("page: /api/info received", num(&page, "info")),
+            ("page: certificate ready", marks("certificate")),
             (
                 "device: session requested",
                 device("viewer asks for a session"),
             ),
+            ("page: session started", marks("session")),
+            ("device: offer sent", device("offer sent")),
+            ("page: offer received", marks("offer")),
+            ("page: answer sent", marks("answer")),
             (
                 "device: ICE connectivity checks begin",
                 device("state=Connecting"),
@@ -554,6 +563,7 @@ impl FirstFrame {
                 "device: DTLS up, pre-auth session",
                 device("unknown browser: pre-auth"),
             ),
+            ("page: access announced", marks("access")),
             ("device: invite redeemed", device("invite redeemed")),
             (
                 "device: media open, key frame asked for",

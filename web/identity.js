@@ -168,7 +168,8 @@ export function generateCertificate(ttlMs = CERT_TTL_MS) {
  */
 export class Identity {
   constructor({ ttlMs = CERT_TTL_MS, renewDays = RENEW_DAYS } = {}) {
-    Object.assign(this, { ttlMs, renewDays, cert: null, pending: null, persistent: true, loading: null });
+    Object.assign(this, { ttlMs, renewDays, cert: null, pending: null, persistent: true, loading: null,
+      saved: Promise.resolve() });
   }
 
   /** The certificate to use now, loaded or created once per page. */
@@ -191,9 +192,13 @@ export class Identity {
     if (live(stored?.cert)) {
       this.cert = stored.cert;
     } else {
-      // First visit on this origin, or a year away: a new identity (an old grant is lost).
+      // First visit on this origin, or a year away: a new identity (an old grant is lost). It is
+      // stored while the session starts; `saved` settles before it is presented for a grant.
       this.cert = await generateCertificate(this.ttlMs);
-      await this.save();
+      this.saved = this.save().catch((err) => {
+        this.persistent = false;
+        console.warn('pipe viewer: cannot store this browser\'s identity; it lasts this page only', err);
+      });
     }
     return this.cert;
   }

@@ -74,6 +74,14 @@ let linkRefused = null; // why the claim or invite in the link did not work
 let renewing = false;
 const updateOwnerPanel = ownerPanel((request) => viewer.control(request), { extraLendSecs: positive('lend_secs') });
 
+/**
+ * The first time something happened on this page, as a `performance` mark named `pipe:NAME`
+ * (the benchmark reads them to show where the time to first frame goes).
+ */
+function mark(name) {
+  if (performance.getEntriesByName(`pipe:${name}`).length === 0) performance.mark(`pipe:${name}`);
+}
+
 function setState(state, message = '') {
   viewer.state = state;
   document.body.dataset.state = state;
@@ -147,7 +155,18 @@ async function startSession(s) {
     throw new SessionEnd('This browser cannot play live video (WebRTC is not available).', { retry: false });
   }
   setState('connecting', 'Connecting to the camera…');
+  // This browser's certificate loads (or, on a first visit, is made) while the page asks for the
+  // camera's info and a session: the peer connection needs it only when the session starts.
+  s.certReady = identity.current().then((cert) => {
+    mark('certificate');
+    s.cert = cert;
+    viewer.fingerprint = toColons(certFingerprint(cert));
+    showWho();
+    return cert;
+  });
+  s.certReady.catch(s.end);
   const info = await fetchInfo();
+  mark('info');
   s.deviceId = pickDeviceId(info);
   s.link = readLink();
   try {
@@ -156,9 +175,6 @@ async function startSession(s) {
     if (err instanceof PairingError) throw new SessionEnd(err.message, { retry: false, problem: 'bad-link' });
     throw err;
   }
-  s.cert = await identity.current();
-  viewer.fingerprint = toColons(certFingerprint(s.cert));
-  showWho();
   if (s.done) return;
   ui.unmute.hidden = true; // shown again if this session carries audio
   // Every network wait has a deadline; this one covers the socket, the session and ICE.
@@ -253,7 +269,9 @@ function onMessage(s, info, text) {
       s.id = msg.session_id;
       viewer.sessions += 1;
       setState('negotiating', 'Starting video…');
-      createPeer(s, info);
+      mark('session');
+      // Serialised with the signals that follow, which need the peer connection.
+      s.chain = s.chain.then(() => s.certReady).then(() => createPeer(s, info)).catch(s.end);
       break;
     case 'signal':
       // Serialised so a candidate never races the offer it belongs to.
@@ -322,6 +340,7 @@ function createPeer(s, info) {
 async function onSignal(s, data) {
   const { pc } = s;
   if (data?.sdp?.type === 'offer') {
+    mark('offer');
     checkCameraIdentity(s, data.sdp.sdp); // before anything is answered
     await pc.setRemoteDescription({ type: 'offer', sdp: unsyncAudio(data.sdp.sdp) });
     for (const ice of s.pendingIce.splice(0)) await addCandidate(pc, ice);
@@ -331,6 +350,7 @@ async function onSignal(s, data) {
       throw new SessionEnd("This browser can't play the camera's H.264 video. Please try another browser.", { retry: false });
     }
     send(s, { type: 'signal', session_id: s.id, data: { sdp: { type: 'answer', sdp: pc.localDescription.sdp } } });
+    mark('answer');
   } else if (data?.ice?.candidate) {
     const ice = { candidate: data.ice.candidate, sdpMLineIndex: data.ice.sdp_m_line_index ?? 0 };
     // The protocol does not promise the offer arrives before the first candidate.
@@ -377,6 +397,7 @@ const unverified = () => new SessionEnd(MESSAGES.identityUnverified, { retry: fa
 // ---- access: claim, redeem, renew ------------------------------------------------------------
 
 async function onAccess(s, access) {
+  mark('access');
   viewer.access = access;
   s.access = access;
   updateOwnerPanel(access);
@@ -413,10 +434,11 @@ function noAccessMessage(access) {
 async function redeem(s, request) {
   s.redeeming = true;
   setState('claiming', request.type === 'claim' ? 'Claiming this camera…' : 'Accepting the invitation…');
+  await identity.saved; // the grant will belong to this certificate: it must outlive the page
   const reply = await s.control.request(request);
   s.redeeming = false;
   forgetSecret(s);
-  if (reply.type === 'done') return; // the device announces the new access next
+  if (reply.type === 'done') return; // the device has announced the new access (just before)
   console.warn('pipe viewer:', request.type, 'refused:', reply.message);
   viewer.problem = 'no-access';
   linkRefused = request.type === 'claim' ? MESSAGES.claimRefused : MESSAGES.inviteRefused;

@@ -80,42 +80,39 @@ impl Control {
         self.send(&reply);
     }
 
+    /// Serves one event. Returns the reply to send and the change the request made: the
+    /// caller applies the change first (so media opens without waiting for the reply's
+    /// send), then sends the reply with [`Control::send`].
     pub async fn handle(
         &mut self,
         event: ControlEvent,
         state: &State,
         context: &SessionContext,
-    ) -> Option<Change> {
+    ) -> (Option<Reply>, Option<Change>) {
         match event {
             ControlEvent::Open => {
                 self.open = true;
                 if std::mem::take(&mut self.pending) {
                     self.announce(state, context);
                 }
-                None
+                (None, None)
             }
             ControlEvent::Message(text) => match control::decode(&text) {
                 Ok(request) => {
                     let name = request.name();
                     match self.serve(request, state, context).await {
-                        Ok((reply, change)) => {
-                            self.send(&reply);
-                            change
-                        }
+                        Ok((reply, change)) => (Some(reply), change),
                         Err(message) => {
                             debug!(request = name, %message, "control request refused");
-                            self.send(&Reply::Error {
+                            let error = Reply::Error {
                                 request: Some(name),
                                 message,
-                            });
-                            None
+                            };
+                            (Some(error), None)
                         }
                     }
                 }
-                Err(reply) => {
-                    self.send(&reply);
-                    None
-                }
+                Err(reply) => (Some(reply), None),
             },
         }
     }
@@ -185,7 +182,7 @@ impl Control {
         }
     }
 
-    fn send(&self, reply: &Reply) {
+    pub fn send(&self, reply: &Reply) {
         if let Some(channel) = &self.channel {
             let text = control::encode(reply);
             channel.emit_by_name::<()>("send-string", &[&Some(text.as_str())]);

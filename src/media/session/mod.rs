@@ -187,6 +187,7 @@ impl<'a> Session<'a> {
             sdp: text,
         }))
         .await?;
+        debug!("offer sent");
 
         let mut bus = self
             .viewer
@@ -229,7 +230,8 @@ impl<'a> Session<'a> {
                 Some(event) = control_rx.recv() => {
                     // The channel can beat the certificate notification to this task.
                     self.peer_certificate().await?;
-                    if let Some((fingerprint, access)) = self.control.handle(event, &self.state, self.context).await {
+                    let (reply, change) = self.control.handle(event, &self.state, self.context).await;
+                    if let Some((fingerprint, access)) = change {
                         let renewed = self.state.fingerprint().is_some_and(|fp| fp != fingerprint);
                         self.state = self.state.for_certificate(fingerprint);
                         if renewed && self.state.media_allowed() {
@@ -237,6 +239,9 @@ impl<'a> Session<'a> {
                             self.context.connected.set(self.id, Some(fingerprint));
                         }
                         self.regrant(access)?;
+                    }
+                    if let Some(reply) = reply {
+                        self.control.send(&reply);
                     }
                 }
                 _ = grants_changed.changed() => {
