@@ -92,7 +92,10 @@ impl ControlValues {
         if let Some(text) = &self.overlay_text
             && (text.chars().count() > 256 || text.chars().any(char::is_control))
         {
-            return invalid("overlay text", "at most 256 characters, no control characters");
+            return invalid(
+                "overlay text",
+                "at most 256 characters, no control characters",
+            );
         }
         if let Some(b) = self.brightness
             && !(-1.0..=1.0).contains(&b)
@@ -285,7 +288,11 @@ impl Controls {
 
     /// Applies everything set so far to a rebuilt chain (on a blocking thread).
     pub(super) fn reapply(&self, chain: &gst::Pipeline) {
-        let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let applied = self
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if applied == ControlValues::default() {
             return;
         }
@@ -600,7 +607,10 @@ mod tests {
         drain.join().unwrap();
         let pulled = appsink.clone();
         let resized = tokio::task::spawn_blocking(move || wait_for_size(&pulled, (256, 144)));
-        assert!(resized.await.unwrap(), "the encoded stream takes the new size");
+        assert!(
+            resized.await.unwrap(),
+            "the encoded stream takes the new size"
+        );
         let result = tokio::task::spawn_blocking(move || chain.set_state(gst::State::Null));
         result.await.unwrap().expect("stops");
     }
