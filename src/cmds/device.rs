@@ -373,7 +373,11 @@ mod tests {
         let mut ui = UiConfig::default();
         assert_eq!(configured_ui_upstream(&ui, "virtual-webcam").unwrap(), None);
         let default = configured_ui_upstream(&ui, "v4l2-x264").unwrap().unwrap();
-        assert_eq!(default.as_str(), "http://127.0.0.1/", "port 80 is http's default");
+        assert_eq!(
+            default.as_str(),
+            "http://127.0.0.1/",
+            "port 80 is http's default"
+        );
         ui.upstream = Some("http://192.168.1.20:8081".into());
         for chain in ["virtual-webcam", "rtsp"] {
             let url = configured_ui_upstream(&ui, chain).unwrap().unwrap();
