@@ -107,7 +107,7 @@ pub fn render(view: &PageView<'_>) -> String {
   <label for="resolution">Resolution</label>
   <select id="resolution" name="resolution"{resolution_disabled}>{sizes}</select>
   <label for="bitrate">Bitrate (kbit/s)</label>
-  <input id="bitrate" name="bitrate_kbps" type="number" min="{min_kbps}" max="{max_kbps}" step="50" value="{bitrate}"{bitrate_disabled}>
+  <input id="bitrate" name="bitrate_kbps" type="number" min="{min_kbps}" max="{max_kbps}" step="1" value="{bitrate}"{bitrate_disabled}>
   <div class="buttons">
     <button id="save" type="submit" name="save" value="1">Save</button>
     <button id="apply-live" type="button">Apply without reloading</button>

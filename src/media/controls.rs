@@ -55,7 +55,7 @@ impl Hook {
 pub enum ControlError {
     #[error("the capture chain has no element named {0}")]
     Missing(&'static str),
-    #[error("{element} is a {factory}: pipe cannot change its {what} while it plays")]
+    #[error("{element} ({factory}): pipe cannot change its {what} while the chain plays")]
     Unsupported {
         element: &'static str,
         factory: String,
@@ -348,25 +348,30 @@ fn live_property<T: glib::types::StaticType>(
     }
 }
 
+/// A property's value, if the element has it with that type (never panics on an integrator's
+/// element that happens to carry a hook's name).
+fn get<T: for<'a> glib::value::FromValue<'a> + 'static>(
+    element: &gst::Element,
+    property: &str,
+) -> Option<T> {
+    element.find_property(property)?;
+    element.property_value(property).get::<T>().ok()
+}
+
 fn read(chain: &gst::Bin) -> ControlValues {
-    let overlay = chain.by_name(Hook::Overlay.element());
-    let balance = chain.by_name(Hook::Balance.element());
-    let encoder = chain.by_name(Hook::Encoder.element());
-    let size = chain.by_name(Hook::Size.element());
+    let hook = |h: Hook| chain.by_name(h.element());
     ControlValues {
-        overlay_text: overlay
-            .filter(|e| e.find_property("text").is_some())
-            .map(|e| overlay_plain(&e.property::<Option<String>>("text").unwrap_or_default())),
-        brightness: balance
-            .filter(|e| e.find_property("brightness").is_some())
-            .map(|e| e.property::<f64>("brightness")),
-        bitrate_kbps: encoder.and_then(|e| {
+        overlay_text: hook(Hook::Overlay)
+            .and_then(|e| get::<Option<String>>(&e, "text"))
+            .map(|text| overlay_plain(&text.unwrap_or_default())),
+        brightness: hook(Hook::Balance).and_then(|e| get::<f64>(&e, "brightness")),
+        bitrate_kbps: hook(Hook::Encoder).and_then(|e| {
             let unit = BitrateUnit::of(&factory(&e))?;
-            Some(unit.to_kbps(e.property::<u32>("bitrate")))
+            Some(unit.to_kbps(get::<u32>(&e, "bitrate")?))
         }),
-        size: size
-            .filter(|e| e.find_property("caps").is_some())
-            .and_then(|e| e.property::<Option<gst::Caps>>("caps"))
+        size: hook(Hook::Size)
+            .filter(|e| factory(e) == "capsfilter")
+            .and_then(|e| get::<Option<gst::Caps>>(&e, "caps").flatten())
             .and_then(|caps| {
                 let s = caps.structure(0)?;
                 let (w, h) = (s.get::<i32>("width").ok()?, s.get::<i32>("height").ok()?);
@@ -526,6 +531,40 @@ mod tests {
         assert_eq!(applied.overlay_text.as_deref(), Some("a"));
         assert_eq!(applied.bitrate_kbps, Some(900));
         assert_eq!(applied.size, Some((640, 360)));
+    }
+
+    /// A chain without hooks, or with an element of the wrong kind under a hook's name, is
+    /// refused with the element's name, never a panic.
+    #[tokio::test]
+    async fn a_chain_without_hooks_says_which_element_it_lacks() {
+        gst::init().expect("GStreamer initialises");
+        let chain = gst::parse::launch(
+            "videotestsrc ! identity name=pipe-encoder ! videobalance name=pipe-size ! fakesink name=video",
+        )
+        .expect("launches")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+        let sink = chain.by_name("video").expect("named");
+        let controls = Controls::new(Arc::new(Mutex::new(sink)));
+        assert_eq!(controls.hooks().await.unwrap(), [Hook::Encoder, Hook::Size]);
+        assert_eq!(controls.read().await.unwrap(), ControlValues::default());
+        assert_eq!(
+            controls.set_overlay_text("x").await,
+            Err(ControlError::Missing("pipe-overlay"))
+        );
+        assert_eq!(
+            controls
+                .set_bitrate_kbps(500)
+                .await
+                .unwrap_err()
+                .to_string(),
+            "pipe-encoder (identity): pipe cannot change its bitrate while the chain plays"
+        );
+        assert!(controls.set_size(640, 360).await.is_err());
+        assert!(matches!(
+            controls.set_brightness(2.0).await,
+            Err(ControlError::Invalid { .. })
+        ));
     }
 
     /// The size of the next encoded frame out of `appsink`, if one comes within 500 ms.
