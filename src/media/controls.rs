@@ -650,6 +650,23 @@ mod tests {
             resized.await.unwrap(),
             "the encoded stream takes the new size"
         );
+        // videotestsrc renegotiated to the new size itself: videoscale passes frames through.
+        let source = chain
+            .iterate_elements()
+            .into_iter()
+            .flatten()
+            .find(|e| factory(e) == "videotestsrc")
+            .expect("the chain has a videotestsrc");
+        let caps = source.static_pad("src").and_then(|p| p.current_caps());
+        let s = caps
+            .as_ref()
+            .and_then(|c| c.structure(0))
+            .expect("negotiated");
+        assert_eq!(
+            (s.get::<i32>("width").ok(), s.get::<i32>("height").ok()),
+            (Some(256), Some(144)),
+            "{s}"
+        );
         let result = tokio::task::spawn_blocking(move || chain.set_state(gst::State::Null));
         result.await.unwrap().expect("stops");
     }
