@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod cmds;
 pub mod config;
+pub mod demo_ui;
 pub mod grants;
 pub mod identity;
 pub mod media;

@@ -11,7 +11,8 @@ use anyhow::{Context, bail};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, UiConfig};
+use crate::demo_ui::{self, CaptureCamera, DemoUi};
 use crate::grants::links::{Links, qr_terminal};
 use crate::grants::{GrantsService, LendPolicy};
 use crate::identity::DeviceIdentity;
@@ -51,6 +52,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let capture = Capture::start(description, template.meta.audio)
         .await
         .with_context(|| format!("pipeline {}", template.name))?;
+    let (ui_upstream, demo_ui) =
+        effective_ui_upstream(&config, &template.name, &capture, shutdown.clone()).await?;
+    info!(%ui_upstream, "camera UI upstream");
 
     let listener = super::bind(SocketAddr::new(config.device.listen, config.device.port)).await?;
     let port = listener.local_addr()?.port();
@@ -117,6 +121,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .into_future(),
     );
     print_urls(&config, port, &links, &grants);
+    if let Some(demo) = &demo_ui {
+        // Not through the logger alone: a person trying pipe on this machine wants it.
+        println!("  demo camera UI (on this machine only): {}", demo.url);
+    }
 
     let signal_url = url::Url::parse(&signal_url).context("rendezvous URL")?;
     // The embedded rendezvous keeps this device's id for this process alone.
@@ -146,6 +154,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     capture.stop().await;
     let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, server).await;
+    if let Some(demo) = demo_ui {
+        let _ = tokio::time::timeout(SHUTDOWN_DEADLINE, demo.task).await;
+    }
     info!("stopped");
     Ok(())
 }
@@ -217,6 +228,32 @@ async fn supervise(
     {
         warn!("some sessions did not close in time");
     }
+}
+
+/// The one HTTP origin the camera-UI proxy forwards to: `ui.upstream` when set; else, for
+/// the test picture, the built-in demo camera UI, started here on 127.0.0.1; else
+/// `http://127.0.0.1:80`, where a camera's own UI usually listens.
+async fn effective_ui_upstream(
+    config: &Config,
+    chain: &str,
+    capture: &Arc<Capture>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(url::Url, Option<DemoUi>)> {
+    if let Some(url) = configured_ui_upstream(&config.ui, chain)? {
+        return Ok((url, None));
+    }
+    let camera = Arc::new(CaptureCamera(capture.clone()));
+    let demo = demo_ui::start(config.ui.demo_port, camera, shutdown).await?;
+    Ok((demo.url.clone(), Some(demo)))
+}
+
+/// The upstream the config decides, or `None` when the demo camera UI is to be it.
+fn configured_ui_upstream(ui: &UiConfig, chain: &str) -> anyhow::Result<Option<url::Url>> {
+    Ok(match &ui.upstream {
+        Some(url) => Some(url::Url::parse(url).context("ui.upstream")?),
+        None if chain == "virtual-webcam" => None,
+        None => Some(url::Url::parse("http://127.0.0.1:80").expect("a valid URL")),
+    })
 }
 
 /// The configured chain, or the one auto-selection picks, with its parameters.
@@ -324,5 +361,27 @@ fn print_urls(config: &Config, port: u16, links: &Links, grants: &GrantsService)
             println!("This camera has an owner. `pipe reset-owner` on the device starts over.")
         }
         Err(error) => warn!(%error, "cannot read the claim secret"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_ui_is_the_upstream_only_for_the_test_picture_without_one_configured() {
+        let mut ui = UiConfig::default();
+        assert_eq!(configured_ui_upstream(&ui, "virtual-webcam").unwrap(), None);
+        let default = configured_ui_upstream(&ui, "v4l2-x264").unwrap().unwrap();
+        assert_eq!(
+            default.as_str(),
+            "http://127.0.0.1/",
+            "port 80 is http's default"
+        );
+        ui.upstream = Some("http://192.168.1.20:8081".into());
+        for chain in ["virtual-webcam", "rtsp"] {
+            let url = configured_ui_upstream(&ui, chain).unwrap().unwrap();
+            assert_eq!(url.as_str(), "http://192.168.1.20:8081/");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! runs on the encoder's streaming thread, never blocks (appsrc queues and we cap its level),
 //! and drops a stalled viewer's frames until the next key frame.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use super::MediaError;
+use super::controls::Controls;
 use super::keyframe::{Decision, KeyframeThrottle, MIN_INTERVAL};
 
 /// Encoded frames one viewer may have queued before it counts as stalled: ~0.5 s at 30 fps.
@@ -151,6 +153,9 @@ struct Fanout {
     base_time: Mutex<Option<gst::ClockTime>>,
     /// The encoder's output caps, for offers written before a viewer's payloader has any.
     video_caps: Mutex<Option<gst::Caps>>,
+    /// Encoded video frames and bytes out of the chain since start (across rebuilds).
+    video_frames: AtomicU64,
+    video_bytes: AtomicU64,
 }
 
 impl Fanout {
@@ -168,9 +173,18 @@ impl Fanout {
     }
 }
 
+/// Encoded video out of the capture chain so far: the measured frame rate and bitrate are
+/// differences of two of these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VideoOutput {
+    pub frames: u64,
+    pub bytes: u64,
+}
+
 /// The shared capture chain.
 pub struct Capture {
     fanout: Arc<Fanout>,
+    controls: Controls,
     keyframes: mpsc::Sender<()>,
     /// The current chain's video appsink, where forced key-unit events start upstream.
     video_sink: Arc<Mutex<gst::Element>>,
@@ -208,6 +222,7 @@ impl Capture {
         let (stopped_tx, stopped) = watch::channel(false);
         let capture = Arc::new(Self {
             fanout,
+            controls: Controls::new(video_sink.clone()),
             keyframes,
             video_sink,
             clock,
@@ -269,6 +284,20 @@ impl Capture {
         super::sdp::profile_level_id(s.get::<&str>("profile").ok()?, s.get::<&str>("level").ok()?)
     }
 
+    /// The chain's live settings (overlay text, brightness, bitrate, size), where its
+    /// description names the elements that carry them.
+    pub fn controls(&self) -> &Controls {
+        &self.controls
+    }
+
+    /// Encoded video frames and bytes the chain has produced so far.
+    pub fn video_output(&self) -> VideoOutput {
+        VideoOutput {
+            frames: self.fanout.video_frames.load(Ordering::Relaxed),
+            bytes: self.fanout.video_bytes.load(Ordering::Relaxed),
+        }
+    }
+
     pub fn viewer_count(&self) -> usize {
         self.fanout
             .feeds
@@ -312,6 +341,9 @@ fn build(
                 let Some(buffer) = sample.buffer_owned() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
+                fan.video_frames.fetch_add(1, Ordering::Relaxed);
+                fan.video_bytes
+                    .fetch_add(buffer.size() as u64, Ordering::Relaxed);
                 let Some(clock_time) = fan.clock_time(&sample, &buffer) else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
@@ -454,6 +486,8 @@ async fn supervise(
             match tokio::task::spawn_blocking(move || build(&d, &fanout, &clock, audio, k)).await {
                 Ok(Ok(p)) => {
                     info!("capture chain restarted");
+                    let (controls, chain) = (capture.controls.clone(), p.clone());
+                    let _ = tokio::task::spawn_blocking(move || controls.reapply(&chain)).await;
                     if let Ok(sink) = appsink(&p, "video") {
                         *capture.video_sink.lock().unwrap_or_else(|e| e.into_inner()) =
                             sink.upcast();

@@ -1,8 +1,10 @@
 //! Everything that touches GStreamer lives below this module: the capture chain all viewers
-//! share (`capture`), one pipeline per viewer (`session`), the chains as text (`pipeline`),
-//! what this machine has (`probe`, `plugins`) and which chain to run (`select`).
+//! share (`capture`) and its live settings (`controls`), one pipeline per viewer (`session`),
+//! the chains as text (`pipeline`), what this machine has (`probe`, `plugins`) and which chain
+//! to run (`select`).
 
 pub mod capture;
+pub mod controls;
 pub mod dtls;
 pub mod keyframe;
 pub mod pipeline;

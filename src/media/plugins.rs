@@ -114,6 +114,8 @@ pub const REQUIREMENTS: &[Requirement] = &[
         "gstreamer1.0-plugins-base", "BR2_PACKAGE_GST1_PLUGINS_BASE_PLUGIN_AUDIOTESTSRC"),
     req("clockoverlay", "clock drawn over video (pango)", "gstreamer1.0-x",
         "gstreamer1.0-plugins-base (PACKAGECONFIG pango)", "BR2_PACKAGE_GST1_PLUGINS_BASE_PLUGIN_PANGO"),
+    req("videobalance", "brightness and colour (the demo UI's brightness control)", GOOD,
+        "gstreamer1.0-plugins-good", "BR2_PACKAGE_GST1_PLUGINS_GOOD_PLUGIN_VIDEOFILTER"),
     // Conversion
     req("videoconvert", "pixel format converter", BASE, "gstreamer1.0-plugins-base",
         "BR2_PACKAGE_GST1_PLUGINS_BASE_PLUGIN_VIDEOCONVERTSCALE (before 1.22: _VIDEOCONVERT)"),

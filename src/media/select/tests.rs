@@ -11,6 +11,8 @@ const EVERYTHING: &[&str] = &[
     "h264parse",
     "videotestsrc",
     "clockoverlay",
+    "capsfilter",
+    "videobalance",
     "audiotestsrc",
     "audioconvert",
     "audioresample",
