@@ -101,7 +101,8 @@ fn seen<'a>(echo: &'a Value, name: &str) -> Vec<&'a str> {
 async fn the_owner_reaches_the_upstream_and_only_it() {
     support::netns::require_loopback_only();
     let up = Upstream::start().await;
-    let device = device(&up.origin(), "max_request_bytes = 30000000");
+    let ui = "max_request_bytes = 30000000\nresponse_timeout_secs = 1";
+    let device = device(&up.origin(), ui);
     let (_owner, client) = owner_proxy(&device).await;
 
     // GET: host rewritten, hop-by-hop and forwarding headers stripped both ways.
@@ -238,6 +239,43 @@ async fn the_owner_reaches_the_upstream_and_only_it() {
     });
     futures::future::join_all(requests).await;
     eprintln!("50 concurrent GETs: {:?}", started.elapsed());
+
+    // A reader that stops reading holds up its own response only, and costs the device no
+    // more than its window; dropping it cancels the stream.
+    let rss_before = vm_kib(pid, "VmRSS:");
+    let mut stalled = client.get("/bytes/50000000").await.unwrap();
+    stalled.body.chunk().await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let other = client
+        .get("/bytes/3000000")
+        .await
+        .unwrap()
+        .body
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 3_000_000);
+    let echo = json(&client, "GET", "/echo", &[]).await;
+    assert_eq!(echo["method"], "GET");
+    let rss_stalled = vm_kib(pid, "VmRSS:");
+    eprintln!(
+        "beside a stalled 50 MB download: 3 MB + GET in {:?}; device VmRSS {rss_before} -> {rss_stalled} kB",
+        started.elapsed()
+    );
+    assert!(
+        rss_stalled < rss_before + 20_000,
+        "{rss_before} -> {rss_stalled} kB"
+    );
+    drop(stalled);
+
+    // No response head within ui.response_timeout_secs: a 504 page.
+    let started = Instant::now();
+    let response = client.get("/slow/3000").await.unwrap();
+    assert_eq!(response.status, 504);
+    let page = String::from_utf8(response.body.bytes().await.unwrap()).unwrap();
+    assert!(page.contains("did not answer within 1 s"), "{page}");
+    assert!(started.elapsed() < Duration::from_millis(2500));
 
     // WebSocket: text and binary both ways (a binary message over the window), close code kept.
     let ws = client

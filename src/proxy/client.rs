@@ -63,6 +63,17 @@ pub struct BodyReader {
     id: StreamId,
     rx: mpsc::UnboundedReceiver<Result<Bytes, ClientError>>,
     commands: mpsc::UnboundedSender<Command>,
+    /// Read to its end (or failed): nothing to cancel.
+    done: bool,
+}
+
+impl Drop for BodyReader {
+    /// A body dropped before its end is cancelled, as a browser does for an aborted fetch.
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.commands.send(Command::Cancel(self.id));
+        }
+    }
 }
 
 impl BodyReader {
@@ -74,8 +85,14 @@ impl BodyReader {
                 let _ = self.commands.send(Command::Consumed(self.id, n));
                 Ok(Some(bytes))
             }
-            Some(Err(e)) => Err(e),
-            None => Ok(None),
+            Some(Err(e)) => {
+                self.done = true;
+                Err(e)
+            }
+            None => {
+                self.done = true;
+                Ok(None)
+            }
         }
     }
 
@@ -161,6 +178,7 @@ enum Command {
     },
     Send(Frame),
     Consumed(StreamId, u32),
+    Cancel(StreamId),
     Raw(usize, Vec<u8>),
 }
 
@@ -297,6 +315,7 @@ impl Client {
                 id,
                 rx: opened.body,
                 commands: self.commands.clone(),
+                done: false,
             },
         })
     }
@@ -328,6 +347,7 @@ impl Client {
                     id: opened.id,
                     rx: opened.body,
                     commands: self.commands.clone(),
+                    done: false,
                 },
             }));
         }
@@ -451,6 +471,12 @@ impl Task {
             Command::Consumed(id, n) => {
                 if let Some(credit) = self.streams.consumed(id, n) {
                     self.send_now(&credit).await;
+                }
+            }
+            Command::Cancel(id) => {
+                self.entries.remove(&id);
+                if let Some(reset) = self.streams.reset(id, ResetCode::Cancel, "body dropped") {
+                    self.send_now(&reset).await;
                 }
             }
             Command::Raw(channel, bytes) => {

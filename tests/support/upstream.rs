@@ -35,6 +35,7 @@ impl Upstream {
             .route("/hash", post(hash))
             .route("/bytes/{n}", get(bytes))
             .route("/cookie", get(cookie))
+            .route("/slow/{ms}", get(slow))
             .route("/ws", get(ws))
             .with_state(requests.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -125,6 +126,13 @@ async fn bytes(State(counter): State<Arc<AtomicUsize>>, Path(n): Path<u64>) -> R
         HeaderValue::from_static("application/octet-stream"),
     );
     (StatusCode::OK, headers, Body::from_stream(stream)).into_response()
+}
+
+/// Answers after `ms` milliseconds.
+async fn slow(State(n): State<Arc<AtomicUsize>>, Path(ms): Path<u64>) -> &'static str {
+    n.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    "late"
 }
 
 async fn cookie(State(n): State<Arc<AtomicUsize>>) -> Response {
