@@ -618,3 +618,33 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_into_fragments_at_character_boundaries() {
+        assert_eq!(
+            fragments(WsKind::Text, Bytes::new()).len(),
+            1,
+            "empty: one fragment"
+        );
+        let text = "é".repeat(MAX_WS_FRAGMENT); // two bytes each
+        let parts = fragments(WsKind::Text, Bytes::from(text.clone()));
+        assert!(
+            parts
+                .iter()
+                .all(|p| std::str::from_utf8(p.payload()).is_ok())
+        );
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.more()));
+        assert!(!parts.last().unwrap().more());
+        let joined: Vec<u8> = parts.iter().flat_map(|p| p.payload().to_vec()).collect();
+        assert_eq!(joined, text.as_bytes());
+        let binary = fragments(WsKind::Binary, Bytes::from(vec![7u8; MAX_WS_FRAGMENT + 1]));
+        assert_eq!(
+            binary.iter().map(|p| p.payload().len()).collect::<Vec<_>>(),
+            [MAX_WS_FRAGMENT, 1]
+        );
+    }
+}
