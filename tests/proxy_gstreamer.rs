@@ -136,6 +136,9 @@ async fn the_owner_reaches_the_upstream_and_only_it() {
     assert_eq!(seen(&echo, "accept-encoding"), ["identity"]);
     assert_eq!(seen(&echo, "origin"), [up.origin()]);
     assert_eq!(seen(&echo, "cookie"), ["session=1"]);
+    // The target goes as it is, but for the bytes a URI cannot hold.
+    let echo = json(&client, "GET", "/echo/%7e{a}|b^\"<>`?q=[1]&r=/x", &[]).await;
+    assert_eq!(echo["target"], "/echo/%7e{a}|b^%22%3C%3E%60?q=[1]&r=/x");
     let response = client.get("/echo").await.unwrap();
     assert_eq!(
         response.header("keep-alive"),
@@ -304,6 +307,25 @@ async fn the_owner_reaches_the_upstream_and_only_it() {
     assert_eq!(
         ws.recv().await.unwrap().unwrap(),
         WsEvent::Close(4001, "bye".into())
+    );
+
+    // A message over 1 MiB closes the bridge with 1009 (toward the upstream too).
+    let mut ws = client.websocket("/ws", Vec::new()).await.unwrap().unwrap();
+    ws.send_binary(&vec![1u8; 1_500_000]).await.unwrap();
+    assert_eq!(
+        ws.recv().await.unwrap().unwrap(),
+        WsEvent::Close(1009, "message too big".into())
+    );
+    ws.close(1000, "").unwrap();
+    // An upgrade the upstream refuses comes back as its response, and ends the stream.
+    let refused = client.websocket("/echo", Vec::new()).await.unwrap();
+    let response = refused.err().expect("not upgraded");
+    assert_eq!(response.status, 200);
+    let echo: Value = serde_json::from_slice(&response.body.bytes().await.unwrap()).unwrap();
+    assert_eq!(
+        seen(&echo, "upgrade"),
+        ["websocket"],
+        "the device's own handshake"
     );
 
     // Targets that could name another host, and CONNECT: refused with Reset protocol, and
