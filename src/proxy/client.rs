@@ -234,7 +234,14 @@ impl Client {
             {
                 break;
             }
-            if tokio::time::Instant::now() > deadline {
+            let closed = states.iter().any(|s| {
+                matches!(
+                    s,
+                    gst_webrtc::WebRTCDataChannelState::Closing
+                        | gst_webrtc::WebRTCDataChannelState::Closed
+                )
+            });
+            if closed || tokio::time::Instant::now() > deadline {
                 return Err(ClientError::NotOpen(format!("states {states:?}")));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
