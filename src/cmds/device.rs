@@ -131,12 +131,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         key,
         shutdown.clone(),
     );
-    let upstream = config.ui.upstream.clone();
-    let upstream = upstream.unwrap_or_else(|| crate::proxy::upstream::DEFAULT_UPSTREAM.into());
+    // The camera UI the web-UI proxy forwards to.
+    let upstream = config.ui.upstream.as_deref();
+    let upstream = upstream.unwrap_or(crate::proxy::upstream::DEFAULT_UPSTREAM);
+    let upstream = crate::proxy::upstream::Upstream::new(upstream, &config.ui)?;
     let context = SessionContext {
-        upstream: Arc::new(crate::proxy::upstream::Upstream::new(
-            &upstream, &config.ui,
-        )?),
+        upstream: Arc::new(upstream),
         capture: capture.clone(),
         ice: config.ice.clone(),
         outgoing: client.outgoing.clone(),

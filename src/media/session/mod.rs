@@ -5,6 +5,7 @@
 
 mod access;
 mod control;
+mod proxy;
 mod viewer;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ pub use access::PreAuthLimiter;
 pub use viewer::Registry;
 
 use self::access::State;
+use self::proxy::Proxy;
 use self::viewer::{GstEvent, Viewer};
 use super::capture::Capture;
 use super::{sdp, webrtc};
@@ -110,13 +112,16 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
     );
     let built =
         tokio::task::spawn_blocking(move || viewer::build(&capture, &ice, pem, events_tx)).await;
-    let viewer = match built {
+    let mut viewer = match built {
         Ok(Ok(viewer)) => viewer,
         Ok(Err(e)) => return end(&id, &context, &format!("cannot start the session: {e}")).await,
         Err(e) => return end(&id, &context, &format!("cannot start the session: {e}")).await,
     };
-    let mut viewer = viewer;
-    let proxy = Proxy::new(viewer.proxy_inbound.take());
+    let proxy = Proxy::new(
+        viewer.proxy_tap.clone(),
+        viewer.proxy_inbound.take(),
+        context.upstream.clone(),
+    );
     context.registry.add(&viewer.pipeline);
     context.capture.attach(viewer.feed.clone());
     let mut session = Session::new(&id, &context, &viewer, proxy);
@@ -149,37 +154,6 @@ struct Session<'a> {
     transport_up: bool,
     control: control::Control,
     proxy: Proxy,
-}
-
-/// The session's web-UI proxy: the four `proxy-N` channels as the viewer opens them, then
-/// the bridge task (`proxy::bridge`), which ends with the session.
-struct Proxy {
-    inbound: Option<crate::media::datachannels::Inbound>,
-    seen: [bool; crate::proxy::CHANNELS],
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Proxy {
-    fn new(inbound: Option<crate::media::datachannels::Inbound>) -> Self {
-        Self {
-            inbound,
-            seen: [false; crate::proxy::CHANNELS],
-            task: None,
-        }
-    }
-
-    fn stop(&mut self) {
-        self.inbound = None;
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 impl<'a> Session<'a> {
@@ -425,10 +399,8 @@ impl<'a> Session<'a> {
             return Err("access revoked or expired".into());
         };
         self.state = after;
-        if !after.channel_allowed()
-            && (self.proxy.task.is_some() || self.proxy.seen.contains(&true))
-        {
-            self.stop_proxy();
+        if !after.channel_allowed() && self.proxy.in_use() {
+            self.proxy.stop();
         }
         if let (None, Some(fp)) = (
             before.access(),
@@ -467,53 +439,14 @@ impl<'a> Session<'a> {
             warn!(%label, "viewer opened a channel its grant does not allow; closing it");
             webrtc::close_data_channel(channel);
             if crate::proxy::channel_of_label(&label).is_some() {
-                // What it sent is dropped, and the proxy stays off on this connection.
-                self.proxy.stop();
+                self.proxy.refuse();
             }
             return;
         }
         debug!(%label, "viewer opened a channel");
-        let Some(index) = crate::proxy::channel_of_label(&label) else {
-            return;
-        };
-        // docs/proxy.md: ordered and reliable, or frames of a stream could be lost or reordered.
-        let reliable = channel.is_ordered()
-            && channel.max_retransmits() == -1
-            && channel.max_packet_lifetime() == -1;
-        if !reliable || self.proxy.seen[index] {
-            warn!(%label, reliable, "proxy channel not ordered and reliable, or opened twice; web-UI proxy off");
-            webrtc::close_data_channel(channel);
-            self.stop_proxy();
-            return;
+        if let Some(index) = crate::proxy::channel_of_label(&label) {
+            self.proxy.opened(index, channel);
         }
-        self.proxy.seen[index] = true;
-        if self.proxy.seen.iter().all(|s| *s)
-            && self.proxy.task.is_none()
-            && let Some(outlet) = self.viewer.proxy_tap.outlet()
-            && let Some(inbound) = self.proxy.inbound.take()
-        {
-            let upstream = self.context.upstream.clone();
-            let span = tracing::Span::current();
-            let bridge = crate::proxy::bridge::run(inbound, outlet, upstream);
-            self.proxy.task = Some(tokio::spawn(
-                async move {
-                    bridge.await;
-                }
-                .instrument(span),
-            ));
-        }
-    }
-
-    /// Stops the web-UI proxy for the rest of this peer connection and closes its channels.
-    fn stop_proxy(&mut self) {
-        self.proxy.stop();
-        let channels = self.viewer.proxy_tap.channels();
-        // `close` takes webrtcbin's locks: not on a tokio worker.
-        tokio::task::spawn_blocking(move || {
-            for channel in channels.into_iter().flatten() {
-                webrtc::close_data_channel(&channel);
-            }
-        });
     }
 
     async fn send(&self, data: SignalData) -> Result<(), String> {
