@@ -148,6 +148,17 @@ async fn the_owner_reaches_the_upstream_and_only_it() {
     assert_eq!(response.header("content-type"), Some("application/json"));
     response.body.bytes().await.unwrap();
 
+    // HEAD: the head only.
+    let response = client
+        .request("HEAD", "/bytes/10", Vec::new(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (response.status, response.header("content-length")),
+        (200, Some("10"))
+    );
+    assert!(response.body.bytes().await.unwrap().is_empty());
+
     // set-cookie passes through, both of them.
     let response = client.get("/cookie").await.unwrap();
     let cookies: Vec<_> = response
