@@ -251,3 +251,82 @@ fn send_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gst::prelude::*;
+
+    /// Stops its webrtcbin when dropped.
+    struct Bin(gst::Element);
+
+    impl Drop for Bin {
+        fn drop(&mut self) {
+            let _ = self.0.set_state(gst::State::Null);
+        }
+    }
+
+    /// A channel of a webrtcbin with no peer: enough to emit its signals by hand.
+    fn channel() -> (Bin, WebRTCDataChannel) {
+        crate::media::init().unwrap();
+        let webrtc = gst::ElementFactory::make("webrtcbin").build().unwrap();
+        webrtc.set_state(gst::State::Ready).unwrap();
+        let channel = crate::media::webrtc::create_data_channel(&webrtc, "proxy-0").unwrap();
+        (Bin(webrtc), channel)
+    }
+
+    fn deliver(channel: &WebRTCDataChannel, len: usize) {
+        let bytes = glib::Bytes::from_owned(vec![0u8; len]);
+        channel.emit_by_name::<()>("on-message-data", &[&bytes]);
+    }
+
+    #[tokio::test]
+    async fn messages_are_queued_and_a_flood_is_overflow() {
+        let (_webrtc, channel) = channel();
+        let (tap, mut inbound) = Tap::new();
+        assert!(tap.attach(0, &channel));
+        assert!(!tap.attach(0, &channel), "one channel per index");
+        deliver(&channel, 10);
+        match inbound.recv().await {
+            Some(LinkEvent::Message { channel: 0, bytes }) => assert_eq!(bytes.len(), 10),
+            other => panic!("{other:?}"),
+        }
+        // 20 MiB in 64 KiB messages that nobody takes: the byte budget runs out first.
+        for _ in 0..(INBOUND_BYTES / 65536 + 1) {
+            deliver(&channel, 65536);
+        }
+        let mut messages = 0;
+        loop {
+            match inbound.recv().await {
+                Some(LinkEvent::Message { .. }) => messages += 1,
+                Some(LinkEvent::Overflow) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(messages < INBOUND_BYTES / 65536, "{messages}");
+        assert!(
+            matches!(inbound.recv().await, Some(LinkEvent::Overflow)),
+            "stays"
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_small_messages_are_overflow() {
+        let (_webrtc, channel) = channel();
+        let (tap, mut inbound) = Tap::new();
+        tap.attach(0, &channel);
+        for _ in 0..INBOUND_MESSAGES {
+            deliver(&channel, 1);
+        }
+        assert!(
+            !inbound.shared.overflow.load(Ordering::Acquire),
+            "exactly full is fine"
+        );
+        deliver(&channel, 1);
+        let mut seen = 0;
+        while let Some(LinkEvent::Message { .. }) = inbound.recv().await {
+            seen += 1;
+        }
+        assert_eq!(seen, 0, "overflow is reported first");
+    }
+}
