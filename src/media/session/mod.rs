@@ -240,7 +240,11 @@ impl<'a> Session<'a> {
                         }
                     }
                     Some(GstEvent::PeerCertificate) => self.peer_certificate().await?,
-                    Some(GstEvent::ViewerChannel(channel)) => self.viewer_channel(&channel),
+                    Some(GstEvent::ViewerChannel(channel)) => {
+                        // A channel can beat the certificate notification to this task too.
+                        self.peer_certificate().await?;
+                        self.viewer_channel(&channel);
+                    }
                     None => return Err("webrtcbin went away".into()),
                 },
                 Some(event) = control_rx.recv() => {
