@@ -282,6 +282,14 @@ async fn the_owner_reaches_the_upstream_and_only_it() {
         "{rss_before} -> {rss_stalled} kB"
     );
     drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !device.log().contains("viewer reset a proxy stream") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        device.log().contains("viewer reset a proxy stream"),
+        "cancel reached the device"
+    );
 
     // No response head within ui.response_timeout_secs: a 504 page.
     let started = Instant::now();
