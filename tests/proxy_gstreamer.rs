@@ -254,6 +254,38 @@ async fn the_owner_reaches_the_upstream_and_only_it() {
     futures::future::join_all(requests).await;
     eprintln!("50 concurrent GETs: {:?}", started.elapsed());
 
+    // 24 downloads of 2 MB at once: six streams per channel, more than a channel's high-water
+    // mark in flight, so the device holds frames back until its buffers drain.
+    let started = Instant::now();
+    let requests = (0..24).map(|_| {
+        let client = &client;
+        async move {
+            let body = client
+                .get("/bytes/2000000")
+                .await
+                .unwrap()
+                .body
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(body.len(), 2_000_000);
+            assert!(
+                body.iter()
+                    .enumerate()
+                    .step_by(101)
+                    .all(|(j, b)| *b == upstream::pattern(j as u64))
+            );
+        }
+    });
+    futures::future::join_all(requests).await;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "24 concurrent 2 MB GETs: {secs:.2} s, {:.1} MB/s",
+        48.0 / secs
+    );
+    let held = device.log().matches("above its high-water mark").count();
+    eprintln!("channels went above the high-water mark {held} times");
+
     // A reader that stops reading holds up its own response only, and costs the device no
     // more than its window; dropping it cancels the stream.
     let rss_before = vm_kib(pid, "VmRSS:");

@@ -240,7 +240,13 @@ fn send_loop(
             tracing::debug!(channel = index, error = %e, "proxy channel refused a message");
             continue;
         }
-        if channel.buffered_amount() > HIGH_WATER {
+        let buffered = channel.buffered_amount();
+        if buffered > HIGH_WATER {
+            tracing::debug!(
+                channel = index,
+                buffered,
+                "proxy channel above its high-water mark"
+            );
             shared.high[index].store(true, Ordering::Release);
             // Only this thread raises the amount: if it is already back at or below the
             // threshold, the low signal may have fired before the mark was set.
