@@ -30,9 +30,9 @@ pub const LOW_WATER: u64 = 256 << 10;
 /// bounded by credit, 64 streams x 256 KiB = 16 MiB; heads, credits, ends and resets add a
 /// little. 20 MiB is therefore never reached by a peer that keeps to the rules.
 pub const INBOUND_BYTES: usize = 20 << 20;
-/// Messages waiting for the owner: at ~300 per full window of 64 KiB frames, 8192 leaves room
-/// for every stream to have a window of smaller frames in flight at once, and beyond it the
-/// peer is flooding tiny frames.
+/// Messages waiting for the owner. Every stream's whole window in full 64 KiB frames is 64 x 4
+/// = 256 messages; 8192 allows the same in 2 KiB frames (a browser's usual chunk is larger).
+/// Beyond it the peer is flooding tiny frames faster than the owner takes them.
 pub const INBOUND_MESSAGES: usize = 8192;
 /// Accounting cost of one queued message besides its bytes (its allocation and queue slot).
 const MESSAGE_OVERHEAD: usize = 64;
