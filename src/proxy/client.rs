@@ -219,6 +219,9 @@ impl Client {
         let outlet = tap
             .outlet()
             .ok_or_else(|| ClientError::NotOpen("no sending thread".into()))?;
+        // Unbounded in type, bounded in use: data frames are sent only within credit (64
+        // streams x 256 KiB), and the rest (heads, ends, credits, cancels) is a few per stream.
+        // Drop-side senders (`BodyReader`'s cancel) cannot await a bounded queue.
         let (commands, rx) = mpsc::unbounded_channel();
         let strays = Arc::new(std::sync::Mutex::new(Vec::new()));
         let task = tokio::spawn(run(inbound, outlet, rx, strays.clone()));
