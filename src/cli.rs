@@ -97,6 +97,9 @@ pub struct DeviceArgs {
         value_name = "URL"
     )]
     pub stun_servers: Vec<String>,
+    /// The camera web UI the proxy forwards to, an http:// origin [default: http://127.0.0.1:80].
+    #[arg(long, env = "PIPE_UI_UPSTREAM", value_name = "URL")]
+    pub ui_upstream: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +192,9 @@ impl DeviceArgs {
         if !self.stun_servers.is_empty() {
             config.ice.stun_servers = self.stun_servers;
         }
+        if self.ui_upstream.is_some() {
+            config.ui.upstream = self.ui_upstream;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -226,6 +232,21 @@ mod tests {
         };
         let err = args.apply(Config::default()).unwrap_err();
         assert!(err.to_string().contains("video.width"), "{err}");
+    }
+
+    #[test]
+    fn the_ui_upstream_flag_sets_ui_upstream() {
+        let parse = |url: &str| {
+            let cli = Cli::try_parse_from(["pipe", "device", "--ui-upstream", url]).unwrap();
+            let Some(Command::Device(args)) = cli.command else {
+                panic!("device")
+            };
+            args.apply(Config::default())
+        };
+        let config = parse("http://127.0.0.1:8081").unwrap();
+        assert_eq!(config.ui.upstream.as_deref(), Some("http://127.0.0.1:8081"));
+        let err = parse("http://127.0.0.1:8081/admin").unwrap_err();
+        assert!(err.to_string().contains("ui.upstream"), "{err}");
     }
 
     #[test]

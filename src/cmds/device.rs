@@ -139,7 +139,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         key,
         shutdown.clone(),
     );
+    // The camera UI the web-UI proxy forwards to.
+    let upstream = crate::proxy::upstream::Upstream::new(ui_upstream.as_str(), &config.ui)?;
     let context = SessionContext {
+        upstream: Arc::new(upstream),
         capture: capture.clone(),
         ice: config.ice.clone(),
         outgoing: client.outgoing.clone(),
@@ -252,7 +255,9 @@ fn configured_ui_upstream(ui: &UiConfig, chain: &str) -> anyhow::Result<Option<u
     Ok(match &ui.upstream {
         Some(url) => Some(url::Url::parse(url).context("ui.upstream")?),
         None if chain == "virtual-webcam" => None,
-        None => Some(url::Url::parse("http://127.0.0.1:80").expect("a valid URL")),
+        None => Some(
+            url::Url::parse(crate::proxy::upstream::DEFAULT_UPSTREAM).expect("a valid URL"),
+        ),
     })
 }
 

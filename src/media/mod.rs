@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod controls;
+pub mod datachannels;
 pub mod dtls;
 pub mod keyframe;
 pub mod pipeline;

@@ -5,6 +5,7 @@
 
 mod access;
 mod control;
+mod proxy;
 mod viewer;
 
 use std::collections::HashMap;
@@ -21,6 +22,7 @@ pub use access::PreAuthLimiter;
 pub use viewer::Registry;
 
 use self::access::State;
+use self::proxy::Proxy;
 use self::viewer::{GstEvent, Viewer};
 use super::capture::Capture;
 use super::{sdp, webrtc};
@@ -86,6 +88,8 @@ pub struct SessionContext {
     pub links: Links,
     pub limiter: Arc<Mutex<PreAuthLimiter>>,
     pub connected: Connected,
+    /// The camera UI the web-UI proxy forwards to, with its limits.
+    pub upstream: Arc<crate::proxy::upstream::Upstream>,
 }
 
 pub fn spawn(id: SessionId, context: SessionContext) -> SessionHandle {
@@ -108,15 +112,21 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
     );
     let built =
         tokio::task::spawn_blocking(move || viewer::build(&capture, &ice, pem, events_tx)).await;
-    let viewer = match built {
+    let mut viewer = match built {
         Ok(Ok(viewer)) => viewer,
         Ok(Err(e)) => return end(&id, &context, &format!("cannot start the session: {e}")).await,
         Err(e) => return end(&id, &context, &format!("cannot start the session: {e}")).await,
     };
+    let proxy = Proxy::new(
+        viewer.proxy_tap.clone(),
+        viewer.proxy_inbound.take(),
+        context.upstream.clone(),
+    );
     context.registry.add(&viewer.pipeline);
     context.capture.attach(viewer.feed.clone());
-    let mut session = Session::new(&id, &context, &viewer);
+    let mut session = Session::new(&id, &context, &viewer, proxy);
     let outcome = session.drive(&mut commands, &mut events).await;
+    drop(session);
     context.capture.detach(&viewer.feed);
     context.connected.set(&id, None);
     match outcome {
@@ -143,10 +153,16 @@ struct Session<'a> {
     source: Option<String>,
     transport_up: bool,
     control: control::Control,
+    proxy: Proxy,
 }
 
 impl<'a> Session<'a> {
-    fn new(id: &'a SessionId, context: &'a SessionContext, viewer: &'a Viewer) -> Self {
+    fn new(
+        id: &'a SessionId,
+        context: &'a SessionContext,
+        viewer: &'a Viewer,
+        proxy: Proxy,
+    ) -> Self {
         Self {
             id,
             context,
@@ -156,6 +172,7 @@ impl<'a> Session<'a> {
             source: None,
             transport_up: false,
             control: control::Control::default(),
+            proxy,
         }
     }
 
@@ -224,7 +241,11 @@ impl<'a> Session<'a> {
                         }
                     }
                     Some(GstEvent::PeerCertificate) => self.peer_certificate().await?,
-                    Some(GstEvent::ViewerChannel(channel)) => self.viewer_channel(&channel),
+                    Some(GstEvent::ViewerChannel(channel)) => {
+                        // A channel can beat the certificate notification to this task too.
+                        self.peer_certificate().await?;
+                        self.viewer_channel(&channel);
+                    }
                     None => return Err("webrtcbin went away".into()),
                 },
                 Some(event) = control_rx.recv() => {
@@ -387,6 +408,9 @@ impl<'a> Session<'a> {
             return Err("access revoked or expired".into());
         };
         self.state = after;
+        if !after.channel_allowed() && self.proxy.in_use() {
+            self.proxy.stop();
+        }
         if let (None, Some(fp)) = (
             before.access(),
             after.fingerprint().filter(|_| after.media_allowed()),
@@ -415,15 +439,22 @@ impl<'a> Session<'a> {
     }
 
     /// Every channel the viewer opens is checked against its grant's scope when it opens.
-    fn viewer_channel(&self, channel: &gst_webrtc::WebRTCDataChannel) {
+    /// Once all four proxy channels are open, the web-UI proxy starts.
+    fn viewer_channel(&mut self, channel: &gst_webrtc::WebRTCDataChannel) {
         let label = channel
             .property::<Option<String>>("label")
             .unwrap_or_default();
-        if self.state.channel_allowed() {
-            debug!(%label, "viewer opened a channel");
-        } else {
+        if !self.state.channel_allowed() {
             warn!(%label, "viewer opened a channel its grant does not allow; closing it");
             webrtc::close_data_channel(channel);
+            if crate::proxy::channel_of_label(&label).is_some() {
+                self.proxy.refuse();
+            }
+            return;
+        }
+        debug!(%label, "viewer opened a channel");
+        if let Some(index) = crate::proxy::channel_of_label(&label) {
+            self.proxy.opened(index, channel);
         }
     }
 
