@@ -100,6 +100,10 @@ pub struct DeviceArgs {
     /// The camera web UI the proxy forwards to, an http:// origin [default: http://127.0.0.1:80].
     #[arg(long, env = "PIPE_UI_UPSTREAM", value_name = "URL")]
     pub ui_upstream: Option<String>,
+    /// Benchmark hook: serve a `bench-ceiling` datachannel flooded with 64 KiB messages
+    /// (docs/benchmarks.md). Hidden: never needed in use.
+    #[arg(long, hide = true)]
+    pub bench_datachannel: bool,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +199,7 @@ impl DeviceArgs {
         if self.ui_upstream.is_some() {
             config.ui.upstream = self.ui_upstream;
         }
+        config.ui.bench_datachannel |= self.bench_datachannel;
         config.validate()?;
         Ok(config)
     }

@@ -4,6 +4,7 @@
 //! grant whenever grants change, and tears everything down when the session ends.
 
 mod access;
+mod ceiling;
 mod control;
 mod proxy;
 mod viewer;
@@ -88,6 +89,8 @@ pub struct SessionContext {
     pub links: Links,
     pub limiter: Arc<Mutex<PreAuthLimiter>>,
     pub connected: Connected,
+    /// The hidden `--bench-datachannel` flag: serve the `bench-ceiling` channel (`ceiling`).
+    pub bench_datachannel: bool,
     /// The camera UI the web-UI proxy forwards to, with its limits.
     pub upstream: Arc<crate::proxy::upstream::Upstream>,
 }
@@ -453,6 +456,10 @@ impl<'a> Session<'a> {
             return;
         }
         debug!(%label, "viewer opened a channel");
+        if label == ceiling::LABEL && self.context.bench_datachannel {
+            ceiling::start(channel.clone());
+            return;
+        }
         if let Some(index) = crate::proxy::channel_of_label(&label) {
             self.proxy.opened(index, channel);
         }
