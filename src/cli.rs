@@ -97,6 +97,9 @@ pub struct DeviceArgs {
         value_name = "URL"
     )]
     pub stun_servers: Vec<String>,
+    /// The camera web UI the proxy forwards to, an http:// origin [default: http://127.0.0.1:80].
+    #[arg(long, env = "PIPE_UI_UPSTREAM", value_name = "URL")]
+    pub ui_upstream: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +191,9 @@ impl DeviceArgs {
         }
         if !self.stun_servers.is_empty() {
             config.ice.stun_servers = self.stun_servers;
+        }
+        if self.ui_upstream.is_some() {
+            config.ui.upstream = self.ui_upstream;
         }
         config.validate()?;
         Ok(config)

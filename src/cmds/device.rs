@@ -131,7 +131,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         key,
         shutdown.clone(),
     );
+    let upstream = config.ui.upstream.clone();
+    let upstream = upstream.unwrap_or_else(|| crate::proxy::upstream::DEFAULT_UPSTREAM.into());
     let context = SessionContext {
+        upstream: Arc::new(crate::proxy::upstream::Upstream::new(
+            &upstream, &config.ui,
+        )?),
         capture: capture.clone(),
         ice: config.ice.clone(),
         outgoing: client.outgoing.clone(),

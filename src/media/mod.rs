@@ -3,6 +3,7 @@
 //! what this machine has (`probe`, `plugins`) and which chain to run (`select`).
 
 pub mod capture;
+pub mod datachannels;
 pub mod dtls;
 pub mod keyframe;
 pub mod pipeline;

@@ -3,12 +3,18 @@
 //!
 //! - `frame`: the binary frame codec, one frame per datachannel message (pure).
 //! - `flow`: per-stream credit windows and the stream table with its lifecycle rules (pure).
-//!
-//! The bridge to the upstream (an HTTP client and a WebSocket client) is not written yet; it
-//! will feed decoded frames to a `flow::Streams` and act on what it allows.
+//! - `upstream`: the one upstream, its limits, and head rewriting (pure).
+//! - `bridge`: the device's task per viewer session, feeding frames to a `flow::Streams` and
+//!   running each stream's `exchange` with the upstream (HTTP or WebSocket).
+//! - `client`: the opener's side in Rust, over an in-process viewer (tests, benchmarks).
 
+pub mod bridge;
+pub mod client;
+pub mod exchange;
 pub mod flow;
 pub mod frame;
+mod inbox;
+pub mod upstream;
 
 /// How many proxy datachannels the browser opens. A stream's frames, both ways, travel on
 /// channel `id % CHANNELS`: one lost packet then stalls only a quarter of the streams, and

@@ -86,6 +86,8 @@ pub struct SessionContext {
     pub links: Links,
     pub limiter: Arc<Mutex<PreAuthLimiter>>,
     pub connected: Connected,
+    /// The camera UI the web-UI proxy forwards to, with its limits.
+    pub upstream: Arc<crate::proxy::upstream::Upstream>,
 }
 
 pub fn spawn(id: SessionId, context: SessionContext) -> SessionHandle {
@@ -113,10 +115,13 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
         Ok(Err(e)) => return end(&id, &context, &format!("cannot start the session: {e}")).await,
         Err(e) => return end(&id, &context, &format!("cannot start the session: {e}")).await,
     };
+    let mut viewer = viewer;
+    let proxy = Proxy::new(viewer.proxy_inbound.take());
     context.registry.add(&viewer.pipeline);
     context.capture.attach(viewer.feed.clone());
-    let mut session = Session::new(&id, &context, &viewer);
+    let mut session = Session::new(&id, &context, &viewer, proxy);
     let outcome = session.drive(&mut commands, &mut events).await;
+    drop(session);
     context.capture.detach(&viewer.feed);
     context.connected.set(&id, None);
     match outcome {
@@ -143,10 +148,47 @@ struct Session<'a> {
     source: Option<String>,
     transport_up: bool,
     control: control::Control,
+    proxy: Proxy,
+}
+
+/// The session's web-UI proxy: the four `proxy-N` channels as the viewer opens them, then
+/// the bridge task (`proxy::bridge`), which ends with the session.
+struct Proxy {
+    inbound: Option<crate::media::datachannels::Inbound>,
+    seen: [bool; crate::proxy::CHANNELS],
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn new(inbound: Option<crate::media::datachannels::Inbound>) -> Self {
+        Self {
+            inbound,
+            seen: [false; crate::proxy::CHANNELS],
+            task: None,
+        }
+    }
+
+    fn stop(&mut self) {
+        self.inbound = None;
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl<'a> Session<'a> {
-    fn new(id: &'a SessionId, context: &'a SessionContext, viewer: &'a Viewer) -> Self {
+    fn new(
+        id: &'a SessionId,
+        context: &'a SessionContext,
+        viewer: &'a Viewer,
+        proxy: Proxy,
+    ) -> Self {
         Self {
             id,
             context,
@@ -156,6 +198,7 @@ impl<'a> Session<'a> {
             source: None,
             transport_up: false,
             control: control::Control::default(),
+            proxy,
         }
     }
 
@@ -382,6 +425,9 @@ impl<'a> Session<'a> {
             return Err("access revoked or expired".into());
         };
         self.state = after;
+        if !after.channel_allowed() {
+            self.proxy.stop();
+        }
         if let (None, Some(fp)) = (
             before.access(),
             after.fingerprint().filter(|_| after.media_allowed()),
@@ -410,15 +456,39 @@ impl<'a> Session<'a> {
     }
 
     /// Every channel the viewer opens is checked against its grant's scope when it opens.
-    fn viewer_channel(&self, channel: &gst_webrtc::WebRTCDataChannel) {
+    /// Once all four proxy channels are open, the web-UI proxy starts.
+    fn viewer_channel(&mut self, channel: &gst_webrtc::WebRTCDataChannel) {
         let label = channel
             .property::<Option<String>>("label")
             .unwrap_or_default();
-        if self.state.channel_allowed() {
-            debug!(%label, "viewer opened a channel");
-        } else {
+        if !self.state.channel_allowed() {
             warn!(%label, "viewer opened a channel its grant does not allow; closing it");
             webrtc::close_data_channel(channel);
+            if crate::proxy::channel_of_label(&label).is_some() {
+                // What it sent is dropped, and the proxy stays off on this connection.
+                self.proxy.stop();
+            }
+            return;
+        }
+        debug!(%label, "viewer opened a channel");
+        let Some(index) = crate::proxy::channel_of_label(&label) else {
+            return;
+        };
+        self.proxy.seen[index] = true;
+        if self.proxy.seen.iter().all(|s| *s)
+            && self.proxy.task.is_none()
+            && let Some(outlet) = self.viewer.proxy_tap.outlet()
+            && let Some(inbound) = self.proxy.inbound.take()
+        {
+            let upstream = self.context.upstream.clone();
+            let span = tracing::Span::current();
+            let bridge = crate::proxy::bridge::run(inbound, outlet, upstream);
+            self.proxy.task = Some(tokio::spawn(
+                async move {
+                    bridge.await;
+                }
+                .instrument(span),
+            ));
         }
     }
 

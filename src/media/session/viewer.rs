@@ -9,6 +9,7 @@ use gst_webrtc::WebRTCPeerConnectionState;
 use tokio::sync::mpsc;
 
 use super::super::capture::{Capture, Feed};
+use super::super::datachannels::{Inbound, Tap};
 use super::super::dtls::Dtls;
 use super::super::{MediaError, webrtc};
 use crate::config::IceConfig;
@@ -29,6 +30,11 @@ pub struct Viewer {
     pub webrtc: gst::Element,
     pub feed: Arc<Feed>,
     pub dtls: Dtls,
+    /// Listens on the viewer's `proxy-N` channels from the moment they appear, so no frame
+    /// is lost before the session task has checked the grant.
+    pub proxy_tap: Arc<Tap>,
+    /// Taken by the session's web-UI proxy.
+    pub proxy_inbound: Option<Inbound>,
 }
 
 /// Weak references to every viewer pipeline built. Counting the live ones shows a leaked
@@ -125,8 +131,14 @@ pub fn build(
         None
     });
     let tx = events.clone();
+    let (proxy_tap, proxy_inbound) = Tap::new();
+    let tap = proxy_tap.clone();
     webrtc.connect("on-data-channel", false, move |values| {
         if let Ok(channel) = values[1].get::<gst_webrtc::WebRTCDataChannel>() {
+            let label = channel.label().unwrap_or_default();
+            if let Some(index) = crate::proxy::channel_of_label(&label) {
+                tap.attach(index, &channel);
+            }
             let _ = tx.try_send(GstEvent::ViewerChannel(channel));
         }
         None
@@ -167,5 +179,7 @@ pub fn build(
         webrtc,
         feed,
         dtls,
+        proxy_tap,
+        proxy_inbound: Some(proxy_inbound),
     })
 }
