@@ -88,11 +88,12 @@ impl UiHost {
     /// The viewer origins allowed to frame this UI origin (CSP `frame-ancestors`), the same
     /// list `web/ui/common.js` (`viewerOrigins`) accepts messages from. Below `localhost` the
     /// viewer is on loopback, by any of its names, over plain http (loopback is a secure
-    /// context); anywhere else only HTTPS is a secure context, so only HTTPS is allowed.
+    /// context; `[::1]` is left out: CSP has no syntax for IPv6 literals); anywhere else only
+    /// HTTPS is a secure context, so only HTTPS is allowed.
     pub fn viewer_origins(&self) -> Vec<String> {
         let port = self.port_suffix();
         if self.suffix == "localhost" {
-            ["127.0.0.1", "localhost", "[::1]"]
+            ["127.0.0.1", "localhost"]
                 .iter()
                 .map(|h| format!("http://{h}{port}"))
                 .collect()
@@ -105,6 +106,7 @@ impl UiHost {
     fn boot_csp(&self) -> String {
         format!(
             "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; \
+             img-src data:; \
              base-uri 'none'; form-action 'none'; frame-ancestors {}",
             self.viewer_origins().join(" ")
         )

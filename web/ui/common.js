@@ -4,7 +4,7 @@
 //
 // Origins: the viewer page at ORIGIN frames the camera UI at `ui-<device id>.<host>`, a
 // different origin (docs/security.md). Below `localhost` the viewer is on loopback by any of
-// its names; elsewhere only HTTPS (the only secure context there). src/web/ui.rs applies the
+// its IPv4 names; elsewhere only HTTPS (the only secure context there). src/web/ui.rs applies the
 // same rule to the boot page's `frame-ancestors`.
 (() => {
   const DEVICE_ID_RE = /^[a-z2-7]{16}$/;
@@ -16,7 +16,9 @@
     if (!DEVICE_ID_RE.test(deviceId ?? '')) return null;
     const port = loc.port ? `:${loc.port}` : '';
     const host = loc.hostname.replace(/^\[|\]$/g, '');
-    const loopback = host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+    // (Not `[::1]`: CSP `frame-ancestors` cannot name an IPv6 literal, so the UI could not
+    // allow it to frame it.)
+    const loopback = host === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(host);
     if (loopback) return `${loc.protocol}//ui-${deviceId}.localhost${port}`;
     if (loc.protocol !== 'https:' || /^[\d.]+$/.test(host) || host.includes(':')) return null;
     return `https://ui-${deviceId}.${host}${port}`;
@@ -27,7 +29,7 @@
     const m = /^ui-[a-z2-7]{16}\.(.+)$/.exec(loc.hostname);
     if (!m) return [];
     const port = loc.port ? `:${loc.port}` : '';
-    if (m[1] === 'localhost') return ['127.0.0.1', 'localhost', '[::1]'].map((h) => `http://${h}${port}`);
+    if (m[1] === 'localhost') return ['127.0.0.1', 'localhost'].map((h) => `http://${h}${port}`);
     return [`https://${m[1]}${port}`];
   }
 

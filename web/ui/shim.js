@@ -38,7 +38,10 @@
   // A worker the browser stopped and restarted has no port: it asks us for one.
   navigator.serviceWorker?.addEventListener('message', (ev) => {
     if (ev.data?.pipe !== 'need-port' || !ev.source) return;
-    requestPort(origins).then(({ port: p, chunks }) => ev.source.postMessage({ pipe: 'port', chunks }, [p]),
+    requestPort(origins).then(({ port: p, chunks }) => {
+      ev.source.postMessage({ pipe: 'port', chunks }, [p]);
+      console.info('pipe camera UI: gave the restarted service worker a port');
+    },
       (err) => console.warn('pipe camera UI: no port for the service worker', err));
   });
   navigator.serviceWorker?.startMessages?.();

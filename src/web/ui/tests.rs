@@ -68,11 +68,7 @@ fn only_the_viewer_may_frame_the_ui() {
     let local = UiHost::parse(&format!("ui-{ID}.localhost:8080")).unwrap();
     assert_eq!(
         local.viewer_origins(),
-        [
-            "http://127.0.0.1:8080",
-            "http://localhost:8080",
-            "http://[::1]:8080"
-        ]
+        ["http://127.0.0.1:8080", "http://localhost:8080"]
     );
     let public = UiHost::parse(&format!("ui-{ID}.cam.example.com")).unwrap();
     assert_eq!(public.viewer_origins(), ["https://cam.example.com"]);
@@ -98,7 +94,7 @@ async fn a_ui_host_gets_the_ui_assets_and_the_boot_page_only() {
         assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{path}");
         let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(
-            csp.contains("frame-ancestors http://127.0.0.1:8080 http://localhost:8080 http://[::1]:8080"),
+            csp.ends_with("frame-ancestors http://127.0.0.1:8080 http://localhost:8080"),
             "{csp}"
         );
         assert!(!headers.contains_key(header::X_FRAME_OPTIONS), "{path}");
