@@ -91,6 +91,35 @@ async fn the_owner_uses_the_camera_ui_through_the_proxy_and_a_view_borrower_cann
     assert!(device.stop().unwrap().success());
 }
 
+/// The same with the bodies' fallback for browsers that cannot transfer streams (Safari):
+/// chunk messages over the MessagePorts, forced by the viewer's `?ui_chunks=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_camera_ui_works_with_chunked_bodies_where_streams_do_not_transfer() {
+    support::netns::require_loopback_only();
+    let started = Instant::now();
+    let device = Device::test_picture(640, 360, &[]).unwrap();
+    let link = device.claim_link.clone().expect("a fresh device prints a claim link");
+    let owner = Viewer::open(&link.replacen("/#", "/?ui_chunks=1#", 1))
+        .await
+        .unwrap();
+    let ui_origin = format!("http://ui-{}.localhost:{}", device.device_id, device.port);
+    let chunked = owner.eval("pipeViewer.ui.chunks").await.unwrap();
+    assert_eq!(chunked, true, "the chunk fallback is not forced");
+    match owner_uses_the_ui(&owner, &ui_origin).await {
+        Ok(report) => println!("chunked: {report}; total {:?}", started.elapsed()),
+        Err(e) => {
+            let frame = owner.page.frame(&ui_origin, Duration::from_secs(1)).await.ok();
+            let mut pages = vec![("owner", &owner.page)];
+            if let Some(f) = frame.as_ref() {
+                pages.push(("UI frame", f));
+            }
+            failure(e, &device, &pages)
+        }
+    }
+    owner.close().await.unwrap();
+    assert!(device.stop().unwrap().success());
+}
+
 async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
     owner.wait_role("owner", PLAY).await?;
     owner.watching(10, PLAY).await.context("the owner watches")?;

@@ -159,6 +159,7 @@ export function uiPanel(liveProxy, { chunks = false } = {}) {
     get origin() { return state.origin; },
     get frame() { return state.frame; },
     get requests() { return state.requests; },
+    chunks,
     show,
   };
 
