@@ -235,6 +235,21 @@ mod tests {
     }
 
     #[test]
+    fn the_ui_upstream_flag_sets_ui_upstream() {
+        let parse = |url: &str| {
+            let cli = Cli::try_parse_from(["pipe", "device", "--ui-upstream", url]).unwrap();
+            let Some(Command::Device(args)) = cli.command else {
+                panic!("device")
+            };
+            args.apply(Config::default())
+        };
+        let config = parse("http://127.0.0.1:8081").unwrap();
+        assert_eq!(config.ui.upstream.as_deref(), Some("http://127.0.0.1:8081"));
+        let err = parse("http://127.0.0.1:8081/admin").unwrap_err();
+        assert!(err.to_string().contains("ui.upstream"), "{err}");
+    }
+
+    #[test]
     fn no_subcommand_means_device() {
         let cli = Cli::try_parse_from(["pipe"]).unwrap();
         assert!(cli.command.is_none());

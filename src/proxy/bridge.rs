@@ -168,8 +168,10 @@ impl Bridge {
             Ok(frame) => frame,
             Err(e) => {
                 debug!(channel, error = %e, "undecodable proxy frame");
-                if let Some(id) = frame::peek_stream(bytes) {
-                    return self.reset(id, ResetCode::Protocol, &e.to_string()).await;
+                let reply = self.streams.undecodable(channel, bytes, &e.to_string());
+                if let Some(reply) = reply {
+                    self.handles.remove(&reply.stream);
+                    self.send_now(&reply).await?;
                 }
                 return Ok(());
             }

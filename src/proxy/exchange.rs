@@ -8,6 +8,7 @@
 //! the browser's `Credit` frames), so with no credit it stops reading the upstream.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -39,7 +40,7 @@ pub enum Out {
 }
 
 /// How often the response deadline is looked at again while the request body still flows.
-const STEP: std::time::Duration = std::time::Duration::from_millis(250);
+const STEP: Duration = Duration::from_millis(250);
 
 /// An exchange's ends of its channels.
 pub struct Exchange {
@@ -168,7 +169,7 @@ pub async fn http(x: Exchange, head: RequestHead) {
     };
     let mut request = http::Request::builder()
         .method(head.method())
-        .uri(head.path());
+        .uri(upstream::request_target(head.path()));
     for (name, value) in &out.headers {
         request = request.header(name.as_str(), upstream::value_bytes(value));
     }
@@ -422,7 +423,11 @@ pub async fn websocket(x: Exchange, head: RequestHead) {
     };
     let mut request = http::Request::builder()
         .method("GET")
-        .uri(format!("ws://{}{}", up.authority, head.path()))
+        .uri(format!(
+            "ws://{}{}",
+            up.authority,
+            upstream::request_target(head.path())
+        ))
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
@@ -474,6 +479,9 @@ pub async fn websocket(x: Exchange, head: RequestHead) {
     let upward = browser_to_upstream(&x, sink, too_big_rx);
     tokio::pin!(down, upward);
     let (mut down_done, mut up_done) = (false, false);
+    // Once the browser's close went upstream, the upstream has this long to answer it.
+    let answer = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(answer);
     while !(down_done && up_done) {
         tokio::select! {
             ok = &mut down, if !down_done => {
@@ -482,7 +490,13 @@ pub async fn websocket(x: Exchange, head: RequestHead) {
                     return x.reset(ResetCode::Upstream, "the upstream WebSocket dropped without a close").await;
                 }
             }
-            _ = &mut upward, if !up_done => up_done = true,
+            _ = &mut upward, if !up_done => {
+                up_done = true;
+                answer.as_mut().reset(Instant::now() + up.response_timeout);
+            }
+            _ = &mut answer, if up_done => {
+                return x.reset(ResetCode::Timeout, "the upstream did not answer the close").await;
+            }
         }
     }
 }
@@ -616,5 +630,35 @@ where
             }
             Item::Data(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_cut_into_fragments_at_character_boundaries() {
+        assert_eq!(
+            fragments(WsKind::Text, Bytes::new()).len(),
+            1,
+            "empty: one fragment"
+        );
+        let text = "é".repeat(MAX_WS_FRAGMENT); // two bytes each
+        let parts = fragments(WsKind::Text, Bytes::from(text.clone()));
+        assert!(
+            parts
+                .iter()
+                .all(|p| std::str::from_utf8(p.payload()).is_ok())
+        );
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.more()));
+        assert!(!parts.last().unwrap().more());
+        let joined: Vec<u8> = parts.iter().flat_map(|p| p.payload().to_vec()).collect();
+        assert_eq!(joined, text.as_bytes());
+        let binary = fragments(WsKind::Binary, Bytes::from(vec![7u8; MAX_WS_FRAGMENT + 1]));
+        assert_eq!(
+            binary.iter().map(|p| p.payload().len()).collect::<Vec<_>>(),
+            [MAX_WS_FRAGMENT, 1]
+        );
     }
 }

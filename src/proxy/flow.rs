@@ -368,6 +368,27 @@ impl Streams {
         })
     }
 
+    /// A message received on `channel` that did not decode (`frame::decode` failed with
+    /// `error`). Returns the `Reset protocol` to send, if any: for an open stream, which is
+    /// dropped; and for a `RequestHead` (type byte 0x01) whose id is new on its own channel
+    /// (a refused target, method or header), whose id is then used up. Anything else is
+    /// dropped without an answer.
+    pub fn undecodable(&mut self, channel: usize, msg: &[u8], error: &str) -> Option<Frame> {
+        let id = super::frame::peek_stream(msg)?;
+        if self.streams.contains_key(&id) {
+            return self.reset(id, ResetCode::Protocol, error);
+        }
+        let new_head = msg.first() == Some(&0x01)
+            && self.role == Role::Acceptor
+            && id.channel() == channel
+            && id.get() > self.last_opened[channel];
+        if !new_head {
+            return None;
+        }
+        self.last_opened[channel] = id.get();
+        Some(reset_frame(id, ResetCode::Protocol, error))
+    }
+
     /// Abandons an open stream; returns the `Reset` to send, `None` if it was not open.
     pub fn reset(&mut self, id: StreamId, code: ResetCode, message: &str) -> Option<Frame> {
         self.streams

@@ -143,3 +143,59 @@ impl Drop for Reader {
         self.0.close();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::frame::WsKind;
+
+    fn sid(n: u32) -> StreamId {
+        StreamId::new(n).unwrap()
+    }
+
+    #[tokio::test]
+    async fn small_pieces_merge_and_credit_is_owed_for_what_was_taken() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let inbox = Inbox::new(sid(3), tx);
+        for _ in 0..1000 {
+            assert!(inbox.push(Item::Data(Bytes::from_static(b"x"))));
+        }
+        inbox.push(Item::End(None));
+        assert!(rx.try_recv().is_err(), "nothing taken, nothing owed");
+        let Item::Data(first) = inbox.next().await else {
+            panic!("data first")
+        };
+        assert_eq!(first.len(), 1000, "1000 one-byte frames are one piece");
+        assert_eq!(rx.try_recv().unwrap(), sid(3), "one wake-up");
+        assert!(matches!(inbox.next().await, Item::End(None)));
+        assert_eq!(inbox.take_consumed(), 1000);
+        assert_eq!(inbox.take_consumed(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_closed_inbox_refuses_pushes_and_returns_what_it_held() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let inbox = Inbox::new(sid(1), tx);
+        let m = WsMessage::new(WsKind::Text, false, b"abc".to_vec()).unwrap();
+        inbox.push(Item::Ws(m));
+        inbox.push(Item::Data(Bytes::from_static(b"12345")));
+        drop(Reader(inbox.clone()));
+        assert_eq!(rx.try_recv().unwrap(), sid(1));
+        assert_eq!(inbox.take_consumed(), 4 + 5, "kind byte counts");
+        assert!(!inbox.push(Item::Data(Bytes::from_static(b"late"))));
+    }
+
+    #[tokio::test]
+    async fn next_waits_for_a_push() {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let inbox = Inbox::new(sid(2), tx);
+        let reader = inbox.clone();
+        let waiting = tokio::spawn(async move { reader.next().await });
+        tokio::task::yield_now().await;
+        inbox.push(Item::Data(Bytes::from_static(b"hi")));
+        let Item::Data(b) = waiting.await.unwrap() else {
+            panic!("data")
+        };
+        assert_eq!(&b[..], b"hi");
+    }
+}

@@ -209,6 +209,20 @@ pub fn response_headers(fields: &[(&str, &[u8])], upgrade: bool) -> Result<Heade
     Headers::new(out)
 }
 
+/// The request target sent upstream: the browser's path, with the few bytes a URI cannot hold
+/// (`"`, `<`, `>`, `` ` ``; RFC 3986, and browsers never send them raw) percent-encoded, which
+/// HTTP request builders require. Nothing else changes.
+pub fn request_target(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        match c {
+            '"' | '<' | '>' | '`' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// A header value from the browser (one char per octet) as the bytes it stands for.
 pub fn value_bytes(value: &str) -> Vec<u8> {
     // Headers::new admits only U+0000..=U+00FF, so every char is one octet.

@@ -425,8 +425,10 @@ impl<'a> Session<'a> {
             return Err("access revoked or expired".into());
         };
         self.state = after;
-        if !after.channel_allowed() {
-            self.proxy.stop();
+        if !after.channel_allowed()
+            && (self.proxy.task.is_some() || self.proxy.seen.contains(&true))
+        {
+            self.stop_proxy();
         }
         if let (None, Some(fp)) = (
             before.access(),
@@ -474,6 +476,16 @@ impl<'a> Session<'a> {
         let Some(index) = crate::proxy::channel_of_label(&label) else {
             return;
         };
+        // docs/proxy.md: ordered and reliable, or frames of a stream could be lost or reordered.
+        let reliable = channel.is_ordered()
+            && channel.max_retransmits() == -1
+            && channel.max_packet_lifetime() == -1;
+        if !reliable || self.proxy.seen[index] {
+            warn!(%label, reliable, "proxy channel not ordered and reliable, or opened twice; web-UI proxy off");
+            webrtc::close_data_channel(channel);
+            self.stop_proxy();
+            return;
+        }
         self.proxy.seen[index] = true;
         if self.proxy.seen.iter().all(|s| *s)
             && self.proxy.task.is_none()
@@ -490,6 +502,18 @@ impl<'a> Session<'a> {
                 .instrument(span),
             ));
         }
+    }
+
+    /// Stops the web-UI proxy for the rest of this peer connection and closes its channels.
+    fn stop_proxy(&mut self) {
+        self.proxy.stop();
+        let channels = self.viewer.proxy_tap.channels();
+        // `close` takes webrtcbin's locks: not on a tokio worker.
+        tokio::task::spawn_blocking(move || {
+            for channel in channels.into_iter().flatten() {
+                webrtc::close_data_channel(&channel);
+            }
+        });
     }
 
     async fn send(&self, data: SignalData) -> Result<(), String> {

@@ -657,3 +657,33 @@ fn a_reset_releases_everything_and_is_never_answered() {
     assert_eq!(v.reply, None);
     assert!(p.device.is_empty());
 }
+
+#[test]
+fn an_undecodable_head_is_refused_and_uses_up_its_id() {
+    let mut device = Streams::new(Role::Acceptor, DEFAULT_MAX_STREAMS);
+    // CONNECT cannot be built, so write the bytes by hand: stream 5 on channel 1.
+    let mut msg = vec![0x01, 0, 0, 0, 5];
+    msg.extend_from_slice(br#"{"method":"CONNECT","path":"/","headers":[],"websocket":false}"#);
+    assert!(crate::proxy::frame::decode(&msg).is_err());
+    assert_eq!(
+        device.undecodable(0, &msg, "bad"),
+        None,
+        "wrong channel: dropped"
+    );
+    let reset = device.undecodable(1, &msg, "bad").expect("refused");
+    assert_eq!(reset.stream, sid(5));
+    assert!(matches!(&reset.body, Body::Reset(r) if r.code() == ResetCode::Protocol));
+    assert_eq!(device.state(sid(5)), Some(State::Closed), "id used up");
+    assert_eq!(
+        device.undecodable(1, &msg, "bad"),
+        None,
+        "not answered twice"
+    );
+    // Another type for an unknown stream is dropped; an open stream is reset.
+    let mut junk = vec![0x03, 0, 0, 0, 9];
+    assert_eq!(device.undecodable(1, &junk, "bad"), None);
+    device.on_receive(1, &get(9)).unwrap();
+    junk.truncate(5);
+    assert!(device.undecodable(1, &junk, "empty data").is_some());
+    assert_eq!(device.state(sid(9)), Some(State::Closed));
+}

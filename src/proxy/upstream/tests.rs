@@ -193,3 +193,26 @@ fn error_pages_say_they_come_from_the_device() {
         Some(body.len().to_string().as_str())
     );
 }
+
+#[test]
+fn every_origin_form_path_the_codec_admits_makes_a_request() {
+    // The codec admits visible ASCII but `#` and `\\`; the HTTP request builder must too.
+    let all: String = (0x21u8..=0x7e)
+        .map(char::from)
+        .filter(|c| !matches!(c, '#' | '\\'))
+        .collect();
+    let path = format!("/{all}");
+    RequestHead::new("GET", path.as_str(), Headers::default(), false).unwrap();
+    for p in [path.clone(), format!("/x?{all}")] {
+        let target = request_target(&p);
+        let built = http::Request::builder().uri(target.as_str()).body(());
+        assert!(built.is_ok(), "{target}: {built:?}");
+        let ws = format!("ws://127.0.0.1:1{target}");
+        assert!(http::Uri::try_from(ws.as_str()).is_ok(), "{ws}");
+    }
+    assert_eq!(
+        request_target("/a<b>?c=\"`d`\""),
+        "/a%3Cb%3E?c=%22%60d%60%22"
+    );
+    assert_eq!(request_target("/%41?x=%"), "/%41?x=%", "no other change");
+}
