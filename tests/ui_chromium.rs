@@ -3,9 +3,14 @@
 //! UI origin, served by the frame's service worker over the viewer's proxy datachannels. A
 //! form submitted in it (303) changes the live video, its status WebSocket updates the page,
 //! its cookie comes back and shows in `document.cookie`, a stopped service worker recovers,
-//! and the frame cannot reach the viewer page. A `view`-only borrower gets none of it.
+//! and the frame cannot reach the viewer page. A `view`-only borrower gets none of it. Against
+//! the proxy tests' stand-in upstream: megabyte bodies both ways through the service worker,
+//! a paused reader holding the device to its credit, a large WebSocket message, and more
+//! requests at once than the 64-stream limit.
 
 mod support;
+#[path = "support/upstream.rs"]
+mod upstream;
 
 use std::time::{Duration, Instant};
 
@@ -279,4 +284,173 @@ async fn view_borrower_gets_no_ui(b: &Viewer) -> Result<()> {
     let proxy: Value = b.eval("pipeViewer.proxy").await?;
     ensure!(proxy.is_null(), "a view-only borrower opened proxy channels");
     Ok(())
+}
+
+/// Megabytes through the service worker both ways, a reader that pauses, a WebSocket message
+/// of several frames, and 100 requests at once (over the 64-stream limit): the contract's flow
+/// control and stream queueing against the real device bridge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_under_flow_control_and_requests_queue_beyond_the_stream_limit() {
+    support::netns::require_loopback_only();
+    let started = Instant::now();
+    let upstream = upstream::Upstream::start().await;
+    let origin = upstream.origin();
+    let device = Device::test_picture(640, 360, &["--ui-upstream", &origin]).unwrap();
+    let link = device.claim_link.clone().expect("a fresh device prints a claim link");
+    let owner = Viewer::open(&link).await.unwrap();
+    let ui_origin = format!("http://ui-{}.localhost:{}", device.device_id, device.port);
+    match large_and_many(&owner, &ui_origin).await {
+        Ok(report) => println!(
+            "{report}; the upstream saw {} requests; total {:?}",
+            upstream.requests(),
+            started.elapsed()
+        ),
+        Err(e) => {
+            let frame = owner.page.frame(&ui_origin, Duration::from_secs(1)).await.ok();
+            let mut pages = vec![("owner", &owner.page)];
+            if let Some(f) = frame.as_ref() {
+                pages.push(("UI frame", f));
+            }
+            failure(e, &device, &pages)
+        }
+    }
+    owner.close().await.unwrap();
+    assert!(device.stop().unwrap().success());
+}
+
+/// Reads a response body and checks it is `n` bytes of the stand-in's pattern.
+const READ_PATTERN: &str = r#"async (body, n) => {
+  const reader = body.getReader();
+  let at = 0;
+  let bad = -1;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    for (let i = 0; i < value.length && bad < 0; i++) if (value[i] !== (at + i) % 251) bad = at + i;
+    at += value.length;
+  }
+  return { length: at, bad, ok: at === n && bad < 0 };
+}"#;
+
+async fn large_and_many(owner: &Viewer, ui_origin: &str) -> Result<String> {
+    owner.wait_role("owner", PLAY).await?;
+    owner
+        .wait_for(
+            "pipeViewer.proxy?.channels.every((c) => c.readyState === 'open')",
+            PLAY,
+        )
+        .await
+        .context("the four proxy channels open")?;
+    owner
+        .eval("document.getElementById('ui-open').click()")
+        .await?;
+    let frame = owner.page.frame(ui_origin, UI).await?;
+    // The stand-in has no page at `/`: its 404 still comes through the worker.
+    frame
+        .wait_for(
+            "document.readyState === 'complete' && !location.pathname.startsWith('/__pipe/') && navigator.serviceWorker.controller",
+            UI,
+        )
+        .await
+        .context("the frame is controlled by the worker")?;
+
+    let t = Instant::now();
+    let download = frame
+        .eval(&format!(
+            "fetch('/bytes/5000000').then((r) => ({READ_PATTERN})(r.body, 5000000))"
+        ))
+        .await?;
+    ensure!(download["ok"] == true, "5 MB through the worker: {download}");
+    let download_took = t.elapsed();
+
+    let t = Instant::now();
+    let upload = frame
+        .eval(
+            "(async () => { const n = 3000000; const body = new Uint8Array(n); \
+               for (let i = 0; i < n; i++) body[i] = i % 251; \
+               const d = new Uint8Array(await crypto.subtle.digest('SHA-256', body)); \
+               const hex = [...d].map((b) => b.toString(16).padStart(2, '0')).join(''); \
+               const r = await fetch('/hash', { method: 'POST', body }); \
+               return { got: await r.text(), want: `${n} ${hex}` }; })()",
+        )
+        .await?;
+    ensure!(upload["got"] == upload["want"], "3 MB upload: {upload}");
+    let upload_took = t.elapsed();
+
+    // A reader that pauses: the device may run ahead of it by one window (256 KiB), no more.
+    let paused = owner
+        .eval(
+            "(async () => { const p = pipeViewer.proxy; \
+               const res = await p.request({ method: 'GET', path: '/bytes/4000000', headers: [] }); \
+               const before = p.stats.bytesIn; const reader = res.body.getReader(); \
+               let got = 0; let bad = -1; \
+               const check = (v) => { for (let i = 0; i < v.length && bad < 0; i++) \
+                 if (v[i] !== (got + i) % 251) bad = got + i; got += v.length; }; \
+               while (got < 300000) check((await reader.read()).value); \
+               const read = got; \
+               await new Promise((r) => setTimeout(r, 1500)); \
+               const arrived = p.stats.bytesIn - before; \
+               for (;;) { const { value, done } = await reader.read(); if (done) break; check(value); } \
+               return { got: read, arrived, total: got, bad }; })()",
+        )
+        .await?;
+    let (got, arrived) = (
+        paused["got"].as_u64().unwrap_or(0),
+        paused["arrived"].as_u64().unwrap_or(u64::MAX),
+    );
+    // The whole window beyond what was read, plus frame headers.
+    ensure!(
+        arrived <= got + 262_144 + 1024,
+        "the device sent beyond its credit to a paused reader: {paused}"
+    );
+    ensure!(
+        paused["bad"] == -1 && paused["total"] == 4_000_000,
+        "the paused body: {paused}"
+    );
+
+    let ws = owner
+        .eval(
+            "(async () => { const p = pipeViewer.proxy; const got = []; let closed; \
+               const done = new Promise((r) => { closed = r; }); \
+               const s = await p.websocket({ path: '/ws', protocols: ['echo.v1'] }, \
+                 { onmessage: (d) => got.push(d), onclose: (code, reason, clean) => closed({ code, reason, clean }) }); \
+               const big = new Uint8Array(700000).map((_, i) => i % 251); \
+               s.send('hello \\u2713'); s.send(big); \
+               while (got.length < 2) await new Promise((r) => setTimeout(r, 50)); \
+               s.close(1000, 'bye'); const close = await done; const back = new Uint8Array(got[1]); \
+               return { protocol: s.protocol, text: got[0], \
+                 same: back.length === big.length && back.every((b, i) => b === big[i]), close }; })()",
+        )
+        .await?;
+    ensure!(
+        ws["protocol"] == "echo.v1" && ws["text"] == "hello \u{2713}" && ws["same"] == true,
+        "WebSocket echo: {ws}"
+    );
+    ensure!(
+        ws["close"]["code"] == 1000 && ws["close"]["clean"] == true,
+        "WebSocket close: {ws}"
+    );
+
+    let t = Instant::now();
+    let many = owner
+        .eval(
+            "(async () => { const p = pipeViewer.proxy; const before = p.stats.streams; \
+               const all = await Promise.all(Array.from({ length: 100 }, () => \
+                 p.request({ method: 'GET', path: '/slow/300', headers: [] }) \
+                   .then(async (r) => [r.status, await new Response(r.body).text()]))); \
+               return { ok: all.every(([s, text]) => s === 200 && text === 'late'), \
+                 streams: p.stats.streams - before, refused: p.stats.refused, open: p.open }; })()",
+        )
+        .await?;
+    ensure!(many["ok"] == true && many["open"] == 0, "100 requests at once: {many}");
+    let many_took = t.elapsed();
+    // 100 requests of 300 ms, at most 64 at a time: at least two rounds.
+    ensure!(
+        many_took >= Duration::from_millis(600),
+        "100 slow requests finished in {many_took:?}: more than 64 ran at once"
+    );
+    Ok(format!(
+        "5 MB down through the worker in {download_took:?}, 3 MB up in {upload_took:?}, \
+         paused reader: {got} B read, {arrived} B arrived; 100 requests in {many_took:?} ({many})"
+    ))
 }
