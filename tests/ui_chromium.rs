@@ -267,6 +267,12 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         .await
         .context("the WebSocket reports the API's change")?;
 
+    // Pages that went away closed their status sockets: only the current page's stays open
+    // (each would hold one of the proxy's 64 streams).
+    owner
+        .wait_for("pipeViewer.proxy.open <= 1", Duration::from_secs(5))
+        .await
+        .context("streams left open by pages that went away")?;
     let stats = owner.eval("pipeViewer.proxy.stats").await?;
     Ok(format!(
         "first UI page {first_page:?} after the channels opened; proxy {stats}"

@@ -74,6 +74,12 @@ export function uiPanel(liveProxy, { chunks = false } = {}) {
     const bodies = new PortBodies(port, { chunks });
     const aborts = new Map();
     const sockets = new Map();
+    // Where the browser says a port's other end is gone (its page closed), its sockets close.
+    port.addEventListener('close', () => {
+      state.ports.delete(port);
+      for (const socket of sockets.values()) socket.then((s) => s.close(1001, 'page gone'), () => {});
+      sockets.clear();
+    });
     port.onmessage = (ev) => {
       const m = ev.data;
       if (bodies.handle(m)) return;

@@ -184,9 +184,14 @@
       if (code !== undefined && code !== 1000 && (code < 3000 || code > 4999)) {
         throw new DOMException(`The close code must be 1000 or 3000-4999: ${code}`, 'InvalidAccessError');
       }
+      this.shut(code ?? 1005, reason);
+    }
+
+    /** Closes with any code (1001 when the page goes away). */
+    shut(code, reason) {
       if (this.readyState === CLOSING || this.readyState === CLOSED) return;
       this.readyState = CLOSING;
-      port().then((p) => p.postMessage({ t: 'ws-close', id: this.id, code: code ?? 1005, reason: String(reason) }),
+      port().then((p) => p.postMessage({ t: 'ws-close', id: this.id, code, reason: String(reason) }),
         () => {});
     }
   }
@@ -203,6 +208,11 @@
   WebSocket.prototype = PipeWebSocket.prototype;
   Object.assign(WebSocket, { CONNECTING, OPEN, CLOSING, CLOSED });
   window.WebSocket = WebSocket;
+
+  // A page that goes away closes its sockets: each holds one of the proxy's 64 streams.
+  window.addEventListener('pagehide', () => {
+    for (const socket of sockets.values()) socket.shut(1001, 'page gone');
+  });
 
   port().catch((err) => console.warn('pipe camera UI: no port to the viewer', err)); // cookie updates
 })();
