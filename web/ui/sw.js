@@ -104,7 +104,8 @@ async function forward(request, url) {
   } catch {
     // No window to ask (the worker restarted between pages): the boot page brings a port.
     if (navigate && request.method === 'GET') return bootPage(url);
-    return new Response('The camera UI lost its connection to the viewer.\n', { status: 503 });
+    return new Response('pipe: the camera UI lost its connection to the viewer page; open it again.\n',
+      { status: 503, headers: { 'content-type': 'text/plain; charset=utf-8' } });
   }
   const id = ++nextId;
   const headers = [];
@@ -129,7 +130,8 @@ async function forward(request, url) {
     start();
     res = await answer;
   } catch (err) {
-    return new Response(`The camera did not answer: ${err.message}\n`, { status: 502,
+    // Says where it comes from: not from the camera.
+    return new Response(`pipe: the camera UI proxy got no answer from the camera (${err.message}).\n`, { status: 502,
       headers: { 'content-type': 'text/plain; charset=utf-8' } });
   }
   return respond(l, res, navigate);
