@@ -39,7 +39,10 @@ fn failure(e: anyhow::Error, device: &Device, pages: &[(&str, &Page)]) -> ! {
 
 async fn text(frame: &Page, id: &str) -> Result<String> {
     let v = frame
-        .eval(&format!("document.getElementById({}).textContent", json!(id)))
+        .eval(&format!(
+            "document.getElementById({}).textContent",
+            json!(id)
+        ))
         .await?;
     Ok(v.as_str().unwrap_or_default().trim().to_owned())
 }
@@ -61,13 +64,20 @@ async fn the_owner_uses_the_camera_ui_through_the_proxy_and_a_view_borrower_cann
     support::netns::require_loopback_only();
     let started = Instant::now();
     let device = Device::test_picture(640, 360, &[]).unwrap();
-    let link = device.claim_link.clone().expect("a fresh device prints a claim link");
+    let link = device
+        .claim_link
+        .clone()
+        .expect("a fresh device prints a claim link");
     let owner = Viewer::open(&link).await.unwrap();
     let ui_origin = format!("http://ui-{}.localhost:{}", device.device_id, device.port);
     let report = match owner_uses_the_ui(&owner, &ui_origin).await {
         Ok(report) => report,
         Err(e) => {
-            let frame = owner.page.frame(&ui_origin, Duration::from_secs(1)).await.ok();
+            let frame = owner
+                .page
+                .frame(&ui_origin, Duration::from_secs(1))
+                .await
+                .ok();
             let mut pages = vec![("owner", &owner.page)];
             if let Some(f) = frame.as_ref() {
                 pages.push(("UI frame", f));
@@ -103,7 +113,10 @@ async fn the_camera_ui_works_with_chunked_bodies_where_streams_do_not_transfer()
     support::netns::require_loopback_only();
     let started = Instant::now();
     let device = Device::test_picture(640, 360, &[]).unwrap();
-    let link = device.claim_link.clone().expect("a fresh device prints a claim link");
+    let link = device
+        .claim_link
+        .clone()
+        .expect("a fresh device prints a claim link");
     let owner = Viewer::open(&link.replacen("/#", "/?ui_chunks=1#", 1))
         .await
         .unwrap();
@@ -113,7 +126,11 @@ async fn the_camera_ui_works_with_chunked_bodies_where_streams_do_not_transfer()
     match owner_uses_the_ui(&owner, &ui_origin).await {
         Ok(report) => println!("chunked: {report}; total {:?}", started.elapsed()),
         Err(e) => {
-            let frame = owner.page.frame(&ui_origin, Duration::from_secs(1)).await.ok();
+            let frame = owner
+                .page
+                .frame(&ui_origin, Duration::from_secs(1))
+                .await
+                .ok();
             let mut pages = vec![("owner", &owner.page)];
             if let Some(f) = frame.as_ref() {
                 pages.push(("UI frame", f));
@@ -127,7 +144,10 @@ async fn the_camera_ui_works_with_chunked_bodies_where_streams_do_not_transfer()
 
 async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
     owner.wait_role("owner", PLAY).await?;
-    owner.watching(10, PLAY).await.context("the owner watches")?;
+    owner
+        .watching(10, PLAY)
+        .await
+        .context("the owner watches")?;
     let t0 = Instant::now();
     owner
         .wait_for(
@@ -137,7 +157,10 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         .await
         .context("the four proxy channels open")?;
     ensure!(
-        owner.eval("document.getElementById('ui-open').hidden").await? == false,
+        owner
+            .eval("document.getElementById('ui-open').hidden")
+            .await?
+            == false,
         "the owner has no Camera settings button"
     );
     owner
@@ -157,7 +180,10 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         )
         .await?;
     ensure!(facts["origin"] == ui_origin, "frame origin: {facts}");
-    ensure!(facts["mode"] == "CSS1Compat", "the shim put the page in quirks mode: {facts}");
+    ensure!(
+        facts["mode"] == "CSS1Compat",
+        "the shim put the page in quirks mode: {facts}"
+    );
     ensure!(facts["shim"] == true, "no shim in the page: {facts}");
     let logo = frame
         .wait_for(
@@ -178,7 +204,10 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         .context("status WebSocket updates")?;
 
     // The visit cookie: set by the camera, sent back on the next request, readable by script.
-    let visits: u64 = text(&frame, "server-visits").await?.parse().context("server-visits")?;
+    let visits: u64 = text(&frame, "server-visits")
+        .await?
+        .parse()
+        .context("server-visits")?;
     ensure!(
         text(&frame, "cookie-visits").await? == visits.to_string(),
         "document.cookie does not show the camera's cookie: server {visits}, cookie {}",
@@ -196,8 +225,14 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
     settings_page(&frame).await?;
 
     // The frame cannot reach the viewer page.
-    for what in ["parent.document", "parent.pipeViewer", "top.document.cookie"] {
-        let js = format!("(() => {{ try {{ return typeof {what} + ' (reached)'; }} catch (e) {{ return e.name; }} }})()");
+    for what in [
+        "parent.document",
+        "parent.pipeViewer",
+        "top.document.cookie",
+    ] {
+        let js = format!(
+            "(() => {{ try {{ return typeof {what} + ' (reached)'; }} catch (e) {{ return e.name; }} }})()"
+        );
         let got = frame.eval(&js).await?;
         ensure!(got == "SecurityError", "{what} from the UI frame: {got}");
     }
@@ -213,7 +248,10 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         )
         .await?;
     frame
-        .wait_for("!!document.getElementById('saved-banner') && location.search === '?saved=1'", UI)
+        .wait_for(
+            "!!document.getElementById('saved-banner') && location.search === '?saved=1'",
+            UI,
+        )
         .await
         .context("the form's 303 lands on /?saved=1")?;
     owner
@@ -223,12 +261,18 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
     let api = frame
         .eval("fetch('/api/settings').then((r) => r.json())")
         .await?;
-    ensure!(api["overlay_text"] == "through the proxy", "settings: {api}");
+    ensure!(
+        api["overlay_text"] == "through the proxy",
+        "settings: {api}"
+    );
     ensure!(api["resolution"] == "1280x720", "settings: {api}");
 
     // The browser stops the service worker: the next request still works (the shim gives the
     // restarted worker a new port), and so does a navigation.
-    owner.page.command("ServiceWorker.enable", json!({})).await?;
+    owner
+        .page
+        .command("ServiceWorker.enable", json!({}))
+        .await?;
     owner
         .page
         .command("ServiceWorker.stopAllWorkers", json!({}))
@@ -236,7 +280,10 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
     let status = frame
         .eval("fetch('/api/status').then((r) => r.status)")
         .await?;
-    ensure!(status == 200, "a request after the worker stopped: {status}");
+    ensure!(
+        status == 200,
+        "a request after the worker stopped: {status}"
+    );
     ensure!(
         frame
             .console_log()
@@ -250,7 +297,10 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         .await?;
     frame.eval("location.href = '/'").await.ok();
     frame
-        .wait_for("location.search === '' && !!document.getElementById('settings-form')", UI)
+        .wait_for(
+            "location.search === '' && !!document.getElementById('settings-form')",
+            UI,
+        )
         .await
         .context("a navigation after the worker stopped")?;
 
@@ -288,7 +338,10 @@ async fn view_borrower_gets_no_ui(b: &Viewer) -> Result<()> {
         "a view-only borrower sees Camera settings"
     );
     let proxy: Value = b.eval("pipeViewer.proxy").await?;
-    ensure!(proxy.is_null(), "a view-only borrower opened proxy channels");
+    ensure!(
+        proxy.is_null(),
+        "a view-only borrower opened proxy channels"
+    );
     Ok(())
 }
 
@@ -302,7 +355,10 @@ async fn bodies_stream_under_flow_control_and_requests_queue_beyond_the_stream_l
     let upstream = upstream::Upstream::start().await;
     let origin = upstream.origin();
     let device = Device::test_picture(640, 360, &["--ui-upstream", &origin]).unwrap();
-    let link = device.claim_link.clone().expect("a fresh device prints a claim link");
+    let link = device
+        .claim_link
+        .clone()
+        .expect("a fresh device prints a claim link");
     let owner = Viewer::open(&link).await.unwrap();
     let ui_origin = format!("http://ui-{}.localhost:{}", device.device_id, device.port);
     match large_and_many(&owner, &ui_origin).await {
@@ -312,7 +368,11 @@ async fn bodies_stream_under_flow_control_and_requests_queue_beyond_the_stream_l
             started.elapsed()
         ),
         Err(e) => {
-            let frame = owner.page.frame(&ui_origin, Duration::from_secs(1)).await.ok();
+            let frame = owner
+                .page
+                .frame(&ui_origin, Duration::from_secs(1))
+                .await
+                .ok();
             let mut pages = vec![("owner", &owner.page)];
             if let Some(f) = frame.as_ref() {
                 pages.push(("UI frame", f));
@@ -366,7 +426,10 @@ async fn large_and_many(owner: &Viewer, ui_origin: &str) -> Result<String> {
             "fetch('/bytes/5000000').then((r) => ({READ_PATTERN})(r.body, 5000000))"
         ))
         .await?;
-    ensure!(download["ok"] == true, "5 MB through the worker: {download}");
+    ensure!(
+        download["ok"] == true,
+        "5 MB through the worker: {download}"
+    );
     let download_took = t.elapsed();
 
     let t = Instant::now();
@@ -448,7 +511,10 @@ async fn large_and_many(owner: &Viewer, ui_origin: &str) -> Result<String> {
                  streams: p.stats.streams - before, refused: p.stats.refused, open: p.open }; })()",
         )
         .await?;
-    ensure!(many["ok"] == true && many["open"] == 0, "100 requests at once: {many}");
+    ensure!(
+        many["ok"] == true && many["open"] == 0,
+        "100 requests at once: {many}"
+    );
     let many_took = t.elapsed();
     // 100 requests of 300 ms, at most 64 at a time: at least two rounds.
     ensure!(

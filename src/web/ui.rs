@@ -68,8 +68,10 @@ impl UiHost {
         let name = name.strip_suffix('.').unwrap_or(&name);
         let (label, suffix) = name.split_once('.')?;
         let device_id = label.strip_prefix(LABEL_PREFIX)?;
-        let valid_id =
-            device_id.len() == 16 && device_id.bytes().all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'));
+        let valid_id = device_id.len() == 16
+            && device_id
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'2'..=b'7'));
         let valid_suffix = !suffix.is_empty()
             && suffix.split('.').all(|l| {
                 !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')

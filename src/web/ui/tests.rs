@@ -41,14 +41,16 @@ fn ui_hosts_are_parsed_strictly() {
         }
     );
     assert_eq!(
-        UiHost::parse(&format!("ui-{ID}.cam.example.com")).unwrap().suffix,
+        UiHost::parse(&format!("ui-{ID}.cam.example.com"))
+            .unwrap()
+            .suffix,
         "cam.example.com"
     );
     for bad in [
         "localhost:8080".to_string(),
-        format!("ui-{ID}"),                   // no suffix
-        format!("ui-{ID}.localhost:http"),    // not a port
-        format!("ui-{ID}1.localhost"),        // id too long
+        format!("ui-{ID}"),                     // no suffix
+        format!("ui-{ID}.localhost:http"),      // not a port
+        format!("ui-{ID}1.localhost"),          // id too long
         "ui-abcdefghijklmn01.localhost".into(), // not base32
         format!("x-{ID}.localhost"),
         format!("ui-{ID}..localhost"),
@@ -87,7 +89,15 @@ fn only_the_viewer_may_frame_the_ui() {
 #[tokio::test]
 async fn a_ui_host_gets_the_ui_assets_and_the_boot_page_only() {
     let host = format!("ui-{ID}.localhost:8080");
-    for path in ["/", "/settings?x=1", "/api/info", "/local", "/signal", "/viewer.js", "/__pipe/boot"] {
+    for path in [
+        "/",
+        "/settings?x=1",
+        "/api/info",
+        "/local",
+        "/signal",
+        "/viewer.js",
+        "/__pipe/boot",
+    ] {
         let (status, headers, body) = ask(Some(ID), &host, path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert!(body.contains("/__pipe/boot.js"), "{path}: {body}");
@@ -102,7 +112,10 @@ async fn a_ui_host_gets_the_ui_assets_and_the_boot_page_only() {
     for path in asset_paths() {
         let (status, headers, _) = ask(Some(ID), &host, path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
-        assert_eq!(headers[header::CONTENT_TYPE], "text/javascript; charset=utf-8");
+        assert_eq!(
+            headers[header::CONTENT_TYPE],
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
         assert_eq!(
             headers.get("service-worker-allowed").is_some(),
@@ -110,7 +123,10 @@ async fn a_ui_host_gets_the_ui_assets_and_the_boot_page_only() {
             "{path}"
         );
     }
-    assert_eq!(ask(Some(ID), &host, "/__pipe/nope").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        ask(Some(ID), &host, "/__pipe/nope").await.0,
+        StatusCode::NOT_FOUND
+    );
     // A rendezvous (no device id of its own) answers any device's UI host.
     let (status, _, body) = ask(None, &host, "/").await;
     assert_eq!(status, StatusCode::OK);
