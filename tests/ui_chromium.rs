@@ -317,6 +317,33 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         .await
         .context("the WebSocket reports the API's change")?;
 
+    // Without the worker (unregistered; as on a first visit or a hard reload) a camera address
+    // gets the device's boot page, which installs the worker and loads the same address.
+    frame
+        .eval(
+            "navigator.serviceWorker.getRegistrations() \
+               .then((all) => Promise.all(all.map((r) => r.unregister()))) \
+               .then(() => { location.href = '/?after=unregister'; return true; })",
+        )
+        .await?;
+    frame
+        .wait_for(
+            "location.search === '?after=unregister' && !!document.getElementById('settings-form') \
+               && !!navigator.serviceWorker.controller",
+            UI,
+        )
+        .await
+        .context("the same address again after the boot page")?;
+    let boots = frame
+        .console_log()
+        .iter()
+        .filter(|l| l.contains("service worker ready, loading /?after=unregister"))
+        .count();
+    ensure!(
+        boots == 1,
+        "the boot page did not load the address again ({boots})"
+    );
+
     // Pages that went away closed their status sockets: only the current page's stays open
     // (each would hold one of the proxy's 64 streams).
     owner

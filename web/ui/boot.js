@@ -68,6 +68,7 @@
     const worker = await activated(registration);
     const { port, chunks } = await requestPort(origins);
     await handOver(worker, port, chunks);
+    console.info('pipe camera UI: service worker ready, loading', target());
     location.replace(target());
   }
 
