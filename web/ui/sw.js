@@ -52,8 +52,21 @@ function attach(port, chunks) {
     if (m.t === 'error') waiter.reject(new Error(m.message));
     else waiter.resolve(m);
   };
+  // Where the browser tells (the MessagePort `close` event), a port whose viewer page is gone
+  // (another tab's, closed) is dropped at once instead of timing out its requests.
+  port.addEventListener('close', () => {
+    if (link === l) link = null;
+    for (const waiter of l.pending.values()) waiter.reject(new PortClosed());
+    l.pending.clear();
+  });
   link = l;
   for (const wake of portWaiters.splice(0)) wake(l);
+}
+
+class PortClosed extends Error {
+  constructor() {
+    super('the viewer page closed its port');
+  }
 }
 
 /** The current port, or a new one from a window of ours (the shim asks the viewer page). */
@@ -107,6 +120,17 @@ async function forward(request, url) {
     return new Response('pipe: the camera UI lost its connection to the viewer page; open it again.\n',
       { status: 503, headers: { 'content-type': 'text/plain; charset=utf-8' } });
   }
+  const first = await exchange(l, request, url, navigate).catch((err) => err);
+  // A port that closed before it answered: a request without a body can go again.
+  const retry = first instanceof PortClosed && ['GET', 'HEAD'].includes(request.method);
+  const result = retry ? await getLink().then((l2) => exchange(l2, request, url, navigate)).catch((err) => err) : first;
+  if (result instanceof Response) return result;
+  return new Response(`pipe: the camera UI proxy got no answer from the camera (${result?.message}).\n`, {
+    status: 502, headers: { 'content-type': 'text/plain; charset=utf-8' } });
+}
+
+/** One try: resolves with the Response, rejects if the viewer page did not answer. */
+async function exchange(l, request, url, navigate) {
   const id = ++nextId;
   const headers = [];
   for (const [name, value] of request.headers) if (!DROP_REQUEST.has(name)) headers.push([name, value]);
@@ -123,18 +147,10 @@ async function forward(request, url) {
   const transfer = [];
   const { field, start } = l.bodies.encode(`q${id}`, body, transfer);
   const path = url.pathname + url.search;
-  let res;
-  try {
-    const answer = ask(l, { t: 'fetch', id, method: request.method, path, headers, body: field, navigate },
-      transfer, request.signal);
-    start();
-    res = await answer;
-  } catch (err) {
-    // Says where it comes from: not from the camera.
-    return new Response(`pipe: the camera UI proxy got no answer from the camera (${err.message}).\n`, { status: 502,
-      headers: { 'content-type': 'text/plain; charset=utf-8' } });
-  }
-  return respond(l, res, navigate);
+  const answer = ask(l, { t: 'fetch', id, method: request.method, path, headers, body: field, navigate },
+    transfer, request.signal);
+  start();
+  return respond(l, await answer, navigate);
 }
 
 function respond(l, res, navigate) {
