@@ -11,6 +11,8 @@ import {
   pairFromLink, short, toColons,
 } from './identity.js';
 import { ownerPanel } from './owner.js';
+import { UiProxy } from './proxy.js';
+import { uiPanel } from './uiframe.js';
 
 const PING_MS = 10_000; // the server closes sockets silent for 30 s
 const STATS_MS = 1_000;
@@ -22,6 +24,8 @@ const DISCONNECTED_GRACE_MS = 5_000; // 'disconnected' often heals by itself (a 
 const SETUP_TIMEOUT_MS = 20_000; // socket opened -> ICE connected
 const INFO_TIMEOUT_MS = 5_000;
 const DEVICE_ID_RE = /^[a-z2-7]{16}$/; // protocol.md "Addressing"
+/** How long the camera UI's requests wait for a session with open proxy channels. */
+const PROXY_WAIT_MS = 15_000;
 
 const MESSAGES = {
   identityChanged: 'This is not your camera: its identity changed. Someone may be intercepting the connection.',
@@ -60,6 +64,8 @@ const viewer = {
   access: null, // the device's last `access` message
   problem: null,
   renewedTo: null, // the certificate a renewal moved this browser's grant to
+  proxy: null, // the camera UI proxy (proxy.js) of the live session, with `view+ui` access
+  ui: null, // the Camera settings panel (uiframe.js)
   /** Sends a control request on the live session; resolves with the device's reply. */
   control: (request) => (current?.control ? current.control.request(request)
     : Promise.reject(new Error('no session with the camera'))),
@@ -73,6 +79,35 @@ let hadBorrowerAccess = false; // so a lapsed borrower hears "ended", not "no ac
 let linkRefused = null; // why the claim or invite in the link did not work
 let renewing = false;
 const updateOwnerPanel = ownerPanel((request) => viewer.control(request), { extraLendSecs: positive('lend_secs') });
+const updateUiPanel = uiPanel(liveProxy, { chunks: query.get('ui_chunks') === '1' });
+viewer.ui = updateUiPanel.panel;
+
+/** The live session's proxy once its channels are open; waits across a reconnect. */
+async function liveProxy() {
+  const until = Date.now() + PROXY_WAIT_MS;
+  for (;;) {
+    const proxy = current?.proxy;
+    if (proxy && !proxy.failed) {
+      try {
+        return await proxy.ready;
+      } catch { /* closed while opening: a new session makes a new one */ }
+    }
+    if (Date.now() > until) throw new Error('no connection to the camera');
+    await sleep(200);
+  }
+}
+
+/** Opens or closes the proxy channels and the settings button as the access scope says. */
+function updateUi(s, access) {
+  const allowed = Boolean(access.role) && access.scope === 'view+ui';
+  if (allowed && !s.proxy) s.proxy = new UiProxy(s.pc);
+  if (!allowed && s.proxy) {
+    s.proxy.close('access changed');
+    s.proxy = null;
+  }
+  viewer.proxy = s.proxy;
+  updateUiPanel(allowed ? { deviceId: s.deviceId, fingerprint: viewer.fingerprint } : null);
+}
 
 /**
  * The first time something happened on this page, as a `performance` mark named `pipe:NAME`
@@ -127,7 +162,7 @@ function runSession() {
   return new Promise((resolve) => {
     const s = { ws: null, pc: null, id: null, deviceId: null, chain: Promise.resolve(), pendingIce: [],
       setupTimer: 0, graceTimer: 0, pingTimer: 0, delivered: false, done: false,
-      link: {}, paired: null, cert: null, control: null, access: null, redeeming: false };
+      link: {}, paired: null, cert: null, control: null, access: null, redeeming: false, proxy: null };
     s.end = (err) => {
       if (s.done) return;
       s.done = true;
@@ -401,6 +436,7 @@ async function onAccess(s, access) {
   viewer.access = access;
   s.access = access;
   updateOwnerPanel(access);
+  updateUi(s, access);
   showWho();
   if (access.role) {
     hadBorrowerAccess = access.role === 'borrower';
@@ -550,6 +586,8 @@ function teardown(s, end) {
   clearTimeout(s.graceTimer);
   clearInterval(s.pingTimer);
   s.control?.close();
+  s.proxy?.close('session ended');
+  if (viewer.proxy === s.proxy) viewer.proxy = null;
   if (s.pc) {
     s.pc.onconnectionstatechange = s.pc.onicecandidate = s.pc.ontrack = s.pc.ondatachannel = null;
     s.pc.close();

@@ -1,5 +1,6 @@
 //! The HTTP side: the viewer app (embedded in the binary), `/api/info`, a health check and,
-//! where this process embeds one, the rendezvous WebSocket at `/signal`.
+//! where this process embeds one, the rendezvous WebSocket at `/signal`. Requests for the
+//! camera UI's own origin (`ui-<device id>.<host>`, `ui.rs`) are answered before any of these.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use crate::config::IceConfig;
 
 pub mod local;
+pub mod ui;
 use crate::signalling::server::Rendezvous;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
@@ -24,6 +26,11 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("/identity.js", include_str!("../../web/identity.js")),
     ("/control.js", include_str!("../../web/control.js")),
     ("/owner.js", include_str!("../../web/owner.js")),
+    ("/proxy.js", include_str!("../../web/proxy.js")),
+    ("/cookies.js", include_str!("../../web/cookies.js")),
+    ("/uiframe.js", include_str!("../../web/uiframe.js")),
+    // Shared with the UI origin's worker (a classic script there, a module here).
+    ("/common.js", include_str!("../../web/ui/common.js")),
 ];
 
 /// What the viewer app asks the server that served it (docs/protocol.md).
@@ -126,12 +133,10 @@ pub fn app(
     rendezvous: Option<&Arc<Rendezvous>>,
     device: Option<DeviceRoutes>,
 ) -> axum::Router {
+    let ui_hosts = ui::UiHosts::new(info.device_id.clone());
     let info = Arc::new(info);
     let mut router = axum::Router::new()
-        .route(
-            "/",
-            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
-        )
+        .route("/", get(index))
         .route(
             "/style.css",
             get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
@@ -170,8 +175,34 @@ pub fn app(
                 }),
             );
     }
-    router
+    // Last, so it wraps every route above: a UI host never reaches them.
+    router.layer(axum::middleware::from_fn_with_state(
+        ui_hosts,
+        ui::route_by_host,
+    ))
 }
+
+/// The viewer page. It may frame the camera UI's origin (`frame-src`), and nothing may frame it.
+async fn index(headers: HeaderMap) -> Response {
+    let mut response = asset(INDEX_HTML, "text/html; charset=utf-8");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if let Some(frame_src) = ui::viewer_frame_src(host) {
+        let csp = format!("{VIEWER_CSP}; frame-src {frame_src}");
+        if let Ok(value) = HeaderValue::from_str(&csp) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_SECURITY_POLICY, value);
+        }
+    }
+    response
+}
+
+/// The viewer's policy. `frame-ancestors 'none'` (and `X-Frame-Options`): the page that holds
+/// the owner's certificate is never framed, by the camera UI or anyone.
+const VIEWER_CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; media-src 'self' blob:; img-src 'self' data:; frame-ancestors 'none'";
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut response = body.into_response();
@@ -181,10 +212,9 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; connect-src 'self' ws: wss:; media-src 'self' blob:; img-src 'self' data:; frame-ancestors 'none'",
-        ),
+        HeaderValue::from_static(VIEWER_CSP),
     );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -228,13 +258,13 @@ mod tests {
         let (status, body) = get(app(info(), None, None), "/").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("viewer.js"), "{body}");
-        // Every module the viewer imports is served, as JavaScript.
-        let viewer = SCRIPTS[0].1;
+        // Every module is imported by one of the others (viewer.js is the page's), and served
+        // as JavaScript.
         for (path, _) in SCRIPTS {
             let module = format!("'.{path}'");
             assert!(
-                *path == "/viewer.js" || viewer.contains(&module),
-                "viewer.js does not import {path}"
+                *path == "/viewer.js" || SCRIPTS.iter().any(|(_, body)| body.contains(&module)),
+                "no module imports {path}"
             );
             let response = app(info(), None, None)
                 .oneshot(Request::get(*path).body(Body::empty()).unwrap())

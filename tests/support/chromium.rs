@@ -266,6 +266,52 @@ impl Page {
             .unwrap_or_default()
     }
 
+    /// A cross-origin iframe of this browser whose current URL starts with `url_prefix`, as a
+    /// `Page` of its own (site isolation puts it in its own target): `eval` runs in the frame.
+    /// Its console is collected from then on. Do not `close` it: that closes the frame's target.
+    pub async fn frame(&self, url_prefix: &str, timeout: Duration) -> Result<Page> {
+        let deadline = Instant::now() + timeout;
+        let target_id = loop {
+            let targets = self.conn.call(None, "Target.getTargets", json!({})).await?;
+            let found = targets["targetInfos"].as_array().and_then(|all| {
+                all.iter().find(|t| {
+                    t["type"] == "iframe"
+                        && t["url"].as_str().is_some_and(|u| u.starts_with(url_prefix))
+                })
+            });
+            if let Some(t) = found {
+                break str_field(t, "targetId")?;
+            }
+            if Instant::now() > deadline {
+                bail!("no iframe target at {url_prefix} within {timeout:?}: {targets}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let attach = json!({"targetId": target_id, "flatten": true});
+        let attached = self
+            .conn
+            .call(None, "Target.attachToTarget", attach)
+            .await?;
+        let session_id = str_field(&attached, "sessionId")?;
+        self.conn
+            .lock_consoles()
+            .insert(session_id.clone(), VecDeque::new());
+        let frame = Page {
+            conn: self.conn.clone(),
+            target_id,
+            session_id,
+        };
+        for domain in ["Runtime.enable", "Log.enable"] {
+            frame.call(domain, json!({})).await?;
+        }
+        Ok(frame)
+    }
+
+    /// Sends a raw CDP command to this page's session (e.g. `ServiceWorker.stopAllWorkers`).
+    pub async fn command(&self, method: &str, params: Value) -> Result<Value> {
+        self.call(method, params).await
+    }
+
     pub async fn close(self) -> Result<()> {
         let target = json!({"targetId": self.target_id});
         self.conn.call(None, "Target.closeTarget", target).await?;
