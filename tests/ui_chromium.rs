@@ -317,6 +317,20 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         .await
         .context("the WebSocket reports the API's change")?;
 
+    // A relative link (`api/settings`) stays on the UI origin, and back again.
+    frame
+        .eval("document.getElementById('api-link').click(); true")
+        .await?;
+    frame
+        .wait_for(
+            "location.pathname === '/api/settings' && document.body?.textContent.includes('overlay_text')",
+            UI,
+        )
+        .await
+        .context("the relative link")?;
+    frame.eval("history.back(); true").await?;
+    settings_page(&frame).await?;
+
     // Without the worker (unregistered; as on a first visit or a hard reload) a camera address
     // gets the device's boot page, which installs the worker and loads the same address.
     frame
