@@ -364,6 +364,33 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         .wait_for("pipeViewer.proxy.open <= 1", Duration::from_secs(5))
         .await
         .context("streams left open by pages that went away")?;
+    // A new session (the viewer reconnects): the frame stays, its requests wait for the new
+    // session's proxy, and its status socket, dropped with the old one, reconnects.
+    let sessions = owner
+        .eval("pipeViewer.sessions")
+        .await?
+        .as_u64()
+        .unwrap_or(0);
+    owner
+        .eval("window.dispatchEvent(new HashChangeEvent('hashchange')); true")
+        .await?;
+    let status = frame
+        .eval("fetch('/api/status').then((r) => r.status)")
+        .await?;
+    ensure!(status == 200, "a request across the reconnect: {status}");
+    let next = format!("pipeViewer.sessions > {sessions}");
+    owner.wait_for(&next, PLAY).await.context("a new session")?;
+    let updates: u64 = text(&frame, "status-updates").await?.parse().unwrap_or(0);
+    let live_again = format!(
+        "document.getElementById('status-connection').textContent.trim() === 'live' \
+           && Number(document.getElementById('status-updates').textContent) > {}",
+        updates + 1
+    );
+    frame
+        .wait_for(&live_again, UI)
+        .await
+        .context("the status socket after the reconnect")?;
+
     let stats = owner.eval("pipeViewer.proxy.stats").await?;
     Ok(format!(
         "first UI page {first_page:?} after the channels opened; proxy {stats}"
