@@ -100,10 +100,13 @@ async function liveProxy() {
 /** Opens or closes the proxy channels and the settings button as the access scope says. */
 function updateUi(s, access) {
   const allowed = Boolean(access.role) && access.scope === 'view+ui';
-  if (allowed && !s.proxy) s.proxy = new UiProxy(s.pc);
+  // Once per peer connection (docs/proxy.md "Channels": channels opened twice turn the proxy
+  // off for the connection); a scope given back later takes effect with the next session.
+  if (allowed && !s.proxy && !s.proxyClosed) s.proxy = new UiProxy(s.pc);
   if (!allowed && s.proxy) {
     s.proxy.close('access changed');
     s.proxy = null;
+    s.proxyClosed = true;
   }
   viewer.proxy = s.proxy;
   updateUiPanel(allowed ? { deviceId: s.deviceId, fingerprint: viewer.fingerprint } : null);
@@ -162,7 +165,7 @@ function runSession() {
   return new Promise((resolve) => {
     const s = { ws: null, pc: null, id: null, deviceId: null, chain: Promise.resolve(), pendingIce: [],
       setupTimer: 0, graceTimer: 0, pingTimer: 0, delivered: false, done: false,
-      link: {}, paired: null, cert: null, control: null, access: null, redeeming: false, proxy: null };
+      link: {}, paired: null, cert: null, control: null, access: null, redeeming: false, proxy: null, proxyClosed: false };
     s.end = (err) => {
       if (s.done) return;
       s.done = true;
