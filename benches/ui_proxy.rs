@@ -349,9 +349,16 @@ async fn run() -> Result<()> {
     direct
         .wait_for("document.readyState === 'complete'", SETUP)
         .await?;
+    // The viewer's tab in front again: a hidden tab gets no video frame callbacks.
+    owner.page.command("Page.bringToFront", json!({})).await?;
+    owner
+        .wait_for("document.visibilityState === 'visible'", SETUP)
+        .await
+        .context("the viewer's tab in front")?;
     let pid = device.pid();
 
     // Idle: the video alone, as the reference for the phases below.
+    eprintln!("ui_proxy: video alone");
     let (_, idle) = video_during(&owner.page, async {
         tokio::time::sleep(Duration::from_secs(secs)).await;
         Ok(())
@@ -364,14 +371,19 @@ async fn run() -> Result<()> {
     .await?;
 
     // Small requests and page loads: direct, then proxied.
+    eprintln!("ui_proxy: small requests, page loads");
     let small_direct = numbers(&direct.eval(&small_requests(SMALL_REQUESTS)).await?);
+    eprintln!("ui_proxy: small direct done");
     let (small_proxied, small_cpu) =
         cpu_during(pid, frame.eval(&small_requests(SMALL_REQUESTS))).await?;
     let small_proxied = numbers(&small_proxied);
+    eprintln!("ui_proxy: small proxied done");
     let pages_direct = numbers(&direct.eval(&page_loads(PAGE_LOADS)).await?);
+    eprintln!("ui_proxy: pages direct done");
     let pages_proxied = numbers(&frame.eval(&page_loads(PAGE_LOADS)).await?);
 
     // Bulk: direct, then proxied with the video watched, then the raw ceiling likewise.
+    eprintln!("ui_proxy: bulk downloads, raw ceiling");
     let bulk_direct = direct.eval(&bulk(DIRECT_BULK_MB << 20)).await?;
     let ((bulk_proxied, bulk_cpu), bulk_video) = video_during(
         &owner.page,
@@ -479,6 +491,10 @@ async fn run() -> Result<()> {
 
     direct.close().await?;
     owner.close().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for line in device.log().lines().filter(|l| l.contains("datachannel ceiling")) {
+        println!("device: {line}");
+    }
     device.stop().map_err(|e| anyhow!("stopping the device: {e}"))?;
     Ok(())
 }

@@ -159,14 +159,15 @@ function respond(l, res, navigate) {
   for (const [name, value] of res.headers) {
     if (DROP_RESPONSE.has(name)) continue;
     if (name === 'content-security-policy') {
-      // The camera's own policy stands, except who may frame it: the viewer only (below).
+      // The camera's own policy stands, except who may frame it: the viewer, and the camera's
+      // own pages (a UI may frame itself), below.
       const kept = value.split(';').filter((d) => !/^\s*frame-ancestors\b/i.test(d)).join(';');
       if (kept.trim()) headers.append(name, kept);
       continue;
     }
     headers.append(name, value);
   }
-  if (navigate) headers.append('content-security-policy', `frame-ancestors ${viewerOrigins(self.location).join(' ')}`);
+  if (navigate) headers.append('content-security-policy', `frame-ancestors 'self' ${viewerOrigins(self.location).join(' ')}`);
   // The device asks the camera for no content coding; a camera that applies one anyway is
   // decoded here, since the browser does not decode a response a worker builds.
   const coding = headers.get('content-encoding')?.toLowerCase();

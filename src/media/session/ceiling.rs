@@ -38,6 +38,9 @@ fn send_until_closed(channel: &gst_webrtc::WebRTCDataChannel) {
     });
     let message = gst::glib::Bytes::from_owned(vec![0x5a_u8; MESSAGE_BYTES]);
     let mut sent = 0_u64;
+    // How often the sender waited for the channel to drain, and how many of those waits
+    // outlasted 100 ms (a missed wake-up, or the end: the viewer closed a full channel).
+    let (mut waits, mut long_waits) = (0_u64, 0_u64);
     while channel.ready_state() == WebRTCDataChannelState::Open {
         *low.0.lock().unwrap_or_else(|p| p.into_inner()) = false;
         if channel.send_data_full(Some(&message)).is_err() {
@@ -46,17 +49,21 @@ fn send_until_closed(channel: &gst_webrtc::WebRTCDataChannel) {
         sent += MESSAGE_BYTES as u64;
         let (flag, wake) = &*low;
         let mut drained = flag.lock().unwrap_or_else(|p| p.into_inner());
-        // The timeout only notices a channel that closed while full.
+        // The timeout notices a channel that closed while full.
+        let mut waited = false;
         while !*drained
             && channel.buffered_amount() > HIGH_WATER
             && channel.ready_state() == WebRTCDataChannelState::Open
         {
-            drained = wake
+            waits += u64::from(!waited);
+            waited = true;
+            let (guard, timeout) = wake
                 .wait_timeout(drained, Duration::from_millis(100))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+                .unwrap_or_else(|p| p.into_inner());
+            drained = guard;
+            long_waits += u64::from(timeout.timed_out());
         }
     }
     channel.disconnect(handler);
-    info!(sent, "datachannel ceiling: channel closed");
+    info!(sent, waits, long_waits, "datachannel ceiling: channel closed");
 }
