@@ -650,23 +650,25 @@ mod tests {
             resized.await.unwrap(),
             "the encoded stream takes the new size"
         );
-        // videotestsrc renegotiated to the new size itself: videoscale passes frames through.
+        // videotestsrc renegotiates to the new size itself, so videoscale passes frames
+        // through; the reconfiguration reaches the source a little after the first scaled
+        // frames, so give it a moment.
         let source = chain
             .iterate_elements()
             .into_iter()
             .flatten()
             .find(|e| factory(e) == "videotestsrc")
             .expect("the chain has a videotestsrc");
-        let caps = source.static_pad("src").and_then(|p| p.current_caps());
-        let s = caps
-            .as_ref()
-            .and_then(|c| c.structure(0))
-            .expect("negotiated");
-        assert_eq!(
-            (s.get::<i32>("width").ok(), s.get::<i32>("height").ok()),
-            (Some(256), Some(144)),
-            "{s}"
-        );
+        let size = || {
+            let caps = source.static_pad("src").and_then(|p| p.current_caps());
+            let s = caps.as_ref().and_then(|c| c.structure(0)).map(|s| s.to_owned());
+            s.map(|s| (s.get::<i32>("width").ok(), s.get::<i32>("height").ok()))
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while size() != Some((Some(256), Some(144))) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(size(), Some((Some(256), Some(144))));
         let result = tokio::task::spawn_blocking(move || chain.set_state(gst::State::Null));
         result.await.unwrap().expect("stops");
     }
