@@ -5,39 +5,16 @@
 // Expires, HttpOnly (kept out of document.cookie and safe from scripts), Secure kept but
 // honoured as always-met (the datachannel is encrypted), SameSite ignored within the UI.
 
+import { objectStore } from './store.js';
+
 const DB_NAME = 'pipe-ui';
 const DB_STORE = 'cookies';
+const dbDo = objectStore(DB_NAME, DB_STORE);
 /** Limits against a runaway camera UI: RFC 6265's minimums are 50 per domain and 4096 bytes. */
 const MAX_COOKIES = 100;
 const MAX_COOKIE_BYTES = 4096;
 const SAVE_DELAY_MS = 200;
 
-function openDb() {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB_NAME, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore(DB_STORE);
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-    req.onblocked = () => reject(new Error('IndexedDB blocked'));
-  });
-}
-
-async function dbDo(mode, action) {
-  const db = await openDb();
-  try {
-    return await new Promise((resolve, reject) => {
-      const tx = db.transaction(DB_STORE, mode);
-      const req = action(tx.objectStore(DB_STORE));
-      let value;
-      req.onsuccess = () => { value = req.result; };
-      tx.oncomplete = () => resolve(value);
-      tx.onerror = () => reject(tx.error);
-      tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
-    });
-  } finally {
-    db.close();
-  }
-}
 
 /** RFC 6265 5.1.4: the directory of a request path. */
 export function defaultPath(requestPath) {

@@ -2,6 +2,8 @@
 // certificate (kept in IndexedDB, passed to every RTCPeerConnection, renewed before it
 // expires) and the camera's fingerprint this browser paired with (kept per device id).
 
+import { objectStore } from './store.js';
+
 const DAY_MS = 24 * 3600 * 1000;
 /** Browsers cap an RTCCertificate at a year. */
 export const CERT_TTL_MS = 365 * DAY_MS;
@@ -13,6 +15,7 @@ const EXPIRED_MARGIN_MS = 60_000;
 const DB_NAME = 'pipe';
 const DB_STORE = 'identity';
 const DB_KEY = 'certificate';
+const dbDo = objectStore(DB_NAME, DB_STORE);
 const PAIRING_PREFIX = 'pipe.paired.'; // + device id -> fingerprint, hex
 const HEX64_RE = /^[0-9a-f]{64}$/;
 
@@ -123,33 +126,6 @@ export function pairFromLink(deviceId, fp) {
 }
 
 // ---- this browser's certificate ---------------------------------------------------------
-
-function openDb() {
-  return new Promise((resolve, reject) => {
-    const req = indexedDB.open(DB_NAME, 1);
-    req.onupgradeneeded = () => req.result.createObjectStore(DB_STORE);
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error);
-    req.onblocked = () => reject(new Error('IndexedDB blocked'));
-  });
-}
-
-async function dbDo(mode, action) {
-  const db = await openDb();
-  try {
-    return await new Promise((resolve, reject) => {
-      const tx = db.transaction(DB_STORE, mode);
-      const req = action(tx.objectStore(DB_STORE));
-      let value;
-      req.onsuccess = () => { value = req.result; };
-      tx.oncomplete = () => resolve(value); // after the write is durable, not just queued
-      tx.onerror = () => reject(tx.error);
-      tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
-    });
-  } finally {
-    db.close();
-  }
-}
 
 /** SHA-256 fingerprint of a certificate, as hex. */
 export function certFingerprint(cert) {

@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use super::settings::{BITRATE_KBPS, MAX_OVERLAY_CHARS, RESOLUTIONS, Resolution, Settings};
 use super::status::Status;
+use crate::web::escape;
 
 /// What one rendering of the page shows.
 pub struct PageView<'a> {
@@ -17,21 +18,6 @@ pub struct PageView<'a> {
     pub error: Option<&'a str>,
 }
 
-/// Text for HTML content and double-quoted attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn disabled(supported: bool) -> &'static str {
     if supported { "" } else { " disabled" }

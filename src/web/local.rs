@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::escape;
 use crate::grants::links::qr_svg;
 
 /// The page refreshes itself (no script needed) so a screen left on it shows a claim, or the
@@ -70,21 +71,6 @@ pub fn page(device_id: &str, viewer_link: &str, claim_link: Option<&str>) -> Str
     )
 }
 
-/// Text made safe to put in HTML content and in double- or single-quoted attributes.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Whether a client connected from this machine: IPv4 or IPv6 loopback, including IPv4
 /// loopback seen through a dual-stack socket (`::ffff:127.0.0.1`).

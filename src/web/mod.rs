@@ -28,10 +28,27 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("/owner.js", include_str!("../../web/owner.js")),
     ("/proxy.js", include_str!("../../web/proxy.js")),
     ("/cookies.js", include_str!("../../web/cookies.js")),
+    ("/store.js", include_str!("../../web/store.js")),
     ("/uiframe.js", include_str!("../../web/uiframe.js")),
     // Shared with the UI origin's worker (a classic script there, a module here).
     ("/common.js", include_str!("../../web/ui/common.js")),
 ];
+
+/// Text made safe to put in HTML content and in double- or single-quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 /// What the viewer app asks the server that served it (docs/protocol.md).
 #[derive(Debug, Clone, Serialize)]
