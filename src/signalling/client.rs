@@ -217,3 +217,33 @@ where
         Err(_) => Err("the rendezvous is not reading".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    /// `device.rendezvous = "wss://..."` works: the client's connect call (the one
+    /// `connect_once` makes) opens a TLS handshake, with a crypto provider and roots built in.
+    #[tokio::test]
+    async fn a_wss_rendezvous_gets_a_tls_handshake() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connect = tokio::spawn(tokio_tungstenite::connect_async_with_config(
+            format!("wss://127.0.0.1:{port}/signal"),
+            None,
+            false,
+        ));
+        let accepted = tokio::time::timeout(std::time::Duration::from_secs(10), listener.accept());
+        let Ok(accepted) = accepted.await else {
+            panic!("no TCP connection: {:?}", connect.await);
+        };
+        let (mut socket, _) = accepted.unwrap();
+        let mut record = [0_u8; 6];
+        socket.read_exact(&mut record).await.expect("a ClientHello");
+        // A TLS handshake record (0x16) carrying a ClientHello (0x01).
+        assert_eq!((record[0], record[5]), (0x16, 0x01), "{record:?}");
+        drop(socket);
+        let result = connect.await.expect("the connect task does not panic");
+        assert!(result.is_err(), "no WebSocket without a TLS server");
+    }
+}
