@@ -13,7 +13,7 @@ else
 # The pipe tree this BR2_EXTERNAL lives in; its version is Cargo.toml's.
 PIPE_SITE = $(realpath $(BR2_EXTERNAL_PIPE_PATH)/..)
 PIPE_SITE_METHOD = local
-PIPE_VERSION = $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' $(PIPE_SITE)/Cargo.toml | head -n 1)
+PIPE_VERSION = $(shell sed -n 's/^version = "\(.*\)"$$/\1/p' $(PIPE_SITE)/Cargo.toml 2>/dev/null | head -n 1)
 # Build products and this tree are not sources of the pipe binary.
 PIPE_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
 	--exclude /target --exclude /buildroot-external --exclude /node_modules
