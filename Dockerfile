@@ -54,6 +54,9 @@ RUN useradd --system --user-group --groups video --create-home --home-dir /home/
 COPY --from=build /usr/local/bin/pipe /usr/local/bin/pipe
 USER pipe
 ENV PIPE_STATE_DIR=/var/lib/pipe
+# The build's own smoke test: every element pipe needs is here and a chain can run (exit 1
+# otherwise). It also leaves GStreamer's registry cache in ~pipe, so a container starts faster.
+RUN pipe doctor --port 0 --state-dir /tmp/pipe-doctor-state
 VOLUME /var/lib/pipe
 # The viewer app, the embedded rendezvous and /healthz. WebRTC media goes over UDP ports ICE
 # picks (set [ice] port_min/port_max to publish a range; README "Docker").
