@@ -46,6 +46,24 @@ pub enum Command {
     /// Drop the owner and every grant and invite, return the device to unclaimed and print a
     /// new claim link (run on the device, with shell access).
     ResetOwner(ResetOwnerArgs),
+    /// Check this machine for pipe: GStreamer and its elements (with the packages that
+    /// provide them), cameras, the capture chain auto-selection would choose and why, the
+    /// state directory, the rendezvous. Exits non-zero when pipe cannot stream here. Takes
+    /// the device's flags, so it checks what `pipe device` with them would use.
+    Doctor(Box<DoctorArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only check that a running device answers 200 at URL (a container's health check)
+    /// [default URL: http://127.0.0.1:PORT/healthz].
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub health: Option<String>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 #[derive(Debug, Default, Args)]
@@ -259,5 +277,20 @@ mod tests {
         let cli = Cli::try_parse_from(["pipe"]).unwrap();
         assert!(cli.command.is_none());
         Cli::try_parse_from(["pipe", "rendezvous", "--port", "1"]).unwrap();
+    }
+
+    #[test]
+    fn doctor_takes_the_device_flags_and_an_optional_health_url() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Some(Command::Doctor(args)) => args,
+            other => panic!("doctor, got {other:?}"),
+        };
+        let args = parse(&["pipe", "doctor", "--json", "--port", "9000"]);
+        assert!(args.json);
+        assert_eq!(args.health, None);
+        assert_eq!(args.device.apply(Config::default()).unwrap().device.port, 9000);
+        assert_eq!(parse(&["pipe", "doctor", "--health"]).health.as_deref(), Some(""));
+        let url = "http://127.0.0.1:1/healthz";
+        assert_eq!(parse(&["pipe", "doctor", "--health", url]).health.as_deref(), Some(url));
     }
 }

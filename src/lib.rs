@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cmds;
 pub mod config;
 pub mod demo_ui;
+pub mod doctor;
 pub mod grants;
 pub mod identity;
 pub mod media;

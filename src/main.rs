@@ -38,5 +38,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Grants(args) => cmds::grants::run(args.command, &file),
         Command::ResetOwner(args) => cmds::grants::reset_owner(args, file),
+        Command::Doctor(args) => runtime.block_on(cmds::doctor::run(*args, file)),
     }
 }

@@ -276,12 +276,7 @@ fn choose_pipeline(config: &Config) -> anyhow::Result<(PipelineTemplate, Params)
     let dir = Some(config.device.pipelines_dir.as_path());
     let template = if config.device.pipeline == "auto" {
         let probe = probe::probe()?;
-        // An integrator's override of a builtin takes its place; a broken one is an error
-        // naming its file and line, not silently the builtin.
-        let templates = pipeline::builtin()
-            .into_iter()
-            .map(|t| pipeline::resolve(&t.name, dir))
-            .collect::<Result<Vec<PipelineTemplate>, _>>()?;
+        let templates = pipeline::candidates(dir)?;
         let selection = select::select(&probe, &templates, config.video.rtsp_url.as_deref())?;
         info!(pipeline = %selection.pipeline, reason = %selection.reason, "auto-selected the capture chain");
         if params.device.is_none() {

@@ -2,6 +2,7 @@
 //! start to an orderly shutdown.
 
 pub mod device;
+pub mod doctor;
 pub mod grants;
 pub mod rendezvous;
 

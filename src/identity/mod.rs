@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::persist;
 use crate::signalling::protocol::DeviceId;
 
-const CERT_FILE: &str = "device-cert.pem";
-const KEY_FILE: &str = "device-key.pem";
+pub const CERT_FILE: &str = "device-cert.pem";
+pub const KEY_FILE: &str = "device-key.pem";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {

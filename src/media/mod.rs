@@ -33,3 +33,8 @@ pub enum MediaError {
 pub fn init() -> Result<(), MediaError> {
     gst::init().map_err(|e| MediaError::Init(e.to_string()))
 }
+
+/// The GStreamer library in use, e.g. `GStreamer 1.22.0` (for `pipe doctor`).
+pub fn gstreamer_version() -> String {
+    gst::version_string().to_string()
+}

@@ -395,6 +395,16 @@ pub fn builtin() -> Vec<PipelineTemplate> {
         .collect()
 }
 
+/// The chains auto-selection chooses from: every builtin, each replaced by `DIR/NAME.pipeline`
+/// where an integrator has overridden it. A broken override is an error naming its file and
+/// line, not silently the builtin.
+pub fn candidates(dir: Option<&Path>) -> Result<Vec<PipelineTemplate>, PipelineError> {
+    builtin()
+        .into_iter()
+        .map(|t| resolve(&t.name, dir))
+        .collect()
+}
+
 /// Finds a chain by name or path. A value containing '/' or ending in `.pipeline` is a file;
 /// otherwise `DIR/NAME.pipeline` (an integrator's override) wins over the builtin of that name.
 pub fn resolve(name_or_path: &str, dir: Option<&Path>) -> Result<PipelineTemplate, PipelineError> {
