@@ -22,7 +22,7 @@ COPY . .
 # Crates come from crates.io, or from ./vendor when the context has one (`cargo vendor`, for
 # builders without network; tests/docker/smoke.sh makes it with PIPE_DOCKER_VENDOR=1).
 # The cache mounts keep the registry and the target directory between builds, so a change to
-# pipe's own code rebuilds pipe alone.
+# pipe's own code rebuilds pipe alone. Stripped: 60 MB with line tables, about a third without.
 RUN --mount=type=cache,id=pipe-cargo-registry,target=/usr/local/cargo/registry \
     --mount=type=cache,id=pipe-target,target=/src/target \
     if [ -d vendor ]; then \
@@ -31,7 +31,7 @@ RUN --mount=type=cache,id=pipe-cargo-registry,target=/usr/local/cargo/registry \
          > .cargo/config.toml; \
     fi \
  && cargo build --release --locked --bin pipe \
- && install -m 0755 target/release/pipe /usr/local/bin/pipe
+ && install -s -m 0755 target/release/pipe /usr/local/bin/pipe
 
 FROM ${RUNTIME_IMAGE}
 # Exactly the packages that provide the elements in src/media/plugins.rs (`pipe doctor`
@@ -54,6 +54,9 @@ RUN useradd --system --user-group --groups video --create-home --home-dir /home/
 COPY --from=build /usr/local/bin/pipe /usr/local/bin/pipe
 USER pipe
 ENV PIPE_STATE_DIR=/var/lib/pipe
+# The build's own smoke test: every element pipe needs is here and a chain can run (exit 1
+# otherwise). It also leaves GStreamer's registry cache in ~pipe, so a container starts faster.
+RUN pipe doctor --port 0 --state-dir /tmp/pipe-doctor-state
 VOLUME /var/lib/pipe
 # The viewer app, the embedded rendezvous and /healthz. WebRTC media goes over UDP ports ICE
 # picks (set [ice] port_min/port_max to publish a range; README "Docker").

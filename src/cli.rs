@@ -288,9 +288,20 @@ mod tests {
         let args = parse(&["pipe", "doctor", "--json", "--port", "9000"]);
         assert!(args.json);
         assert_eq!(args.health, None);
-        assert_eq!(args.device.apply(Config::default()).unwrap().device.port, 9000);
-        assert_eq!(parse(&["pipe", "doctor", "--health"]).health.as_deref(), Some(""));
+        assert_eq!(
+            args.device.apply(Config::default()).unwrap().device.port,
+            9000
+        );
+        assert_eq!(
+            parse(&["pipe", "doctor", "--health"]).health.as_deref(),
+            Some("")
+        );
         let url = "http://127.0.0.1:1/healthz";
-        assert_eq!(parse(&["pipe", "doctor", "--health", url]).health.as_deref(), Some(url));
+        assert_eq!(
+            parse(&["pipe", "doctor", "--health", url])
+                .health
+                .as_deref(),
+            Some(url)
+        );
     }
 }

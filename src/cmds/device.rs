@@ -256,9 +256,9 @@ fn configured_ui_upstream(ui: &UiConfig, chain: &str) -> anyhow::Result<Option<u
     Ok(match &ui.upstream {
         Some(url) => Some(url::Url::parse(url).context("ui.upstream")?),
         None if chain == "virtual-webcam" => None,
-        None => Some(
-            url::Url::parse(crate::proxy::upstream::DEFAULT_UPSTREAM).expect("a valid URL"),
-        ),
+        None => {
+            Some(url::Url::parse(crate::proxy::upstream::DEFAULT_UPSTREAM).expect("a valid URL"))
+        }
     })
 }
 

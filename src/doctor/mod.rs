@@ -53,7 +53,8 @@ pub struct StateDirFacts {
     pub write_error: Option<String>,
     pub cert_present: bool,
     pub key_present: bool,
-    /// The private key's permission bits, e.g. `0o600`.
+    /// The private key's permission bits, e.g. `0o600` (reported in octal by the report).
+    #[serde(skip_serializing)]
     pub key_mode: Option<u32>,
 }
 

@@ -100,7 +100,10 @@ pub fn text(r: &Report) -> String {
     };
     line(format!("  why: {why}"));
     for rejected in &p.rejected {
-        line(format!("  not chosen: {}: {}", rejected.pipeline, rejected.why));
+        line(format!(
+            "  not chosen: {}: {}",
+            rejected.pipeline, rejected.why
+        ));
     }
     if p.configured != "auto" {
         line(format!(
