@@ -15,9 +15,9 @@
 //! - `PIPE_BENCH_DEVICE_LOG`: print the device's log at the end (with `GST_DEBUG` or
 //!   `GST_TRACERS=latency`, which the device inherits, for a closer look).
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
-mod common;
 
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
@@ -25,15 +25,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use common::{
+    READ_BARCODES, TAKE_SAMPLES, VIDEO_STATS, clock_ticks_per_second, cpu_ticks, ms, num, pct,
+    status_kb, tree_ticks, verdict,
+};
 use gst::prelude::*;
 use pipe::media::pipeline::{Params, PipelineTemplate};
 use pipe::media::{receiver, stamp};
 use pipe::signalling::protocol::DeviceId;
 use serde_json::Value;
-use common::{
-    READ_BARCODES, TAKE_SAMPLES, VIDEO_STATS, clock_ticks_per_second, cpu_ticks, ms, num, pct,
-    status_kb, tree_ticks, verdict,
-};
 use support::chromium::{Browser, Page};
 use support::device::Device;
 

@@ -11,9 +11,9 @@
 //! Environment: `PIPE_BENCH_RUNS` (scripts/bench), `PIPE_BENCH_BULK_MB` (proxied download,
 //! default 200), `PIPE_BENCH_SECS` (ceiling and idle-video phases, default 10).
 
+mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
-mod common;
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,9 @@ use axum::extract::Path as UrlPath;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use common::{READ_BARCODES, TAKE_SAMPLES, VIDEO_STATS, clock_ticks_per_second, cpu_ticks, num, pct};
+use common::{
+    READ_BARCODES, TAKE_SAMPLES, VIDEO_STATS, clock_ticks_per_second, cpu_ticks, num, pct,
+};
 use serde_json::{Value, json};
 use support::chromium::Page;
 use support::device::Device;
@@ -76,30 +78,48 @@ const SCRIPT_HEAD: &str = r#"(() => {
 
 fn upstream_app() -> Router {
     // ~60 kB of script and ~12 kB of style: a small camera UI's assets.
-    let script = format!("{SCRIPT_HEAD}{}", "// padding of a real UI's code\n".repeat(2000));
+    let script = format!(
+        "{SCRIPT_HEAD}{}",
+        "// padding of a real UI's code\n".repeat(2000)
+    );
     let style = "main { font: 14px sans-serif; margin: 1em; }\n".repeat(270);
     let logo = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">{}</svg>"#,
         (0..60)
-            .map(|i| format!(r#"<circle cx="32" cy="32" r="{}" fill="none" stroke="teal"/>"#, i % 30 + 1))
+            .map(|i| format!(
+                r#"<circle cx="32" cy="32" r="{}" fill="none" stroke="teal"/>"#,
+                i % 30 + 1
+            ))
             .collect::<String>()
     );
     let no_store = |kind: &'static str, body: String| {
         move || {
             let body = body.clone();
             async move {
-                ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-store")], body)
+                (
+                    [
+                        (header::CONTENT_TYPE, kind),
+                        (header::CACHE_CONTROL, "no-store"),
+                    ],
+                    body,
+                )
             }
         }
     };
     Router::new()
-        .route("/", get(no_store("text/html; charset=utf-8", PAGE.to_owned())))
+        .route(
+            "/",
+            get(no_store("text/html; charset=utf-8", PAGE.to_owned())),
+        )
         .route("/static/ui.js", get(no_store("text/javascript", script)))
         .route("/static/ui.css", get(no_store("text/css", style)))
         .route("/static/logo.svg", get(no_store("image/svg+xml", logo)))
         .route(
             "/api/state",
-            get(no_store("application/json", r#"{"overlay":"pipe","fps":29.5}"#.to_owned())),
+            get(no_store(
+                "application/json",
+                r#"{"overlay":"pipe","fps":29.5}"#.to_owned(),
+            )),
         )
         .route("/ping", get(no_store("text/plain", "pong".to_owned())))
         .route("/bytes/{n}", get(bytes))
@@ -113,7 +133,10 @@ async fn bytes(UrlPath(n): UrlPath<u64>) -> Response {
         async move {
             (left > 0).then(|| {
                 let take = left.min(CHUNK as u64);
-                (Ok::<_, std::io::Error>(chunk.slice(..take as usize)), left - take)
+                (
+                    Ok::<_, std::io::Error>(chunk.slice(..take as usize)),
+                    left - take,
+                )
             })
         }
     });
@@ -274,7 +297,10 @@ async fn cpu_during<T>(
     let out = work.await?;
     let seconds = start.elapsed().as_secs_f64();
     let ticks = cpu_ticks(pid)?.saturating_sub(before);
-    Ok((out, ticks as f64 / clock_ticks_per_second() / seconds * 100.0))
+    Ok((
+        out,
+        ticks as f64 / clock_ticks_per_second() / seconds * 100.0,
+    ))
 }
 
 fn numbers(v: &Value) -> Vec<f64> {
@@ -302,9 +328,13 @@ async fn run() -> Result<()> {
     let upstream = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, upstream_app()).await });
 
-    println!("web-UI proxy: headless Chromium -> pipe device -> camera UI, loopback (scripts/netns)");
+    println!(
+        "web-UI proxy: headless Chromium -> pipe device -> camera UI, loopback (scripts/netns)"
+    );
     println!("  device    {DEVICE_BIN}");
-    println!("  video     {PIPELINE}: 1280x720 @ {FRAMERATE} fps, 2000 kbit/s, on the same connection");
+    println!(
+        "  video     {PIPELINE}: 1280x720 @ {FRAMERATE} fps, 2000 kbit/s, on the same connection"
+    );
     if !DEVICE_BIN.contains("/release/") {
         println!("  WARNING   the device is a debug build: run scripts/bench");
     }
@@ -326,7 +356,10 @@ async fn run() -> Result<()> {
     let link = device.claim_link.clone().context("a claim link")?;
     let owner = Viewer::open(&link).await?;
     owner.wait_role("owner", SETUP).await?;
-    owner.watching(30, SETUP).await.context("the owner watches")?;
+    owner
+        .watching(30, SETUP)
+        .await
+        .context("the owner watches")?;
     owner
         .wait_for(
             "pipeViewer.proxy?.channels.every((c) => c.readyState === 'open')",
@@ -335,7 +368,9 @@ async fn run() -> Result<()> {
         .await
         .context("the proxy channels open")?;
     owner.eval(READ_BARCODES).await?;
-    owner.eval("document.getElementById('ui-open').click()").await?;
+    owner
+        .eval("document.getElementById('ui-open').click()")
+        .await?;
     let ui_origin = format!("http://ui-{}.localhost:{}", device.device_id, device.port);
     let frame = owner.page.frame(&ui_origin, SETUP).await?;
     frame
@@ -435,7 +470,11 @@ async fn run() -> Result<()> {
         format!("{:.1} ms", page(&pages_proxied, 95.0)),
         String::new(),
     );
-    let (bd, bp, raw_rate) = (mb_per_s(&bulk_direct), mb_per_s(&bulk_proxied), mb_per_s(&raw));
+    let (bd, bp, raw_rate) = (
+        mb_per_s(&bulk_direct),
+        mb_per_s(&bulk_proxied),
+        mb_per_s(&raw),
+    );
     row(
         "bulk download",
         format!("{bd:.1} MB/s"),
@@ -451,10 +490,17 @@ async fn run() -> Result<()> {
         "raw datachannel ceiling (64 KiB messages)",
         String::new(),
         format!("{raw_rate:.1} MB/s"),
-        format!("{:.0} MB in {:.1} s", num(&raw, "bytes") / 1e6, num(&raw, "ms") / 1000.0),
+        format!(
+            "{:.0} MB in {:.1} s",
+            num(&raw, "bytes") / 1e6,
+            num(&raw, "ms") / 1000.0
+        ),
     );
     println!();
-    println!("{:<52}{:>12}{:>12}{:>12}", "live video (1280x720) while", "idle", "bulk", "ceiling");
+    println!(
+        "{:<52}{:>12}{:>12}{:>12}",
+        "live video (1280x720) while", "idle", "bulk", "ceiling"
+    );
     let video_row = |name: &str, f: &dyn Fn(&Video) -> String| {
         println!(
             "{name:<52}{:>12}{:>12}{:>12}",
@@ -463,8 +509,12 @@ async fn run() -> Result<()> {
             f(&raw_video)
         );
     };
-    video_row("  latency p50 (glass to glass)", &|v| format!("{:.1} ms", pct(&v.latencies, 50.0)));
-    video_row("  latency p95", &|v| format!("{:.1} ms", pct(&v.latencies, 95.0)));
+    video_row("  latency p50 (glass to glass)", &|v| {
+        format!("{:.1} ms", pct(&v.latencies, 50.0))
+    });
+    video_row("  latency p95", &|v| {
+        format!("{:.1} ms", pct(&v.latencies, 95.0))
+    });
     video_row("  frames decoded", &|v| format!("{:.0}", v.frames));
     video_row("  freezes (freezeCount)", &|v| format!("{:.0}", v.freezes));
     println!(
@@ -486,15 +536,24 @@ async fn run() -> Result<()> {
     );
     let expected = json!(bulk_mb << 20);
     if bulk_proxied["bytes"] != expected {
-        println!("WARNING: the proxied download brought {} bytes, not {expected}", bulk_proxied["bytes"]);
+        println!(
+            "WARNING: the proxied download brought {} bytes, not {expected}",
+            bulk_proxied["bytes"]
+        );
     }
 
     direct.close().await?;
     owner.close().await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for line in device.log().lines().filter(|l| l.contains("datachannel ceiling")) {
+    for line in device
+        .log()
+        .lines()
+        .filter(|l| l.contains("datachannel ceiling"))
+    {
         println!("device: {line}");
     }
-    device.stop().map_err(|e| anyhow!("stopping the device: {e}"))?;
+    device
+        .stop()
+        .map_err(|e| anyhow!("stopping the device: {e}"))?;
     Ok(())
 }

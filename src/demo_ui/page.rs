@@ -18,7 +18,6 @@ pub struct PageView<'a> {
     pub error: Option<&'a str>,
 }
 
-
 fn disabled(supported: bool) -> &'static str {
     if supported { "" } else { " disabled" }
 }

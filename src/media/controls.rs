@@ -661,7 +661,10 @@ mod tests {
             .expect("the chain has a videotestsrc");
         let size = || {
             let caps = source.static_pad("src").and_then(|p| p.current_caps());
-            let s = caps.as_ref().and_then(|c| c.structure(0)).map(|s| s.to_owned());
+            let s = caps
+                .as_ref()
+                .and_then(|c| c.structure(0))
+                .map(|s| s.to_owned());
             s.map(|s| (s.get::<i32>("width").ok(), s.get::<i32>("height").ok()))
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);

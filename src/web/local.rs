@@ -71,7 +71,6 @@ pub fn page(device_id: &str, viewer_link: &str, claim_link: Option<&str>) -> Str
     )
 }
 
-
 /// Whether a client connected from this machine: IPv4 or IPv6 loopback, including IPv4
 /// loopback seen through a dual-stack socket (`::ffff:127.0.0.1`).
 pub fn is_local(addr: &SocketAddr) -> bool {

@@ -65,5 +65,8 @@ fn send_until_closed(channel: &gst_webrtc::WebRTCDataChannel) {
         }
     }
     channel.disconnect(handler);
-    info!(sent, waits, long_waits, "datachannel ceiling: channel closed");
+    info!(
+        sent,
+        waits, long_waits, "datachannel ceiling: channel closed"
+    );
 }
