@@ -224,7 +224,10 @@ pub async fn http(x: Exchange, head: RequestHead) {
         let mut rest = data;
         while !rest.is_empty() {
             let piece = rest.split_to(rest.len().min(MAX_DATA));
-            if !x.credit(piece.len()).await || !x.send(Out::Data(piece)).await {
+            let Some(budget) = x.credit(piece.len()).await else {
+                return;
+            };
+            if !x.send(Out::Data(piece, budget)).await {
                 return;
             }
         }
