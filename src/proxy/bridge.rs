@@ -41,6 +41,7 @@ const OUT_EVENTS: usize = 64;
 /// below it frames pass straight through. A stream without credit takes no budget (credit
 /// comes first), so readers that stopped cannot use it up.
 pub const RESPONSE_BUDGET: usize = 8 << 20;
+
 /// Why the proxy of a session stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BridgeError {
