@@ -255,20 +255,22 @@ async fn the_owner_reaches_the_upstream_and_only_it() {
     eprintln!("50 concurrent GETs: {:?}", started.elapsed());
 
     // 24 downloads of 2 MB at once: six streams per channel, more than a channel's high-water
-    // mark in flight, so the device holds frames back until its buffers drain.
+    // mark in flight, so the device holds frames back until its buffers drain. Their credit
+    // (24 x 1 MiB) is above the session's response budget (8 MiB), which caps what waits.
+    let hwm_before = vm_kib(pid, "VmHWM:");
     let started = Instant::now();
     let requests = (0..24).map(|_| {
         let client = &client;
         async move {
-            let body = client
-                .get("/bytes/2000000")
-                .await
-                .unwrap()
-                .body
-                .bytes()
-                .await
-                .unwrap();
-            assert_eq!(body.len(), 2_000_000);
+            let response = client.get("/bytes/2000000").await.unwrap();
+            let status = response.status;
+            let body = response.body.bytes().await.unwrap();
+            assert_eq!(
+                (status, body.len()),
+                (200, 2_000_000),
+                "{}",
+                String::from_utf8_lossy(&body[..body.len().min(400)])
+            );
             assert!(
                 body.iter()
                     .enumerate()
@@ -284,7 +286,17 @@ async fn the_owner_reaches_the_upstream_and_only_it() {
         48.0 / secs
     );
     let held = device.log().matches("above its high-water mark").count();
-    eprintln!("channels went above the high-water mark {held} times");
+    let hwm_after = vm_kib(pid, "VmHWM:");
+    eprintln!(
+        "channels went above the high-water mark {held} times; device VmHWM {hwm_before} -> {hwm_after} kB"
+    );
+    // Measured ~27 MB (debug build, loaded machine): the 8 MiB budget, four channels' SCTP
+    // buffers (1 MiB mark plus up to 32 frames queued for the sending thread each) and the
+    // copies on the way; credit alone would allow 24 MiB more.
+    assert!(
+        hwm_after - hwm_before < 40_000,
+        "24 concurrent downloads grew the device by more than 30 MB: VmHWM {hwm_before} -> {hwm_after} kB"
+    );
 
     // A reader that stops reading holds up its own response only, and costs the device no
     // more than its window; dropping it cancels the stream.

@@ -514,7 +514,8 @@ async fn large_and_many(owner: &Viewer, ui_origin: &str) -> Result<String> {
     ensure!(upload["got"] == upload["want"], "3 MB upload: {upload}");
     let upload_took = t.elapsed();
 
-    // A reader that pauses: the device may run ahead of it by one window (256 KiB), no more.
+    // A reader that pauses: the device may run ahead of it by one window (1 MiB, the
+    // device -> browser direction's), no more.
     let paused = owner
         .eval(
             "(async () => { const p = pipeViewer.proxy; \
@@ -537,7 +538,7 @@ async fn large_and_many(owner: &Viewer, ui_origin: &str) -> Result<String> {
     );
     // The whole window beyond what was read, plus frame headers.
     ensure!(
-        arrived <= got + 262_144 + 1024,
+        arrived <= got + 1_048_576 + 1024,
         "the device sent beyond its credit to a paused reader: {paused}"
     );
     ensure!(

@@ -11,10 +11,15 @@ const MAX_DATA = MAX_FRAME - HEADER_LEN;
 const MAX_WS_FRAGMENT = MAX_DATA - 1;
 const MAX_JSON = 16384;
 const MAX_HEADERS = 100;
-/** Initial credit per stream and direction; fixed by the protocol. */
-const WINDOW = 262144;
-/** Consumed bytes are returned as credit once this many are owed, all in one frame. */
-const HALF_WINDOW = 131072;
+/**
+ * Initial credit per stream, fixed by the protocol for each direction: what we may send the
+ * device (request bodies, WebSocket messages; the device buffers it, so it is small)...
+ */
+const SEND_WINDOW = 262144;
+/** ...and what the device may send us (responses, WebSocket messages). */
+const RECV_WINDOW = 1048576;
+/** Consumed bytes are returned as credit once half the receiving window is owed, in one frame. */
+const HALF_RECV_WINDOW = RECV_WINDOW / 2;
 /** Streams not yet closed, as the device counts them; more are queued here. */
 const MAX_STREAMS = 64;
 const MAX_WS_MESSAGE = 1024 * 1024;
@@ -157,8 +162,8 @@ class Stream {
   constructor(proxy, id, websocket) {
     Object.assign(this, {
       proxy, id, websocket, channel: proxy.channels[id % CHANNELS],
-      sendCredit: WINDOW, // what we may still send
-      recvLeft: WINDOW, // what the device may still send us
+      sendCredit: SEND_WINDOW, // what we may still send
+      recvLeft: RECV_WINDOW, // what the device may still send us
       owed: 0, // consumed, not yet returned as credit
       localEnded: false, remoteEnded: false, closed: false, counted: true,
       head: null, accepted: false, error: null,
@@ -214,10 +219,10 @@ class Stream {
     this.fail(new ProxyError(code, message));
   }
 
-  /** The reader took `n` bytes: return credit once half a window is owed. */
+  /** The reader took `n` bytes: return credit once half the receiving window is owed. */
   consumed(n) {
     this.owed += n;
-    if (this.owed >= HALF_WINDOW && !this.remoteEnded && !this.closed) {
+    if (this.owed >= HALF_RECV_WINDOW && !this.remoteEnded && !this.closed) {
       this.send(T.CREDIT, u32(this.owed));
       this.recvLeft += this.owed;
       this.owed = 0;
@@ -256,7 +261,7 @@ class Stream {
 
 /**
  * The request body, read once from its stream. Chunks sent on a stream the device has not yet
- * accepted are kept (at most one window, 256 KiB), so a `refused` stream is replayed under a
+ * accepted are kept (at most one sending window, 256 KiB), so a `refused` stream is replayed under a
  * new id without reading the body twice.
  */
 class BodySource {
@@ -531,7 +536,7 @@ export class UiProxy {
         s.endRemote();
         return undefined;
       case T.CREDIT:
-        if (s.sendCredit + f.credit > WINDOW) return s.reset('flow-control', 'credit above the window');
+        if (s.sendCredit + f.credit > SEND_WINDOW) return s.reset('flow-control', 'credit above the window');
         s.sendCredit += f.credit;
         s.accepted = true;
         s.wakeSender?.();
@@ -638,7 +643,7 @@ class ProxiedSocket {
       const rest = bytes.subarray(offset);
       const n = kind === 1 ? utf8Cut(rest, room) : Math.min(rest.length, room);
       if (n === 0 && rest.length) { // not even one character fits: wait for more credit
-        await s.credit(Math.min(s.sendCredit + 4, WINDOW));
+        await s.credit(Math.min(s.sendCredit + 4, SEND_WINDOW));
         continue;
       }
       const more = offset + n < bytes.length;

@@ -25,11 +25,15 @@ use crate::proxy::CHANNELS;
 pub const HIGH_WATER: u64 = 1 << 20;
 /// `buffered-amount-low-threshold`: sending resumes once the channel drains to this.
 pub const LOW_WATER: u64 = 256 << 10;
-/// Bytes of received messages waiting for the owner. The owner drains the queue continuously
-/// (it never waits on an upstream while doing so) and data a peer may have in flight is
-/// bounded by credit, 64 streams x 256 KiB = 16 MiB; heads, credits, ends and resets add a
-/// little. 20 MiB is therefore never reached by a peer that keeps to the rules.
+/// Bytes of received messages waiting for the device's bridge. The owner drains the queue
+/// continuously (it never waits on an upstream while doing so) and data the browser may have
+/// in flight is bounded by credit, 64 streams x 256 KiB (`flow::OPENER_WINDOW`) = 16 MiB;
+/// heads, credits, ends and resets add a little. 20 MiB is therefore never reached by a peer
+/// that keeps to the rules.
 pub const INBOUND_BYTES: usize = 20 << 20;
+/// The same for the opener's side (the Rust client): the device may have 64 streams x 1 MiB
+/// (`flow::ACCEPTOR_WINDOW`) in flight toward it, plus the same slack.
+pub const OPENER_INBOUND_BYTES: usize = 68 << 20;
 /// Messages waiting for the owner. Every stream's whole window in full 64 KiB frames is 64 x 4
 /// = 256 messages; 8192 allows the same in 2 KiB frames (a browser's usual chunk is larger).
 /// Beyond it the peer is flooding tiny frames faster than the owner takes them.
@@ -53,6 +57,8 @@ pub enum LinkEvent {
 
 struct Shared {
     tx: mpsc::Sender<LinkEvent>,
+    /// Bytes (with `MESSAGE_OVERHEAD` each) the queue may hold.
+    limit: usize,
     queued: AtomicUsize,
     overflow: AtomicBool,
     high: [AtomicBool; CHANNELS],
@@ -73,10 +79,21 @@ pub struct Inbound {
 }
 
 impl Tap {
+    /// The device's tap, its queue bounded by `INBOUND_BYTES`.
     pub fn new() -> (Arc<Tap>, Inbound) {
+        Self::with_limit(INBOUND_BYTES)
+    }
+
+    /// The opener's tap (the Rust client), bounded by `OPENER_INBOUND_BYTES`.
+    pub fn opener() -> (Arc<Tap>, Inbound) {
+        Self::with_limit(OPENER_INBOUND_BYTES)
+    }
+
+    fn with_limit(limit: usize) -> (Arc<Tap>, Inbound) {
         let (tx, rx) = mpsc::channel(INBOUND_MESSAGES);
         let shared = Arc::new(Shared {
             tx,
+            limit,
             queued: AtomicUsize::new(0),
             overflow: AtomicBool::new(false),
             high: Default::default(),
@@ -106,7 +123,7 @@ impl Tap {
             let Some(data) = data else { return };
             let bytes = Bytes::copy_from_slice(data);
             let cost = bytes.len() + MESSAGE_OVERHEAD;
-            if shared.queued.fetch_add(cost, Ordering::AcqRel) + cost > INBOUND_BYTES {
+            if shared.queued.fetch_add(cost, Ordering::AcqRel) + cost > shared.limit {
                 shared.queued.fetch_sub(cost, Ordering::AcqRel);
                 shared.flag_overflow();
                 return;

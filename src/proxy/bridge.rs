@@ -8,9 +8,11 @@
 //! ```
 //!
 //! Credit: an exchange takes permits from its stream's semaphore before it hands on a
-//! flow-controlled piece, so with no credit it stops reading the upstream. Buffered amount: a
-//! channel above the high-water mark keeps its queued frames (at most the credit of its
-//! streams) until `on-buffered-amount-low`. `Credit` and `Reset` frames skip the queue.
+//! flow-controlled piece, so with no credit it stops reading the upstream. Budget: then it
+//! takes as many from the session's `RESPONSE_BUDGET`, held until the frame is handed to the
+//! sending thread. Buffered amount: a channel above the high-water mark keeps its queued frames
+//! (at most the credit of its streams, and all channels together at most the budget) until
+//! `on-buffered-amount-low`. `Credit` and `Reset` frames skip the queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -19,8 +21,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 
 use super::CHANNELS;
-use super::exchange::{self, Exchange, Out};
-use super::flow::{DEFAULT_MAX_STREAMS, Delivery, INITIAL_WINDOW, Role, State, Streams};
+use super::exchange::{self, Budget, Exchange, Out};
+use super::flow::{DEFAULT_MAX_STREAMS, Delivery, Role, State, Streams};
 use super::frame::{self, Body, Frame, ResetCode, StreamId};
 use super::inbox::{Inbox, Item};
 use super::upstream::Upstream;
@@ -29,6 +31,16 @@ use crate::media::datachannels::{Inbound, LinkEvent, Outlet};
 /// Events from all exchanges of a session. Each event's data is covered by credit the exchange
 /// already took; 64 is a frame or so per stream, and the bridge drains it continuously.
 const OUT_EVENTS: usize = 64;
+
+/// Response bytes of one session read from the upstream and not yet handed to the sending
+/// thread (in `Out` events and the per-channel queues), over all its streams. Credit alone
+/// would allow 64 streams x 1 MiB (`flow::ACCEPTOR_WINDOW`) = 64 MiB; this caps it at 8 MiB,
+/// half of what 64 x 256 KiB allowed before the downstream window grew. Enough not to slow
+/// anything down: one stream never has more than its 1 MiB window in flight, so 8 MiB is two
+/// full windows queued per channel while the channels are above their high-water mark, and
+/// below it frames pass straight through. A stream without credit takes no budget (credit
+/// comes first), so readers that stopped cannot use it up.
+pub const RESPONSE_BUDGET: usize = 8 << 20;
 
 /// Why the proxy of a session stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,10 +80,11 @@ pub struct Bridge {
     upstream: Arc<Upstream>,
     streams: Streams,
     handles: HashMap<StreamId, Handle>,
-    /// Frames waiting for their channel to drain, in order.
-    pending: [VecDeque<Frame>; CHANNELS],
+    /// Frames waiting for their channel to drain, in order, with their share of the budget.
+    pending: [VecDeque<(Frame, Option<Budget>)>; CHANNELS],
     outlet: Outlet,
     out_tx: mpsc::Sender<(StreamId, Out)>,
+    budget: Arc<Semaphore>,
     credit_tx: mpsc::UnboundedSender<StreamId>,
 }
 
@@ -89,6 +102,7 @@ pub async fn run(mut inbound: Inbound, outlet: Outlet, upstream: Arc<Upstream>) 
         pending: Default::default(),
         outlet,
         out_tx,
+        budget: Arc::new(Semaphore::new(RESPONSE_BUDGET)),
         credit_tx,
     };
     info!("web-UI proxy open");
@@ -139,14 +153,16 @@ impl Bridge {
     async fn flush(&mut self) -> Result<(), BridgeError> {
         for c in 0..CHANNELS {
             while !self.outlet.is_high(c) {
-                let Some(frame) = self.pending[c].pop_front() else {
+                let Some((frame, budget)) = self.pending[c].pop_front() else {
                     break;
                 };
-                // A stream reset since the frame was queued: drop it.
+                // A stream reset since the frame was queued: drop it (and its budget).
                 if self.streams.on_send(&frame).is_err() {
                     continue;
                 }
                 self.send_now(&frame).await?;
+                // In the sending thread's queue now: its bytes leave the budget.
+                drop(budget);
                 self.forget_if_closed(frame.stream);
             }
         }
@@ -232,13 +248,14 @@ impl Bridge {
 
     fn open(&mut self, id: StreamId, head: frame::RequestHead) {
         debug!(stream = %id, method = head.method(), websocket = head.websocket(), "proxy request");
-        let credit = Arc::new(Semaphore::new(INITIAL_WINDOW as usize));
+        let credit = Arc::new(Semaphore::new(Role::Acceptor.send_window() as usize));
         let inbox = Inbox::new(id, self.credit_tx.clone());
         let x = Exchange {
             id,
             upstream: self.upstream.clone(),
             out: self.out_tx.clone(),
             credit: credit.clone(),
+            budget: self.budget.clone(),
             inbox: inbox.clone(),
         };
         let task = if head.websocket() {
@@ -261,18 +278,21 @@ impl Bridge {
         if !self.handles.contains_key(&id) {
             return Ok(()); // reset meanwhile
         }
-        let body = match out {
-            Out::Head(h) => Body::ResponseHead(h),
-            Out::Data(b) => Body::Data(frame::Data::new(b.to_vec()).expect("1..=MAX_DATA bytes")),
-            Out::End => Body::End,
-            Out::Ws(m) => Body::WsMessage(m),
-            Out::WsClose(c) => Body::WsClose(c),
+        let (body, budget) = match out {
+            Out::Head(h) => (Body::ResponseHead(h), None),
+            Out::Data(b, budget) => {
+                let data = frame::Data::new(b.to_vec()).expect("1..=MAX_DATA bytes");
+                (Body::Data(data), Some(budget))
+            }
+            Out::End => (Body::End, None),
+            Out::Ws(m, budget) => (Body::WsMessage(m), Some(budget)),
+            Out::WsClose(c) => (Body::WsClose(c), None),
             Out::Reset(code, message) => {
                 debug!(stream = %id, ?code, %message, "proxy stream reset by the device");
                 return self.reset(id, code, &message).await;
             }
         };
-        self.pending[id.channel()].push_back(Frame { stream: id, body });
+        self.pending[id.channel()].push_back((Frame { stream: id, body }, budget));
         Ok(())
     }
 

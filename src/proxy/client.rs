@@ -186,7 +186,7 @@ impl Drop for Client {
 impl Client {
     /// Opens the four proxy channels on a connected receiver and waits until they are open.
     pub async fn open(receiver: &Receiver) -> Result<Client, ClientError> {
-        let (tap, inbound) = Tap::new();
+        let (tap, inbound) = Tap::opener();
         let mut channels = Vec::new();
         for (index, label) in super::CHANNEL_LABELS.iter().enumerate() {
             let channel = receiver
@@ -220,8 +220,8 @@ impl Client {
             .outlet()
             .ok_or_else(|| ClientError::NotOpen("no sending thread".into()))?;
         // Unbounded in type, bounded in use: data frames are sent only within credit (64
-        // streams x 256 KiB), and the rest (heads, ends, credits, cancels) is a few per stream.
-        // Drop-side senders (`BodyReader`'s cancel) cannot await a bounded queue.
+        // streams x 256 KiB, `flow::OPENER_WINDOW`), and the rest (heads, ends, credits,
+        // cancels) is a few per stream. Drop-side senders (`BodyReader`'s cancel) cannot await a bounded queue.
         let (commands, rx) = mpsc::unbounded_channel();
         let strays = Arc::new(std::sync::Mutex::new(Vec::new()));
         let task = tokio::spawn(run(inbound, outlet, rx, strays.clone()));

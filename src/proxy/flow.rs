@@ -12,16 +12,28 @@ use std::num::NonZeroU32;
 use super::CHANNELS;
 use super::frame::{Body, Frame, MAX_DATA, Reset, ResetCode, StreamId, WsKind};
 
-/// Credit each side holds for each stream and direction when the stream opens. Not
-/// negotiated: both ends use this value. 256 KiB keeps a 10 Mbit/s, 100 ms path busy on one
-/// stream while 64 streams bound the device's inbound buffering at 16 MiB.
-pub const INITIAL_WINDOW: u32 = 256 * 1024;
+/// Credit the browser (opener) holds per stream when it opens: what it may send the device
+/// (request bodies, WebSocket messages toward the upstream) before the device returns any.
+/// Not negotiated. This is what the device may have to buffer per stream, so it stays small:
+/// 64 streams x 256 KiB = 16 MiB bound the device's inbound buffering
+/// (`media::datachannels::INBOUND_BYTES`), and 256 KiB still keeps a 10 Mbit/s, 100 ms path
+/// busy on one upload.
+pub const OPENER_WINDOW: u32 = 256 * 1024;
+/// Credit the device (acceptor) holds per stream when it opens: what it may send the browser
+/// (responses, WebSocket messages toward the page). One stream is credit-bound at
+/// window / credit round trip: with 256 KiB a bulk download reached 17-20 MB/s of a ~31 MB/s
+/// raw datachannel ceiling on loopback, with 1 MiB 27 MB/s (`docs/benchmarks.md`, "Web-UI
+/// proxy"). The browser buffers what it does not yet read, at most this per stream; the
+/// device's own buffering of responses is capped per session by `bridge::RESPONSE_BUDGET`,
+/// not by this window.
+pub const ACCEPTOR_WINDOW: u32 = 1024 * 1024;
 /// Streams the device serves at once; the browser queues beyond this.
 pub const DEFAULT_MAX_STREAMS: usize = 64;
 
-// The receiver returns credit once half the window is consumed, so a sender that waits for
-// room for a whole frame is always freed: half a window holds the largest frame.
-const _: () = assert!(INITIAL_WINDOW as usize / 2 >= MAX_DATA);
+// The receiver returns credit once half its window is consumed, so a sender that waits for
+// room for a whole frame is always freed: half a window holds the largest frame. Per direction.
+const _: () = assert!(OPENER_WINDOW as usize / 2 >= MAX_DATA);
+const _: () = assert!(ACCEPTOR_WINDOW as usize / 2 >= MAX_DATA);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum FlowError {
@@ -124,7 +136,8 @@ impl Inbound {
 
     /// `n` buffered bytes were handed on (written upstream, queued for the page, appended to
     /// a message being reassembled). Returns the credit to send, nonzero, once at least half
-    /// the window is waiting to be returned: one credit per 128 KiB, not per chunk.
+    /// this direction's window is waiting to be returned: one credit per half window (128 KiB
+    /// toward the device, 512 KiB toward the browser), not per chunk.
     pub fn consumed(&mut self, n: u32) -> Option<u32> {
         debug_assert!(
             n <= self.buffered,
@@ -149,7 +162,20 @@ pub enum Role {
 }
 
 impl Role {
-    fn peer(self) -> Self {
+    /// The initial window of the direction this end sends in.
+    pub const fn send_window(self) -> u32 {
+        match self {
+            Role::Opener => OPENER_WINDOW,
+            Role::Acceptor => ACCEPTOR_WINDOW,
+        }
+    }
+
+    /// The initial window of the direction this end receives in.
+    pub const fn recv_window(self) -> u32 {
+        self.peer().send_window()
+    }
+
+    const fn peer(self) -> Self {
         match self {
             Role::Opener => Role::Acceptor,
             Role::Acceptor => Role::Opener,
@@ -433,7 +459,7 @@ impl Streams {
                 return Err(StreamError::TooManyStreams(self.streams.len()));
             }
             self.last_opened[expected] = id.get();
-            self.streams.insert(id, Stream::new(head.websocket()));
+            self.streams.insert(id, Stream::new(self.role, head.websocket()));
             return Ok(Delivery::Deliver);
         }
         let used = id.get() <= self.last_opened[expected];
@@ -538,14 +564,15 @@ impl Streams {
 }
 
 impl Stream {
-    fn new(websocket: bool) -> Self {
+    /// A new stream as `role` sees it: its sending window is its own direction's.
+    fn new(role: Role, websocket: bool) -> Self {
         Self {
             state: State::Open,
             websocket,
             answered: false,
             upgraded: false,
-            send: Window::new(INITIAL_WINDOW),
-            recv: Inbound::new(INITIAL_WINDOW),
+            send: Window::new(role.send_window()),
+            recv: Inbound::new(role.recv_window()),
             send_partial: None,
             recv_partial: None,
         }

@@ -9,7 +9,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::{ClientError, WsEvent};
 use crate::media::datachannels::{Inbound, LinkEvent, Outlet};
 use crate::proxy::CHANNELS;
-use crate::proxy::flow::{DEFAULT_MAX_STREAMS, Delivery, INITIAL_WINDOW, Role, State, Streams};
+use crate::proxy::flow::{DEFAULT_MAX_STREAMS, Delivery, Role, State, Streams};
 use crate::proxy::frame::{self, Body, Frame, RequestHead, ResetCode, StreamId, WsKind};
 
 pub(super) enum Command {
@@ -32,7 +32,8 @@ pub(super) struct Opened {
 }
 
 /// The client's record of one stream. Its receive queues are unbounded in type but bounded by
-/// credit: the device sends at most a window (256 KiB) that the caller has not read.
+/// credit: the device sends at most a window (1 MiB, `flow::ACCEPTOR_WINDOW`) that the caller
+/// has not read.
 struct Entry {
     head: Option<oneshot::Sender<Result<frame::ResponseHead, ClientError>>>,
     body: Option<mpsc::UnboundedSender<Result<Bytes, ClientError>>>,
@@ -170,7 +171,8 @@ impl Task {
         let (head_tx, head) = oneshot::channel();
         let (body_tx, body) = mpsc::unbounded_channel();
         let (ws_tx, ws) = mpsc::unbounded_channel();
-        let credit = Arc::new(Semaphore::new(INITIAL_WINDOW as usize));
+        // What this client may send: its own direction's window.
+        let credit = Arc::new(Semaphore::new(Role::Opener.send_window() as usize));
         self.entries.insert(
             id,
             Entry {

@@ -14,6 +14,13 @@ use crate::proxy::frame::{MAX_DATA, RequestHead, ResetCode, ResponseHead};
 use crate::proxy::inbox::{Item, Reader};
 use crate::proxy::upstream::{self, Upstream};
 
+/// hyper's read buffer per upstream connection (its default grows to ~400 KB). A body chunk
+/// hyper hands out shares that buffer's allocation, so a chunk waiting for credit or budget
+/// (and each of its frames on the way to the bridge) can keep a whole buffer alive: with 24
+/// streams at once the device grew by ~34 MB with the default. Two frames' worth still reads
+/// far faster than a datachannel carries, and a response head must fit (ours are <= 16 KiB).
+const READ_BUFFER: usize = 2 * MAX_DATA;
+
 /// How often the response deadline is looked at again while the request body still flows.
 const STEP: Duration = Duration::from_millis(250);
 
@@ -104,7 +111,11 @@ pub async fn http(x: Exchange, head: RequestHead) {
         Ok(Ok(tcp)) => tcp,
     };
     let io = hyper_util::rt::TokioIo::new(tcp);
-    let (mut sender, connection) = match hyper::client::conn::http1::handshake(io).await {
+    let (mut sender, connection) = match hyper::client::conn::http1::Builder::new()
+        .max_buf_size(READ_BUFFER)
+        .handshake(io)
+        .await
+    {
         Ok(parts) => parts,
         Err(e) => {
             return x
@@ -224,7 +235,10 @@ pub async fn http(x: Exchange, head: RequestHead) {
         let mut rest = data;
         while !rest.is_empty() {
             let piece = rest.split_to(rest.len().min(MAX_DATA));
-            if !x.credit(piece.len()).await || !x.send(Out::Data(piece)).await {
+            let Some(budget) = x.credit(piece.len()).await else {
+                return;
+            };
+            if !x.send(Out::Data(piece, budget)).await {
                 return;
             }
         }

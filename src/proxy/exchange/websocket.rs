@@ -156,7 +156,10 @@ where
         };
         for fragment in fragments(kind, payload) {
             let cost = 1 + fragment.payload().len();
-            if !x.credit(cost).await || !x.send(Out::Ws(fragment)).await {
+            let Some(budget) = x.credit(cost).await else {
+                return true;
+            };
+            if !x.send(Out::Ws(fragment, budget)).await {
                 return true;
             }
         }

@@ -3,7 +3,10 @@ use crate::proxy::frame::{
     Data, Headers, RequestHead, ResponseHead, WsClose, WsMessage, decode, encode,
 };
 
-const W: u32 = INITIAL_WINDOW;
+/// Browser -> device (request bodies, messages toward the upstream).
+const U: u32 = OPENER_WINDOW;
+/// Device -> browser (responses, messages toward the page).
+const D: u32 = ACCEPTOR_WINDOW;
 
 fn sid(n: u32) -> StreamId {
     StreamId::new(n).expect("test ids are nonzero")
@@ -158,29 +161,76 @@ fn inbound_detects_a_peer_over_its_window() {
 
 #[test]
 fn credits_are_batched_per_half_window() {
-    let mut i = Inbound::new(W);
-    let mut credits = Vec::new();
-    let mut sent = 0;
-    let mut w = Window::new(W);
-    // 4 MiB in 1000-byte chunks, each read as soon as it arrives.
-    while sent < 4 << 20 {
-        let n = 1000.min(w.available());
-        w.consume_send(n).unwrap();
-        i.received(n).unwrap();
-        sent += n;
-        if let Some(c) = i.consumed(n) {
-            assert!(c >= W / 2);
-            w.grant(c).unwrap();
-            credits.push(c);
+    for w_size in [U, D] {
+        let mut i = Inbound::new(w_size);
+        let mut credits = Vec::new();
+        let mut sent = 0;
+        let mut w = Window::new(w_size);
+        // 8 MiB in 1000-byte chunks, each read as soon as it arrives.
+        while sent < 8 << 20 {
+            let n = 1000.min(w.available());
+            w.consume_send(n).unwrap();
+            i.received(n).unwrap();
+            sent += n;
+            if let Some(c) = i.consumed(n) {
+                assert!(c >= w_size / 2);
+                w.grant(c).unwrap();
+                credits.push(c);
+            }
         }
+        // One credit per half window, never one per chunk (the last half may be pending).
+        let halves = sent / (w_size / 2);
+        assert!(
+            credits.len() as u32 <= halves && credits.len() as u32 >= halves - 1,
+            "window {w_size}: {} credits",
+            credits.len()
+        );
     }
-    // One credit per half window, never one per chunk (the last half may be pending).
-    let halves = sent / (W / 2);
-    assert!(
-        credits.len() as u32 <= halves && credits.len() as u32 >= halves - 1,
-        "{}",
-        credits.len()
-    );
+}
+
+#[test]
+fn each_direction_has_its_own_window() {
+    assert_eq!((U, D), (256 * 1024, 1024 * 1024));
+    assert_eq!(Role::Opener.send_window(), U);
+    assert_eq!(Role::Opener.recv_window(), D);
+    assert_eq!(Role::Acceptor.send_window(), D);
+    assert_eq!(Role::Acceptor.recv_window(), U);
+    let mut p = Pair::new();
+    p.up(get(1)).unwrap();
+    assert_eq!(p.browser.send_credit(sid(1)), U);
+    assert_eq!(p.device.send_credit(sid(1)), D);
+    p.down(head(1, 200)).unwrap();
+    // The browser returns credit per half of the device's window, the device per half of the
+    // browser's.
+    p.up(data(1, MAX_DATA)).unwrap();
+    p.up(data(1, MAX_DATA)).unwrap();
+    assert_eq!(p.device.consumed(sid(1), 2 * MAX_DATA as u32), None);
+    p.up(data(1, 10)).unwrap();
+    let c = p.device.consumed(sid(1), 10).expect("half of 256 KiB");
+    assert_eq!(c, credit(1, 2 * MAX_DATA as u32 + 10));
+    p.down(c).unwrap();
+    assert_eq!(p.browser.send_credit(sid(1)), U);
+    // Credit that would lift the browser's window above its 256 KiB is refused, though it is
+    // below the other direction's window.
+    let (error, code) = violation(&mut p.browser, credit(1, 1));
+    assert!(matches!(
+        error,
+        StreamError::Flow(FlowError::CreditOverflow { window: U, .. })
+    ));
+    assert_eq!(code, Some(ResetCode::FlowControl));
+    let mut p = Pair::new();
+    p.up(get(1)).unwrap();
+    p.up(end(1)).unwrap();
+    p.down(head(1, 200)).unwrap();
+    for _ in 0..8 {
+        p.down(data(1, MAX_DATA)).unwrap();
+    }
+    assert_eq!(p.browser.consumed(sid(1), 8 * MAX_DATA as u32), None);
+    p.down(data(1, 100)).unwrap();
+    let c = p.browser.consumed(sid(1), 100).expect("half of 1 MiB");
+    assert_eq!(c, credit(1, 8 * MAX_DATA as u32 + 100));
+    p.up(c).unwrap();
+    assert_eq!(p.device.send_credit(sid(1)), D);
 }
 
 #[test]
@@ -210,9 +260,9 @@ fn a_slow_reader_caps_bytes_in_flight_and_stalls_no_one_else() {
             p.down(data(1, n as usize)).unwrap();
             sent += n;
         }
-        assert!(sent - read <= W, "in flight {} > window", sent - read);
+        assert!(sent - read <= D, "in flight {} > window", sent - read);
         // Meanwhile the other stream still has its whole window.
-        assert_eq!(p.device.send_credit(fast), W);
+        assert_eq!(p.device.send_credit(fast), D);
         // The page reads 10 KiB per step.
         let n = 10_000.min(sent - read);
         read += n;
@@ -236,7 +286,7 @@ fn a_slow_reader_caps_bytes_in_flight_and_stalls_no_one_else() {
         p.down(data(3, n as usize)).unwrap();
         stuck += n;
     }
-    assert_eq!(stuck, W);
+    assert_eq!(stuck, D);
     assert_eq!(
         p.device.on_send(&data(3, 1)),
         Err(StreamError::Flow(FlowError::NoCredit {
@@ -245,11 +295,11 @@ fn a_slow_reader_caps_bytes_in_flight_and_stalls_no_one_else() {
         }))
     );
     // Reading less than half the window returns nothing; half returns credit.
-    assert_eq!(p.browser.consumed(sid(3), W / 2 - 1), None);
+    assert_eq!(p.browser.consumed(sid(3), D / 2 - 1), None);
     let c = p.browser.consumed(sid(3), 1).expect("half the window read");
-    assert_eq!(c.body, Body::Credit(NonZeroU32::new(W / 2).unwrap()));
+    assert_eq!(c.body, Body::Credit(NonZeroU32::new(D / 2).unwrap()));
     p.up(c).unwrap();
-    assert_eq!(p.device.send_credit(sid(3)), W / 2);
+    assert_eq!(p.device.send_credit(sid(3)), D / 2);
 }
 
 /// The sequences in `docs/proxy.md`, frame by frame.
@@ -259,16 +309,19 @@ fn the_documented_examples_hold() {
     p.up(get(1)).unwrap();
     p.up(end(1)).unwrap();
     p.down(head(1, 200)).unwrap();
-    for _ in 0..4 {
+    for _ in 0..16 {
         p.down(data(1, MAX_DATA)).unwrap();
     }
-    assert_eq!(p.device.send_credit(sid(1)), 20);
-    assert_eq!(p.browser.consumed(sid(1), 131_071), None);
+    assert_eq!(p.device.send_credit(sid(1)), 80);
+    assert_eq!(p.browser.consumed(sid(1), 524_287), None);
     let c = p.browser.consumed(sid(1), 1).unwrap();
-    assert_eq!(c, credit(1, 131_072));
+    assert_eq!(c, credit(1, 524_288));
     p.up(c).unwrap();
-    assert_eq!(p.device.send_credit(sid(1)), 131_092);
-    p.down(data(1, 37_876)).unwrap();
+    assert_eq!(p.device.send_credit(sid(1)), 524_368);
+    p.down(data(1, MAX_DATA)).unwrap();
+    p.down(data(1, MAX_DATA)).unwrap();
+    p.down(data(1, 20_442)).unwrap();
+    assert_eq!(16 * MAX_DATA + 2 * MAX_DATA + 20_442, 1_200_000);
     p.down(end(1)).unwrap();
     assert_eq!(p.device.state(sid(1)), Some(State::Closed));
     assert_eq!(p.browser.state(sid(1)), Some(State::Closed));
@@ -278,7 +331,7 @@ fn the_documented_examples_hold() {
     p.up(ws(2, WsKind::Text, false, 9)).unwrap();
     p.down(ws(2, WsKind::Binary, true, 65_530)).unwrap();
     p.down(ws(2, WsKind::Binary, false, 34_470)).unwrap();
-    assert_eq!(p.device.send_credit(sid(2)), W - 65_531 - 34_471);
+    assert_eq!(p.device.send_credit(sid(2)), D - 65_531 - 34_471);
     p.up(close(2)).unwrap();
     p.down(close(2)).unwrap();
     assert!(p.device.is_empty() && p.browser.is_empty());
@@ -298,7 +351,7 @@ fn a_peer_over_its_window_is_reset() {
     for _ in 0..4 {
         inject(&mut device, data(1, MAX_DATA)).unwrap();
     }
-    inject(&mut device, data(1, W as usize - 4 * MAX_DATA)).unwrap();
+    inject(&mut device, data(1, U as usize - 4 * MAX_DATA)).unwrap();
     let (error, code) = violation(&mut device, data(1, 1));
     assert_eq!(
         error,
@@ -307,6 +360,21 @@ fn a_peer_over_its_window_is_reset() {
     assert_eq!(code, Some(ResetCode::FlowControl));
     assert_eq!(device.state(sid(1)), Some(State::Closed));
     assert!(device.is_empty());
+
+    // The browser holds the device to its own, larger window.
+    let mut browser = Streams::new(Role::Opener, DEFAULT_MAX_STREAMS);
+    browser.on_send(&get(1)).unwrap();
+    inject(&mut browser, head(1, 200)).unwrap();
+    for _ in 0..16 {
+        inject(&mut browser, data(1, MAX_DATA)).unwrap();
+    }
+    inject(&mut browser, data(1, D as usize - 16 * MAX_DATA)).unwrap();
+    let (error, code) = violation(&mut browser, data(1, 1));
+    assert_eq!(
+        error,
+        StreamError::Flow(FlowError::WindowExceeded { n: 1, available: 0 })
+    );
+    assert_eq!(code, Some(ResetCode::FlowControl));
 }
 
 #[test]
@@ -379,7 +447,7 @@ fn websocket_bridge_lifecycle() {
     p.up(ws(1, WsKind::Text, false, 5)).unwrap();
     p.down(ws(1, WsKind::Binary, true, MAX_DATA - 1)).unwrap();
     p.down(ws(1, WsKind::Binary, false, 1)).unwrap();
-    assert_eq!(p.device.send_credit(sid(1)), W - MAX_DATA as u32 - 2);
+    assert_eq!(p.device.send_credit(sid(1)), D - MAX_DATA as u32 - 2);
     p.up(close(1)).unwrap();
     assert_eq!(p.device.state(sid(1)), Some(State::HalfClosedRemote));
     p.down(ws(1, WsKind::Text, false, 0)).unwrap();

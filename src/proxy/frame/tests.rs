@@ -52,6 +52,7 @@ fn every_frame_type_round_trips() {
         Body::Data(Data::new(vec![0, 1, 2, 255]).unwrap()),
         Body::End,
         Body::Credit(NonZeroU32::new(128 * 1024).unwrap()),
+        Body::Credit(NonZeroU32::new(512 * 1024).unwrap()),
         Body::Reset(Reset::new(ResetCode::FlowControl, "window exceeded")),
         Body::WsMessage(WsMessage::new(WsKind::Text, false, "h\u{e9}llo".into()).unwrap()),
         Body::WsMessage(WsMessage::new(WsKind::Binary, true, vec![0xff; 10]).unwrap()),
@@ -82,9 +83,9 @@ fn layout_is_as_documented() {
     let s = sid(0x0102_0304);
     let credit = Frame {
         stream: s,
-        body: Body::Credit(NonZeroU32::new(0x0004_0000).unwrap()),
+        body: Body::Credit(NonZeroU32::new(0x0008_0000).unwrap()),
     };
-    assert_eq!(encode(&credit), [0x05, 1, 2, 3, 4, 0x00, 0x04, 0x00, 0x00]);
+    assert_eq!(encode(&credit), [0x05, 1, 2, 3, 4, 0x00, 0x08, 0x00, 0x00]);
     assert_eq!(
         encode(&Frame {
             stream: s,
