@@ -122,6 +122,22 @@ pub async fn remote_address(webrtc: &gst::Element) -> Option<String> {
     })
 }
 
+/// Stops a viewer's pipeline. First unblocks webrtcbin's `sctpenc`: with its send buffer
+/// full (a datachannel sending to a peer that is gone), its input waits for room that never
+/// comes while holding its stream lock, and GStreamer 1.22's state change to NULL then waits
+/// on that lock forever. A flush wakes the wait and makes it give up. Blocks: call it from a
+/// blocking thread.
+pub fn stop_pipeline(pipeline: &gst::Pipeline) {
+    for element in pipeline.iterate_recurse().into_iter().flatten() {
+        if element.factory().is_some_and(|f| f.name() == "sctpenc") {
+            for pad in element.sink_pads() {
+                pad.send_event(gst::event::FlushStart::new());
+            }
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+}
+
 pub fn close_data_channel(channel: &gst_webrtc::WebRTCDataChannel) {
     channel.emit_by_name::<()>("close", &[]);
 }

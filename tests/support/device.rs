@@ -263,11 +263,24 @@ impl Device {
             }
             if start.elapsed() > Duration::from_secs(10) {
                 bail!(
-                    "the device did not stop within 10 s of SIGTERM:\n{}",
-                    self.log()
+                    "the device did not stop within 10 s of SIGTERM:\n{}\n--- its threads ---\n{}",
+                    self.log(),
+                    self.stacks()
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Device {
+    /// Every thread's stack, from gdb when it is installed: what a hung device waits on.
+    fn stacks(&self) -> String {
+        let pid = self.pid().to_string();
+        let args = ["-p", &pid, "-batch", "-ex", "thread apply all bt 30"];
+        match Command::new("gdb").args(args).output() {
+            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Err(e) => format!("(no stacks: gdb: {e})"),
         }
     }
 }

@@ -141,7 +141,7 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
     }
     let pipeline = viewer.pipeline;
     // Never block tokio on a state change: webrtcbin joins its threads on the way to NULL.
-    let _ = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Null)).await;
+    let _ = tokio::task::spawn_blocking(move || webrtc::stop_pipeline(&pipeline)).await;
 }
 
 /// The state one session task keeps.
