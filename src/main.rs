@@ -26,7 +26,14 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let file = Config::load(cli.config.as_deref())?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // Blocking work (GStreamer state changes, grant writes, live settings) comes in short
+    // bursts; its threads leave after 2 s idle rather than tokio's 10, so a small device goes
+    // back to its steady number of threads soon after viewers come and go.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .build()
+        .context("cannot start the async runtime")?;
     match cli.command.unwrap_or(Command::Device(Box::default())) {
         Command::Device(args) => runtime.block_on(cmds::device::run(args.apply(file)?)),
         Command::Rendezvous(args) => {
