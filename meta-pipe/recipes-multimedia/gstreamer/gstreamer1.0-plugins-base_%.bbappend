@@ -1,2 +1,2 @@
 # opusenc for the audio track, pango for clockoverlay on the test picture.
-PACKAGECONFIG:append:pipe = " opus pango"
+PACKAGECONFIG:append:with-pipe = " opus pango"

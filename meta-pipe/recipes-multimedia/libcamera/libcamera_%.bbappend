@@ -1,2 +1,2 @@
 # libcamerasrc (package libcamera-gst) for the Raspberry Pi camera modules.
-PACKAGECONFIG:append:pipe = " gst"
+PACKAGECONFIG:append:with-pipe = " gst"
