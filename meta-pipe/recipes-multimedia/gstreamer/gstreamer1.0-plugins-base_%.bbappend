@@ -1,0 +1,2 @@
+# opusenc for the audio track, pango for clockoverlay on the test picture.
+PACKAGECONFIG:append:with-pipe = " opus pango"
