@@ -37,6 +37,20 @@ fn failure(e: anyhow::Error, device: &Device, pages: &[(&str, &Page)]) -> ! {
     );
 }
 
+/// `failure` with the owner's console and, if it is still there, the UI frame's.
+async fn ui_failure(e: anyhow::Error, device: &Device, owner: &Viewer, ui_origin: &str) -> ! {
+    let frame = owner
+        .page
+        .frame(ui_origin, Duration::from_secs(1))
+        .await
+        .ok();
+    let mut pages = vec![("owner", &owner.page)];
+    if let Some(f) = frame.as_ref() {
+        pages.push(("UI frame", f));
+    }
+    failure(e, device, &pages)
+}
+
 async fn text(frame: &Page, id: &str) -> Result<String> {
     let v = frame
         .eval(&format!(
@@ -72,18 +86,7 @@ async fn the_owner_uses_the_camera_ui_through_the_proxy_and_a_view_borrower_cann
     let ui_origin = format!("http://ui-{}.localhost:{}", device.device_id, device.port);
     let report = match owner_uses_the_ui(&owner, &ui_origin).await {
         Ok(report) => report,
-        Err(e) => {
-            let frame = owner
-                .page
-                .frame(&ui_origin, Duration::from_secs(1))
-                .await
-                .ok();
-            let mut pages = vec![("owner", &owner.page)];
-            if let Some(f) = frame.as_ref() {
-                pages.push(("UI frame", f));
-            }
-            failure(e, &device, &pages)
-        }
+        Err(e) => ui_failure(e, &device, &owner, &ui_origin).await,
     };
     let owner_done = started.elapsed();
     println!("owner: {report}");
@@ -125,18 +128,7 @@ async fn the_camera_ui_works_with_chunked_bodies_where_streams_do_not_transfer()
     assert_eq!(chunked, true, "the chunk fallback is not forced");
     match owner_uses_the_ui(&owner, &ui_origin).await {
         Ok(report) => println!("chunked: {report}; total {:?}", started.elapsed()),
-        Err(e) => {
-            let frame = owner
-                .page
-                .frame(&ui_origin, Duration::from_secs(1))
-                .await
-                .ok();
-            let mut pages = vec![("owner", &owner.page)];
-            if let Some(f) = frame.as_ref() {
-                pages.push(("UI frame", f));
-            }
-            failure(e, &device, &pages)
-        }
+        Err(e) => ui_failure(e, &device, &owner, &ui_origin).await,
     }
     owner.close().await.unwrap();
     assert!(device.stop().unwrap().success());
@@ -435,18 +427,7 @@ async fn bodies_stream_under_flow_control_and_requests_queue_beyond_the_stream_l
             upstream.requests(),
             started.elapsed()
         ),
-        Err(e) => {
-            let frame = owner
-                .page
-                .frame(&ui_origin, Duration::from_secs(1))
-                .await
-                .ok();
-            let mut pages = vec![("owner", &owner.page)];
-            if let Some(f) = frame.as_ref() {
-                pages.push(("UI frame", f));
-            }
-            failure(e, &device, &pages)
-        }
+        Err(e) => ui_failure(e, &device, &owner, &ui_origin).await,
     }
     owner.close().await.unwrap();
     assert!(device.stop().unwrap().success());

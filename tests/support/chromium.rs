@@ -146,24 +146,8 @@ impl Browser {
             .call(None, "Target.createTarget", json!({"url": "about:blank"}))
             .await?;
         let target_id = str_field(&created, "targetId")?;
-        let attach = json!({"targetId": target_id, "flatten": true});
-        let attached = self
-            .conn
-            .call(None, "Target.attachToTarget", attach)
-            .await?;
-        let session_id = str_field(&attached, "sessionId")?;
-        self.conn
-            .lock_consoles()
-            .insert(session_id.clone(), VecDeque::new());
-        let page = Page {
-            conn: self.conn.clone(),
-            target_id,
-            session_id,
-        };
         // Enabled before navigating, so messages logged while the page loads are kept.
-        for domain in ["Runtime.enable", "Log.enable", "Page.enable"] {
-            page.call(domain, json!({})).await?;
-        }
+        let page = Page::attach(&self.conn, target_id, &["Page.enable"]).await?;
         page.goto(url).await?;
         Ok(page)
     }
@@ -287,24 +271,26 @@ impl Page {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
+        Page::attach(&self.conn, target_id, &[]).await
+    }
+
+    /// Attaches to a target (a tab or a cross-origin frame), starts collecting its console,
+    /// and enables the runtime, the log and the `extra` domains.
+    async fn attach(conn: &Arc<Conn>, target_id: String, extra: &[&str]) -> Result<Page> {
         let attach = json!({"targetId": target_id, "flatten": true});
-        let attached = self
-            .conn
-            .call(None, "Target.attachToTarget", attach)
-            .await?;
+        let attached = conn.call(None, "Target.attachToTarget", attach).await?;
         let session_id = str_field(&attached, "sessionId")?;
-        self.conn
-            .lock_consoles()
+        conn.lock_consoles()
             .insert(session_id.clone(), VecDeque::new());
-        let frame = Page {
-            conn: self.conn.clone(),
+        let page = Page {
+            conn: conn.clone(),
             target_id,
             session_id,
         };
-        for domain in ["Runtime.enable", "Log.enable"] {
-            frame.call(domain, json!({})).await?;
+        for domain in ["Runtime.enable", "Log.enable"].iter().chain(extra) {
+            page.call(domain, json!({})).await?;
         }
-        Ok(frame)
+        Ok(page)
     }
 
     /// Sends a raw CDP command to this page's session (e.g. `ServiceWorker.stopAllWorkers`).
