@@ -124,6 +124,11 @@ async fn the_camera_ui_works_with_chunked_bodies_where_streams_do_not_transfer()
         .await
         .unwrap();
     let ui_origin = format!("http://ui-{}.localhost:{}", device.device_id, device.port);
+    // The camera-UI panel loads once the device has said what this browser may do.
+    owner
+        .wait_for("pipeViewer.ui", Duration::from_secs(10))
+        .await
+        .unwrap();
     let chunked = owner.eval("pipeViewer.ui.chunks").await.unwrap();
     assert_eq!(chunked, true, "the chunk fallback is not forced");
     match owner_uses_the_ui(&owner, &ui_origin).await {

@@ -10,9 +10,10 @@ import {
   CERT_TTL_MS, Identity, PairingError, RENEW_DAYS, certFingerprint, deviceIdOf, offerFingerprint, pair,
   pairFromLink, short, toColons,
 } from './identity.js';
-import { ownerPanel } from './owner.js';
-import { UiProxy } from './proxy.js';
-import { uiPanel } from './uiframe.js';
+// owner.js (the Share panel), proxy.js and uiframe.js (the camera's UI) are imported when the
+// device first says what this browser may do (`extras()`): the first picture needs none of them.
+
+performance.mark('pipe:modules'); // this page's modules loaded and run: it starts working here
 
 const PING_MS = 10_000; // the server closes sockets silent for 30 s
 const STATS_MS = 1_000;
@@ -78,9 +79,30 @@ let running = false;
 let hadBorrowerAccess = false; // so a lapsed borrower hears "ended", not "no access"
 let linkRefused = null; // why the claim or invite in the link did not work
 let renewing = false;
-const updateOwnerPanel = ownerPanel((request) => viewer.control(request), { extraLendSecs: positive('lend_secs') });
-const updateUiPanel = uiPanel(liveProxy, { chunks: query.get('ui_chunks') === '1' });
-viewer.ui = updateUiPanel.panel;
+let extrasLoading = null;
+
+/**
+ * The parts of the page that only a browser with access uses, loaded on the first `access`
+ * message: `{ updateOwnerPanel(access), updateUiPanel(grant), UiProxy }`. Importing them with
+ * the viewer held its start (and so the first picture) back by ~40 ms.
+ */
+function extras() {
+  extrasLoading ??= Promise.all([import('./owner.js'), import('./proxy.js'), import('./uiframe.js')])
+    .then(([{ ownerPanel }, { UiProxy }, { uiPanel }]) => {
+      const updateUiPanel = uiPanel(liveProxy, { chunks: query.get('ui_chunks') === '1' });
+      viewer.ui = updateUiPanel.panel;
+      return {
+        updateOwnerPanel: ownerPanel((request) => viewer.control(request), { extraLendSecs: positive('lend_secs') }),
+        updateUiPanel,
+        UiProxy,
+      };
+    })
+    .catch((err) => {
+      extrasLoading = null; // the next session tries again
+      throw err;
+    });
+  return extrasLoading;
+}
 
 /** The live session's proxy once its channels are open; waits across a reconnect. */
 async function liveProxy() {
@@ -98,7 +120,8 @@ async function liveProxy() {
 }
 
 /** Opens or closes the proxy channels and the settings button as the access scope says. */
-function updateUi(s, access) {
+function updateUi(s, access, { updateUiPanel, UiProxy }) {
+  if (s.done) return; // the session ended while extras() loaded
   const allowed = Boolean(access.role) && access.scope === 'view+ui';
   // Once per peer connection (docs/proxy.md "Channels": channels opened twice turn the proxy
   // off for the connection); a scope given back later takes effect with the next session.
@@ -165,7 +188,7 @@ function runSession() {
   return new Promise((resolve) => {
     const s = { ws: null, pc: null, id: null, deviceId: null, chain: Promise.resolve(), pendingIce: [],
       setupTimer: 0, graceTimer: 0, pingTimer: 0, delivered: false, done: false,
-      link: {}, paired: null, cert: null, control: null, access: null, redeeming: false, proxy: null, proxyClosed: false };
+      link: {}, paired: null, cert: null, certReady: null, peerReady: null, control: null, access: null, redeeming: false, proxy: null, proxyClosed: false };
     s.end = (err) => {
       if (s.done) return;
       s.done = true;
@@ -219,6 +242,10 @@ async function startSession(s) {
   const late = forceRelay ? "Couldn't reach the camera through the relay server." : 'The camera did not respond in time.';
   s.setupTimer = setTimeout(() => s.end(new SessionEnd(late)), SETUP_TIMEOUT_MS);
   openSocket(s, info);
+  // The peer connection needs only the info and the certificate: made while the socket opens
+  // (a browser's first one takes tens of ms), it is ready when the offer comes.
+  s.peerReady = s.certReady.then(() => createPeer(s, info));
+  s.peerReady.catch(s.end);
 }
 
 async function fetchInfo() {
@@ -309,7 +336,7 @@ function onMessage(s, info, text) {
       setState('negotiating', 'Starting video…');
       mark('session');
       // Serialised with the signals that follow, which need the peer connection.
-      s.chain = s.chain.then(() => s.certReady).then(() => createPeer(s, info)).catch(s.end);
+      s.chain = s.chain.then(() => s.peerReady).catch(s.end);
       break;
     case 'signal':
       // Serialised so a candidate never races the offer it belongs to.
@@ -347,6 +374,7 @@ function errorFromServer({ code, message }) {
 // ---- WebRTC ----------------------------------------------------------------------------------
 
 function createPeer(s, info) {
+  if (s.done) return;
   const pc = new RTCPeerConnection({
     iceServers: Array.isArray(info.ice_servers) ? info.ice_servers : [],
     iceTransportPolicy: forceRelay ? 'relay' : 'all',
@@ -438,8 +466,11 @@ async function onAccess(s, access) {
   mark('access');
   viewer.access = access;
   s.access = access;
-  updateOwnerPanel(access);
-  updateUi(s, access);
+  // Not awaited: a claim or redeem below goes out at once. Updates keep their order (one promise).
+  extras().then((parts) => {
+    parts.updateOwnerPanel(access);
+    updateUi(s, access, parts);
+  }).catch(s.end);
   showWho();
   if (access.role) {
     hadBorrowerAccess = access.role === 'borrower';

@@ -147,17 +147,31 @@ mod tests {
             tokio::spawn(async move { take(&stalled, &budget, MAX_DATA).await })
         };
         tokio::task::yield_now().await;
-        assert_eq!(budget.available_permits(), frames * MAX_DATA, "it holds none");
+        assert_eq!(
+            budget.available_permits(),
+            frames * MAX_DATA,
+            "it holds none"
+        );
 
         // Another stream may take the whole budget, and no more.
         let mut held = Vec::new();
         for _ in 0..frames {
-            held.push(now(&fast, &budget, MAX_DATA).await.flatten().expect("in budget"));
+            held.push(
+                now(&fast, &budget, MAX_DATA)
+                    .await
+                    .flatten()
+                    .expect("in budget"),
+            );
         }
         assert!(now(&fast, &budget, 1).await.is_none(), "over budget: waits");
         // A frame handed to the sending thread frees its bytes for the next.
         drop(held.pop());
-        held.push(now(&fast, &budget, MAX_DATA).await.flatten().expect("freed"));
+        held.push(
+            now(&fast, &budget, MAX_DATA)
+                .await
+                .flatten()
+                .expect("freed"),
+        );
         assert_eq!(budget.available_permits(), 0);
 
         // Credit for the stalled stream: it now waits for budget like anyone else, and gets

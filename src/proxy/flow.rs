@@ -459,7 +459,8 @@ impl Streams {
                 return Err(StreamError::TooManyStreams(self.streams.len()));
             }
             self.last_opened[expected] = id.get();
-            self.streams.insert(id, Stream::new(self.role, head.websocket()));
+            self.streams
+                .insert(id, Stream::new(self.role, head.websocket()));
             return Ok(Delivery::Deliver);
         }
         let used = id.get() <= self.last_opened[expected];

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use gst::prelude::*;
 use gst_webrtc::WebRTCPeerConnectionState;
 use tokio::sync::mpsc;
+use tracing::debug;
 
 use super::super::capture::{Capture, Feed};
 use super::super::datachannels::{Inbound, Tap};
@@ -154,6 +155,7 @@ pub fn build(
             if let Some(event) = info.event()
                 && gst_video::ForceKeyUnitEvent::is(event)
             {
+                debug!("the viewer asks for a key frame (PLI or FIR)");
                 let _ = keyframes.try_send(());
                 // Handled, not Drop: with gstreamer-rs a Drop hands GStreamer back a NULL
                 // event, which 1.22 then unrefs (a GStreamer-CRITICAL on every PLI).
