@@ -124,6 +124,9 @@ pub struct VideoConfig {
     pub bitrate_kbps: u32,
     /// An IP camera to re-stream (`rtsp://...`); used by the `rtsp` chain. Default: none.
     pub rtsp_url: Option<String>,
+    /// Which viewers are asked to show frames without buffering them: `lan` (default),
+    /// `always` or `never` (`media::playout`).
+    pub playout_delay: PlayoutDelay,
 }
 
 impl Default for VideoConfig {
@@ -135,8 +138,23 @@ impl Default for VideoConfig {
             framerate: "30".into(),
             bitrate_kbps: 2000,
             rtsp_url: None,
+            playout_delay: PlayoutDelay::default(),
         }
     }
+}
+
+/// `[video] playout_delay`: which viewers are asked to show frames without buffering them
+/// (the RTP playout-delay hint, `media::playout`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlayoutDelay {
+    /// Viewers whose ICE path is direct on the local network (no jitter worth buffering).
+    #[default]
+    Lan,
+    /// Every viewer: lowest latency, but frames judder on a jittery link.
+    Always,
+    /// None: the browser sizes its own buffer.
+    Never,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -418,6 +436,7 @@ mod tests {
         );
         assert_eq!(c.framerate(), Framerate { num: 30, den: 1 });
         assert!(!c.ice.upnp && !c.ice.tcp && c.ice.stun_servers.is_empty());
+        assert_eq!(c.video.playout_delay, PlayoutDelay::Lan);
         c.validate().unwrap();
     }
 
@@ -431,6 +450,7 @@ mod tests {
             rendezvous = "wss://relay.example/signal"
             [video]
             framerate = "29.5"
+            playout_delay = "always"
             [ice]
             stun_servers = ["stun:127.0.0.1:3478"]
             turn_servers = [{ url = "turn:127.0.0.1:3478", username = "u", credential = "hunter2" }]
@@ -442,6 +462,7 @@ mod tests {
         c.validate().unwrap();
         assert_eq!(c.device.port, 9000);
         assert_eq!(c.framerate(), Framerate { num: 59, den: 2 });
+        assert_eq!(c.video.playout_delay, PlayoutDelay::Always);
         assert!(
             !format!("{c:?}").contains("hunter2"),
             "TURN credentials never reach logs"
@@ -455,6 +476,8 @@ mod tests {
         assert!(err.contains("line 2"), "{err}");
         let err = Config::from_toml("[camera]\n").unwrap_err();
         assert!(err.contains("camera"), "{err}");
+        let err = Config::from_toml("[video]\nplayout_delay = \"wan\"\n").unwrap_err();
+        assert!(err.contains("wan") && err.contains("never"), "{err}");
     }
 
     #[test]

@@ -146,6 +146,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         bench_datachannel: config.ui.bench_datachannel,
         capture: capture.clone(),
         ice: config.ice.clone(),
+        playout: config.video.playout_delay,
         outgoing: client.outgoing.clone(),
         registry,
         identity: identity.clone(),

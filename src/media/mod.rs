@@ -9,6 +9,7 @@ pub mod datachannels;
 pub mod dtls;
 pub mod keyframe;
 pub mod pipeline;
+pub mod playout;
 pub mod plugins;
 pub mod probe;
 pub mod receiver;

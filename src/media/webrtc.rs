@@ -6,6 +6,7 @@ use gst::prelude::*;
 use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
 
 use super::MediaError;
+use super::playout::PathEnd;
 use crate::config::IceConfig;
 
 /// A promise and the future of its reply. Unlike `gst::Promise::new_future`, a promise that
@@ -105,21 +106,31 @@ pub fn warm_up_dtls() {
     let _ = gst::ElementFactory::make("dtlsdec").build();
 }
 
-/// The peer's address on the selected ICE candidate pair (webrtcbin 1.22 reports only the
-/// selected pair's candidates): the peer as the network sees it, whatever its signalling
-/// carried (browsers send mDNS names for host candidates, or no candidates at all).
-pub async fn remote_address(webrtc: &gst::Element) -> Option<String> {
+/// The selected ICE candidate pair, (ours, the peer's) (webrtcbin 1.22 reports only the
+/// selected pair's candidates). The peer's end is the peer as the network sees it, whatever
+/// its signalling carried (browsers send mDNS names for host candidates, or none at all).
+pub async fn selected_path(webrtc: &gst::Element) -> (Option<PathEnd>, Option<PathEnd>) {
     let (promise, reply) = promise();
     webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
-    let stats = reply.await.ok()??;
-    stats.iter().find_map(|(_, value)| {
-        let entry = value.get::<gst::Structure>().ok()?;
-        let kind = entry.get::<gst_webrtc::WebRTCStatsType>("type").ok()?;
-        if kind != gst_webrtc::WebRTCStatsType::RemoteCandidate {
-            return None;
-        }
-        entry.get::<String>("address").ok()
-    })
+    let Ok(Some(stats)) = reply.await else {
+        return (None, None);
+    };
+    let end = |wanted: gst_webrtc::WebRTCStatsType| {
+        stats.iter().find_map(|(_, value)| {
+            let entry = value.get::<gst::Structure>().ok()?;
+            if entry.get::<gst_webrtc::WebRTCStatsType>("type").ok()? != wanted {
+                return None;
+            }
+            Some(PathEnd {
+                kind: entry.get::<String>("candidate-type").unwrap_or_default(),
+                address: entry.get::<String>("address").ok()?,
+            })
+        })
+    };
+    (
+        end(gst_webrtc::WebRTCStatsType::LocalCandidate),
+        end(gst_webrtc::WebRTCStatsType::RemoteCandidate),
+    )
 }
 
 /// Stops a viewer's pipeline. First unblocks webrtcbin's `sctpenc`: with its send buffer

@@ -10,6 +10,7 @@ mod proxy;
 mod viewer;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,7 @@ use self::access::State;
 use self::proxy::Proxy;
 use self::viewer::{GstEvent, Viewer};
 use super::capture::Capture;
+use super::playout::{self, PlayoutDelay};
 use super::{sdp, webrtc};
 use crate::config::IceConfig;
 use crate::grants::GrantsService;
@@ -93,6 +95,8 @@ pub struct SessionContext {
     pub bench_datachannel: bool,
     /// The camera UI the web-UI proxy forwards to, with its limits.
     pub upstream: Arc<crate::proxy::upstream::Upstream>,
+    /// Which viewers' packets carry the playout-delay hint (`[video] playout_delay`).
+    pub playout: PlayoutDelay,
 }
 
 pub fn spawn(id: SessionId, context: SessionContext) -> SessionHandle {
@@ -154,6 +158,8 @@ struct Session<'a> {
     answered: Option<Fingerprint>,
     /// The first address the viewer offered as a candidate: the pre-auth rate-limit key.
     source: Option<String>,
+    /// The viewer's answer kept the playout-delay extension (`playout`).
+    playout_accepted: bool,
     transport_up: bool,
     control: control::Control,
     proxy: Proxy,
@@ -173,6 +179,7 @@ impl<'a> Session<'a> {
             state: State::Unchecked,
             answered: None,
             source: None,
+            playout_accepted: false,
             transport_up: false,
             control: control::Control::default(),
             proxy,
@@ -234,6 +241,7 @@ impl<'a> Session<'a> {
                         match state {
                             WebRTCPeerConnectionState::Connected => {
                                 disconnected_since = None;
+                                self.choose_playout_hint().await;
                                 self.transport_up = true;
                                 self.open_media_if_allowed();
                             }
@@ -302,6 +310,7 @@ impl<'a> Session<'a> {
                     sdp::fingerprint(&answer.sdp)
                         .ok_or("the answer has no usable SHA-256 fingerprint")?,
                 );
+                self.playout_accepted = playout::answer_accepts(&answer.sdp);
                 let desc = webrtc::description(WebRTCSDPType::Answer, &answer.sdp)
                     .map_err(|e| e.to_string())?;
                 webrtc::set_remote_description(webrtc, &desc)
@@ -368,7 +377,10 @@ impl<'a> Session<'a> {
             None => {
                 // The selected pair's remote address: signalled candidates may be mDNS names
                 // (a new one per session) or absent, which would make the limit meaningless.
-                let selected = webrtc::remote_address(&self.viewer.webrtc).await;
+                let selected = webrtc::selected_path(&self.viewer.webrtc)
+                    .await
+                    .1
+                    .map(|remote| remote.address);
                 debug!(?selected, signalled = ?self.source, "pre-auth rate-limit key");
                 let source = selected
                     .or_else(|| self.source.clone())
@@ -430,6 +442,20 @@ impl<'a> Session<'a> {
             self.open_media_if_allowed();
         }
         Ok(())
+    }
+
+    /// Whether this viewer's packets carry the playout-delay hint, decided once ICE has
+    /// chosen its path (webrtcbin 1.22 has no ICE restart, so the path stays).
+    async fn choose_playout_hint(&self) {
+        let policy = self.context.playout;
+        if !self.playout_accepted || policy == PlayoutDelay::Never {
+            return;
+        }
+        let (local, remote) = webrtc::selected_path(&self.viewer.webrtc).await;
+        let path = local.as_ref().zip(remote.as_ref());
+        let on = policy.applies(path);
+        debug!(?policy, ?local, ?remote, on, "playout-delay hint");
+        self.viewer.playout_hint.store(on, Ordering::Relaxed);
     }
 
     /// Media flows once the transport is up (earlier frames would be lost) and the peer is

@@ -3,6 +3,7 @@
 //! and forward to the session task.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use gst::prelude::*;
 use gst_webrtc::WebRTCPeerConnectionState;
@@ -12,7 +13,7 @@ use tracing::debug;
 use super::super::capture::{Capture, Feed};
 use super::super::datachannels::{Inbound, Tap};
 use super::super::dtls::Dtls;
-use super::super::{MediaError, webrtc};
+use super::super::{MediaError, playout, webrtc};
 use crate::config::IceConfig;
 
 /// What webrtcbin's callbacks forward to the session task.
@@ -36,6 +37,8 @@ pub struct Viewer {
     pub proxy_tap: Arc<Tap>,
     /// Taken by the session's web-UI proxy.
     pub proxy_inbound: Option<Inbound>,
+    /// Set: the video packets carry the playout-delay hint (`playout`).
+    pub playout_hint: Arc<AtomicBool>,
 }
 
 /// Weak references to every viewer pipeline built. Counting the live ones shows a leaked
@@ -74,11 +77,13 @@ pub fn build(
     certificate_pem: String,
     events: mpsc::Sender<GstEvent>,
 ) -> Result<Viewer, MediaError> {
-    let mut description = String::from(
+    let mut description = format!(
         "webrtcbin name=webrtc bundle-policy=max-bundle \
          appsrc name=video is-live=true format=time do-timestamp=false block=false \
-         ! rtph264pay config-interval=-1 aggregate-mode=zero-latency mtu=1200 pt=96 \
-         ! application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000,packetization-mode=(string)1 ! webrtc. ",
+         ! rtph264pay name=pay config-interval=-1 aggregate-mode=zero-latency mtu=1200 pt=96 \
+         ! application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000,packetization-mode=(string)1,extmap-{}=(string){} ! webrtc. ",
+        playout::EXTENSION_ID,
+        playout::EXTENSION_URI,
     );
     if capture.has_audio() {
         description.push_str(
@@ -114,6 +119,13 @@ pub fn build(
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
     };
     let video = appsrc("video").expect("named in the description");
+    // Offered to every viewer (webrtcbin turns caps' extmap-N into the offer's a=extmap);
+    // written into the packets once the session has decided this viewer gets it.
+    let pay = pipeline.by_name("pay").expect("named in the description");
+    let playout_hint = Arc::new(AtomicBool::new(false));
+    if let Some(pad) = pay.static_pad("src") {
+        playout::install(&pad, playout_hint.clone());
+    }
     let audio = if capture.has_audio() {
         appsrc("audio")
     } else {
@@ -183,5 +195,6 @@ pub fn build(
         dtls,
         proxy_tap,
         proxy_inbound: Some(proxy_inbound),
+        playout_hint,
     })
 }
