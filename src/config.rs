@@ -148,7 +148,7 @@ impl Default for VideoConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PlayoutDelay {
-    /// Viewers whose ICE path is direct on the local network (no jitter worth buffering).
+    /// Viewers whose ICE path is direct on the local network (little jitter to buffer).
     #[default]
     Lan,
     /// Every viewer: lowest latency, but frames judder on a jittery link.

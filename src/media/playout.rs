@@ -4,10 +4,12 @@
 //! Without it Chromium sizes its own buffer: ~13 ms on a quiet LAN (a 10 ms render allowance,
 //! its decode-time estimate and a jitter margin), of which frames wait ~8 ms for nothing when
 //! the path has no jitter. With min = max = 10 ms it shows each frame as soon as it is decoded
-//! (measured on loopback: glass-to-glass p50 21 -> 13.5 ms, docs/benchmarks.md). 10 ms is the
+//! (measured on loopback: glass-to-glass p50 21 -> 13.5 ms in 15 sessions of 18; in the other
+//! 3 Chromium held frames to their render time anyway, docs/benchmarks.md). 10 ms is the
 //! extension's smallest step above 0; 0 puts Chromium on its low-latency renderer, which
 //! measured slower. The price is that the browser no longer absorbs network jitter, so by
-//! default only viewers on the local network get the hint (`PlayoutDelay::Lan`).
+//! default only viewers on the local network get the hint (`PlayoutDelay::Lan`), where jitter
+//! is usually a few ms (a congested Wi-Fi is the exception `never` is for).
 //!
 //! The extension is always offered; it is written into a viewer's packets only when its answer
 //! accepted it and the policy says so for its path.
