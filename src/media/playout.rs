@@ -12,7 +12,7 @@
 //! is usually a few ms (a congested Wi-Fi is the exception `never` is for).
 //!
 //! The extension is always offered; it is written into a viewer's packets only when its answer
-//! accepted it and the policy says so for its path.
+//! kept it (`sdp::extmap_kept`) and the policy says so for its path.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -70,17 +70,6 @@ fn local_scope(address: &str) -> bool {
                     .is_some_and(|v4| v4.is_private() || v4.is_loopback())
         }
     })
-}
-
-/// Whether the viewer's answer kept the extension (browsers drop extensions they do not know).
-pub fn answer_accepts(sdp: &str) -> bool {
-    sdp.lines()
-        .filter_map(|l| l.trim_end().strip_prefix("a=extmap:"))
-        .any(|rest| {
-            let mut words = rest.split_whitespace();
-            let id = words.next().and_then(|id| id.split('/').next());
-            id == Some(&EXTENSION_ID.to_string()) && words.next() == Some(EXTENSION_URI)
-        })
 }
 
 /// The extension's three bytes: 12 bits of minimum and 12 of maximum delay, in 10 ms units.
@@ -185,22 +174,6 @@ mod tests {
         assert!(PlayoutDelay::Always.applies(None));
         assert!(!PlayoutDelay::Never.applies(Some((&local, &lan))));
         assert_eq!(PlayoutDelay::default(), PlayoutDelay::Lan);
-    }
-
-    #[test]
-    fn the_answer_must_keep_the_extension_under_its_id() {
-        let kept = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=extmap:5 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n";
-        assert!(answer_accepts(kept));
-        let directed =
-            "a=extmap:5/recvonly http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\n";
-        assert!(answer_accepts(directed));
-        assert!(!answer_accepts(
-            "a=extmap:4 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n"
-        ));
-        assert!(!answer_accepts(
-            "a=extmap:5 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
-        ));
-        assert!(!answer_accepts("m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"));
     }
 
     #[test]

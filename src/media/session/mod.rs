@@ -310,7 +310,8 @@ impl<'a> Session<'a> {
                     sdp::fingerprint(&answer.sdp)
                         .ok_or("the answer has no usable SHA-256 fingerprint")?,
                 );
-                self.playout_accepted = playout::answer_accepts(&answer.sdp);
+                self.playout_accepted =
+                    sdp::extmap_kept(&answer.sdp, playout::EXTENSION_ID, playout::EXTENSION_URI);
                 let desc = webrtc::description(WebRTCSDPType::Answer, &answer.sdp)
                     .map_err(|e| e.to_string())?;
                 webrtc::set_remote_description(webrtc, &desc)
