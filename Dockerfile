@@ -12,12 +12,11 @@ ARG BUILDER_IMAGE=rust:bookworm
 ARG RUNTIME_IMAGE=debian:bookworm
 
 FROM ${BUILDER_IMAGE} AS build
-RUN apt-get update -qq \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      pkg-config libglib2.0-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
-      libgstreamer-plugins-bad1.0-dev >/dev/null \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# The build packages of scripts/debian-packages.txt, the one list (tests/debian_packages.rs).
+COPY Cargo.toml ./
+COPY scripts/setup-deps scripts/debian-packages.txt scripts/
+RUN scripts/setup-deps build && rm -rf /var/lib/apt/lists/*
 COPY . .
 # Crates come from crates.io, or from ./vendor when the context has one (`cargo vendor`, for
 # builders without network; tests/docker/smoke.sh makes it with PIPE_DOCKER_VENDOR=1).
@@ -34,17 +33,12 @@ RUN --mount=type=cache,id=pipe-cargo-registry,target=/usr/local/cargo/registry \
  && install -s -m 0755 target/release/pipe /usr/local/bin/pipe
 
 FROM ${RUNTIME_IMAGE}
-# Exactly the packages that provide the elements in src/media/plugins.rs (`pipe doctor`
-# lists them): base (app, videotestsrc, audiotestsrc, convert/scale, opus), good (rtp,
-# rtpmanager, v4l2, rtsp, udp, videofilter), bad (webrtc, dtls, srtp, sctp, videoparsers),
-# ugly (x264), nice (ICE), x (pango: the clock overlay). No gstreamer1.0-libcamera: a Pi
-# camera module belongs to an OS image (meta-pipe, buildroot-external), not to a container.
-RUN apt-get update -qq \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      ca-certificates libgstreamer1.0-0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-      gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-nice gstreamer1.0-x \
-      >/dev/null \
- && rm -rf /var/lib/apt/lists/*
+# The runtime packages of scripts/debian-packages.txt, the one list: exactly those that provide
+# the elements of src/media/plugins.rs for every chain auto-selection can pick here (`pipe
+# doctor` lists them; tests/debian_packages.rs checks the list). No gstreamer1.0-libcamera: a
+# Pi camera module belongs to an OS image (meta-pipe, buildroot-external), not to a container.
+COPY scripts/setup-deps scripts/debian-packages.txt /tmp/pipe-deps/
+RUN /tmp/pipe-deps/setup-deps runtime && rm -rf /var/lib/apt/lists/* /tmp/pipe-deps
 # A system user in `video`, so that a camera passed with --device is readable (a host whose
 # video group has another gid than Debian's 44 needs --group-add with that gid). GStreamer
 # keeps its registry cache in the home directory, not in the state volume.

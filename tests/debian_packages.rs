@@ -309,3 +309,483 @@ fn meta_pipe_turns_on_every_packageconfig_the_elements_need() {
         problems.into_iter().collect::<Vec<_>>().join("\n")
     );
 }
+
+/// A line of scripts/debian-packages.txt.
+struct Listed {
+    package: String,
+    set: String,
+    programs: Vec<String>,
+}
+
+fn package_list() -> Vec<Listed> {
+    read("scripts/debian-packages.txt")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let mut words = l.split_whitespace().map(str::to_string);
+            Listed {
+                package: words.next().expect("a package"),
+                set: words.next().unwrap_or_default(),
+                programs: words.collect(),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_package_list_is_well_formed_and_setup_deps_follows_it() {
+    let list = package_list();
+    let mut seen = BTreeSet::new();
+    for l in &list {
+        assert!(seen.insert(&l.package), "{} listed twice", l.package);
+        assert!(
+            ["runtime", "build", "test"].contains(&l.set.as_str()),
+            "{}: set '{}' is not runtime, build or test",
+            l.package,
+            l.set
+        );
+    }
+    let of = |sets: &[&str]| -> BTreeSet<String> {
+        list.iter()
+            .filter(|l| sets.contains(&l.set.as_str()))
+            .map(|l| l.package.clone())
+            .collect()
+    };
+    assert_eq!(setup_deps("runtime"), of(&["runtime"]));
+    assert_eq!(setup_deps("build"), of(&["build"]));
+    assert_eq!(setup_deps("run"), of(&["runtime", "build"]));
+    assert_eq!(setup_deps("test"), of(&["runtime", "build", "test"]));
+}
+
+/// Programs of Debian 12's Essential and required packages (coreutils, bash, dpkg, apt,
+/// findutils, grep, sed, tar, gzip, mawk, ...), which every Debian machine has: the suite may
+/// start these without listing them. Rust's own tools are installed by setup-deps' Rust step.
+const BASE_SYSTEM: &[&str] = &[
+    "apt-get",
+    "awk",
+    "basename",
+    "bash",
+    "cat",
+    "chmod",
+    "chown",
+    "cp",
+    "cut",
+    "date",
+    "dd",
+    "df",
+    "dirname",
+    "dpkg",
+    "dpkg-query",
+    "du",
+    "echo",
+    "env",
+    "false",
+    "find",
+    "grep",
+    "gzip",
+    "head",
+    "id",
+    "install",
+    "ln",
+    "ls",
+    "mkdir",
+    "mktemp",
+    "mv",
+    "nproc",
+    "printf",
+    "readlink",
+    "realpath",
+    "rm",
+    "rmdir",
+    "sed",
+    "seq",
+    "sh",
+    "sha256sum",
+    "sleep",
+    "sort",
+    "stat",
+    "tail",
+    "tar",
+    "tee",
+    "test",
+    "timeout",
+    "touch",
+    "tr",
+    "true",
+    "uname",
+    "uniq",
+    "wc",
+    "xargs",
+    // Rust, from setup-deps' Rust step
+    "cargo",
+    "rustc",
+];
+
+/// Shell words that are not programs: keywords, builtins, and the script's own functions.
+const SHELL_WORDS: &[&str] = &[
+    "!",
+    "[",
+    "[[",
+    "break",
+    "case",
+    "cd",
+    "command",
+    "compgen",
+    "continue",
+    "declare",
+    "do",
+    "done",
+    "elif",
+    "else",
+    "esac",
+    "eval",
+    "exec",
+    "exit",
+    "export",
+    "fi",
+    "for",
+    "function",
+    "hash",
+    "if",
+    "in",
+    "local",
+    "mapfile",
+    "read",
+    "readarray",
+    "return",
+    "set",
+    "shift",
+    "source",
+    "then",
+    "trap",
+    "type",
+    "ulimit",
+    "umask",
+    "unset",
+    "until",
+    "wait",
+    "while",
+    "{",
+    "}",
+];
+
+/// Words of shell text, quotes kept (they may span lines), split at blanks outside quotes,
+/// with `|`, `&&`, `||`, `;`, `&`, `(`, `)` and newlines (as `;`) as words of their own.
+/// Redirections such as `>&2` and `2>&1` stay one word; comments are dropped.
+fn shell_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some(q) => {
+                word.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                word.push(c);
+                quote = Some(c);
+            }
+            None if c == '#' && word.is_empty() => {
+                // a comment, to the end of the line
+                while chars.peek().is_some_and(|&n| n != '\n') {
+                    chars.next();
+                }
+            }
+            None if c == '&' && word.ends_with(['>', '<']) => word.push(c),
+            None if c == ' ' || c == '\t' => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            None if "|&;()\n".contains(c) => {
+                // `$(`: a command substitution starts a command of its own
+                let substitution = c == '(' && word.ends_with('$');
+                if substitution {
+                    word.pop();
+                }
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                let mut op = match c {
+                    '\n' => ";".to_string(),
+                    _ if substitution => "$(".to_string(),
+                    _ => c.to_string(),
+                };
+                if (c == '|' || c == '&') && chars.peek() == Some(&c) {
+                    op.push(chars.next().expect("peeked"));
+                }
+                words.push(op);
+            }
+            None => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// The line without `$(( ... ))` and `(( ... ))` arithmetic.
+fn without_arithmetic(line: &str) -> String {
+    let mut out = line.to_string();
+    while let Some(start) = out.find("((") {
+        let end = out[start..].find("))").map_or(out.len(), |e| start + e + 2);
+        out.replace_range(start..end, " ");
+    }
+    out
+}
+
+/// The script without here-document bodies, continuation lines joined, arithmetic removed.
+fn shell_code(text: &str) -> String {
+    let mut code = String::new();
+    let mut heredoc_end: Option<String> = None;
+    for line in joined_lines(text) {
+        if let Some(end) = &heredoc_end {
+            if line.trim() == end {
+                heredoc_end = None;
+            }
+            continue;
+        }
+        if let Some((_, tag)) = line.split_once("<<") {
+            let tag = tag.trim_start_matches('-').trim();
+            let tag = tag.split_whitespace().next().unwrap_or_default();
+            heredoc_end = Some(tag.trim_matches(['\'', '"']).to_string());
+        }
+        code.push_str(&without_arithmetic(&line));
+        code.push('\n');
+    }
+    code
+}
+
+/// The programs a shell script starts: the first word of every command, past keywords,
+/// assignments, redirections, `case` patterns and the wrappers that run their arguments
+/// (`timeout [OPTIONS] DURATION`, `env`, `exec`, `scripts/netns`, `sudo`, scripts/test's
+/// `step NAME`).
+fn shell_programs(text: &str) -> BTreeSet<String> {
+    let functions: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .split_once("() {")
+                .map(|(name, _)| name.to_string())
+        })
+        .collect();
+    let mut programs = BTreeSet::new();
+    let words = shell_words(&shell_code(text));
+    let mut at_command = true;
+    let mut skip = 0usize;
+    // After `timeout`: its options and duration (`-k 30s "$unit_timeout"`) come first.
+    let mut timeout_args = false;
+    // Inside `name=( ... )`: array elements, not commands.
+    let mut in_array = false;
+    for (i, word) in words.iter().enumerate() {
+        let next = words.get(i + 1).map(String::as_str);
+        if in_array {
+            in_array = word != ")";
+            continue;
+        }
+        if word.ends_with('=') && next == Some("(") {
+            in_array = true;
+            continue;
+        }
+        if ["|", "||", "&&", ";", "(", "$(", ")", "&"].contains(&word.as_str()) {
+            (at_command, skip, timeout_args) = (true, 0, false);
+            continue;
+        }
+        if !at_command || next == Some(")") {
+            // not at a command, or a `case` pattern (`run)`, `*)`)
+            continue;
+        }
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        if timeout_args
+            && (word.starts_with(['-', '"', '$']) || word.starts_with(|c: char| c.is_ascii_digit()))
+        {
+            continue;
+        }
+        timeout_args = false;
+        let bare = word.starts_with(|c: char| c.is_ascii_alphabetic())
+            && !word.contains(['=', '/', '>', '<']);
+        match word.as_str() {
+            "step" => skip = 1,
+            "timeout" => timeout_args = true,
+            "env" | "exec" | "sudo" | "scripts/netns" | "!" | "then" | "do" | "else" | "if"
+            | "elif" | "while" | "until" | "time" | "\"${sudo[@]}\"" => {}
+            w if w.contains('=') && !w.starts_with(['"', '\'']) => {} // an assignment
+            w if bare && !SHELL_WORDS.contains(&w) && !functions.contains(w) => {
+                programs.insert(w.to_string());
+                at_command = false;
+            }
+            _ => at_command = false,
+        }
+    }
+    programs
+}
+
+/// Programs a Rust test or benchmark starts: `Command::new("name")`, and absolute paths of
+/// programs in string literals (`"/usr/bin/chromium"`, a default behind an env variable).
+fn rust_programs(text: &str) -> BTreeSet<String> {
+    let mut programs = BTreeSet::new();
+    for (i, _) in text.match_indices("Command::new(\"") {
+        let rest = &text[i + "Command::new(\"".len()..];
+        if let Some(end) = rest.find('"') {
+            programs.insert(
+                rest[..end]
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+    }
+    for dir in ["\"/usr/bin/", "\"/usr/sbin/", "\"/bin/", "\"/sbin/"] {
+        for (i, _) in text.match_indices(dir) {
+            let rest = &text[i + dir.len()..];
+            if let Some(end) = rest.find('"') {
+                programs.insert(rest[..end].to_string());
+            }
+        }
+    }
+    programs
+}
+
+fn files_under(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            files_under(&path, ext, out);
+        } else if path.extension().is_some_and(|e| e == ext) {
+            out.push(path);
+        }
+    }
+}
+
+/// scripts/test, scripts/bench and every `scripts/NAME` they run, transitively.
+fn suite_scripts() -> Vec<PathBuf> {
+    let mut todo = vec![repo().join("scripts/test"), repo().join("scripts/bench")];
+    let mut done: Vec<PathBuf> = Vec::new();
+    while let Some(path) = todo.pop() {
+        if done.contains(&path) {
+            continue;
+        }
+        let text = read(&path);
+        for (i, _) in text.match_indices("scripts/") {
+            let name: String = text[i + "scripts/".len()..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                .collect();
+            let candidate = repo().join("scripts").join(&name);
+            if !name.is_empty() && candidate.is_file() && !name.ends_with(".txt") {
+                todo.push(candidate);
+            }
+        }
+        done.push(path);
+    }
+    done
+}
+
+#[test]
+fn every_program_the_tests_and_benchmarks_start_is_listed() {
+    let list = package_list();
+    let mut started: BTreeMap<String, BTreeSet<String>> = BTreeMap::new(); // program -> files
+    let mut note = |programs: BTreeSet<String>, file: &Path| {
+        for program in programs {
+            started.entry(program).or_default().insert(
+                file.strip_prefix(repo())
+                    .unwrap_or(file)
+                    .display()
+                    .to_string(),
+            );
+        }
+    };
+    let mut rust = Vec::new();
+    files_under(&repo().join("tests"), "rs", &mut rust);
+    files_under(&repo().join("benches"), "rs", &mut rust);
+    assert!(rust.len() > 10, "found only {} Rust test files", rust.len());
+    for file in rust
+        .iter()
+        .filter(|f| !f.ends_with("tests/debian_packages.rs"))
+    {
+        note(rust_programs(&read(file)), file);
+    }
+    let scripts = suite_scripts();
+    assert!(scripts.len() >= 4, "found only {scripts:?}");
+    for file in &scripts {
+        let text = read(file);
+        let first = text.lines().next().unwrap_or_default();
+        if first.starts_with("#!") && first.contains("python3") {
+            note(BTreeSet::from(["python3".to_string()]), file);
+        } else {
+            note(shell_programs(&text), file);
+        }
+    }
+    // This very check must see the programs it is here for.
+    for expected in ["chromium", "turnserver", "shellcheck", "unshare", "ip"] {
+        assert!(
+            started.contains_key(expected),
+            "the scan missed {expected}: {started:?}"
+        );
+    }
+    let problems: Vec<String> = started
+        .iter()
+        .filter(|(program, _)| !BASE_SYSTEM.contains(&program.as_str()))
+        .filter(|(program, _)| !list.iter().any(|l| l.programs.contains(program)))
+        .map(|(program, files)| {
+            format!(
+                "'{program}' (started by {}) is in no package of scripts/debian-packages.txt",
+                files.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_shell_scan_finds_commands_past_wrappers_and_not_their_arguments() {
+    let text = r#"
+step "shellcheck (${#scripts[@]} scripts)" shellcheck "${scripts[@]}" || true
+step "unit" timeout -k 30s "$unit_timeout" scripts/netns cargo test --lib || true
+if busy=$(pgrep -f x); then :; fi
+venv=$PWD/target/x-$(printf '%s' "a b" | sha256sum | cut -c1-12)
+if ! command -v frobnicate >/dev/null; then FOO=1 exec fancy-tool --flag; fi
+helper() { echo hi; }
+usage() {
+  exit 2
+}
+helper && other-tool arg >&2 2>/dev/null
+awk '/x/ {
+  for (i = 1; i <= NF; i++) print $i
+}' "$log"
+case "$1" in
+  run) sets=" runtime " ;;
+  *) usage ;;
+esac
+cat <<'TXT'
+not-a-command here
+TXT
+"#;
+    let found: Vec<String> = shell_programs(text).into_iter().collect();
+    assert_eq!(
+        found,
+        [
+            "awk",
+            "cargo",
+            "cat",
+            "cut",
+            "fancy-tool",
+            "other-tool",
+            "pgrep",
+            "printf",
+            "sha256sum",
+            "shellcheck",
+            "true"
+        ]
+    );
+}

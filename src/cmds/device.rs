@@ -94,6 +94,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 "viewers": capture.viewer_count(),
                 "viewer_pipelines": pipelines,
                 "viewer_elements": elements,
+                // Encoded frames since start: a stalled chain shows here (scripts/fresh-check).
+                "video_frames": capture.video_output().frames,
             })
         })
     };
