@@ -39,6 +39,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("state directory {}", config.device.state_dir.display()))?;
     info!(device_id = %identity.device_id, fingerprint = %identity.fingerprint.to_sdp(), "device identity");
     let identity = Arc::new(identity);
+    // The port first: a busy port fails the start before the camera is opened.
+    let listener = super::bind(SocketAddr::new(config.device.listen, config.device.port)).await?;
+    let port = listener.local_addr()?.port();
     let policy = LendPolicy::from(&config.grants);
     let grants = GrantsService::open(&config.device.state_dir, policy)?;
     let shutdown = super::shutdown_signal();
@@ -56,8 +59,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         effective_ui_upstream(&config, &template.name, &capture, shutdown.clone()).await?;
     info!(%ui_upstream, "camera UI upstream");
 
-    let listener = super::bind(SocketAddr::new(config.device.listen, config.device.port)).await?;
-    let port = listener.local_addr()?.port();
     let (rendezvous, signal_url) = match &config.device.rendezvous {
         Some(url) => (None, url.clone()),
         None => {

@@ -210,12 +210,16 @@ impl Capture {
                 clock.clone(),
                 keyframes.clone(),
             );
-            tokio::task::spawn_blocking(move || build(&description, &fanout, &clock, has_audio, k))
+            RunningChain(
+                tokio::task::spawn_blocking(move || {
+                    build(&description, &fanout, &clock, has_audio, k)
+                })
                 .await
-                .map_err(|e| MediaError::Pipeline(e.to_string()))??
+                .map_err(|e| MediaError::Pipeline(e.to_string()))??,
+            )
         };
         let video_sink = Arc::new(Mutex::new(
-            appsink(&first, "video")?.upcast::<gst::Element>(),
+            appsink(&first.0, "video")?.upcast::<gst::Element>(),
         ));
         tokio::spawn(keyframe_task(keyframe_rx, video_sink.clone()));
         let (stop, stop_rx) = watch::channel(false);
@@ -424,23 +428,37 @@ fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
     }
 }
 
+/// The running chain, set to NULL when dropped: a supervisor task that is aborted, or dropped
+/// with its runtime (the device failing to start after its chain did), must release the camera
+/// and stop GStreamer's streaming threads, not dispose a PLAYING pipeline (GStreamer then
+/// reports criticals and the process can crash).
+struct RunningChain(gst::Pipeline);
+
+impl Drop for RunningChain {
+    fn drop(&mut self) {
+        // A no-op when the supervisor already stopped it.
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
 /// Watches the capture bus; rebuilds the chain after an error, forever.
 async fn supervise(
-    mut pipeline: gst::Pipeline,
+    mut pipeline: RunningChain,
     description: String,
     capture: Arc<Capture>,
     mut stop: watch::Receiver<bool>,
     stopped: watch::Sender<bool>,
 ) {
     loop {
-        let Some(bus) = pipeline.bus() else { return };
+        let Some(bus) = pipeline.0.bus() else { return };
         let mut messages = bus.stream();
         use futures::StreamExt;
         let failure = loop {
             let msg = tokio::select! {
                 msg = messages.next() => msg,
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    let _ = tokio::task::spawn_blocking(move || pipeline.set_state(gst::State::Null)).await;
+                    let chain = pipeline.0.clone();
+                    let _ = tokio::task::spawn_blocking(move || chain.set_state(gst::State::Null)).await;
                     let _ = stopped.send(true);
                     return;
                 }
@@ -466,7 +484,7 @@ async fn supervise(
             }
         };
         error!(%failure, "capture chain failed; restarting in {} s", RESTART_DELAY.as_secs());
-        let old = pipeline.clone();
+        let old = pipeline.0.clone();
         let _ = tokio::task::spawn_blocking(move || old.set_state(gst::State::Null)).await;
         loop {
             tokio::select! {
@@ -492,7 +510,7 @@ async fn supervise(
                         *capture.video_sink.lock().unwrap_or_else(|e| e.into_inner()) =
                             sink.upcast();
                     }
-                    pipeline = p;
+                    pipeline = RunningChain(p);
                     break;
                 }
                 Ok(Err(e)) => warn!(error = %e, "capture chain still failing; retrying"),
