@@ -8,7 +8,15 @@ use pipe::config::Config;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into());
+    // webrtc-sdp logs each line of a remote SDP it does not know at WARN, with the line: a
+    // stranger's text in the device log. Refusals are reported by pipe itself.
+    let directives = if cli.log.contains("webrtc_sdp") {
+        cli.log.clone()
+    } else {
+        format!("{},webrtc_sdp=error", cli.log)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
+        .unwrap_or_else(|_| "info,webrtc_sdp=error".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -485,21 +485,42 @@ async fn bad_signalling_is_refused_and_the_device_keeps_serving() {
 
     // Answers the device cannot use end the session they belong to, and only that one.
     let mut confused = Raw::open(&url).await;
-    for (what, data) in [
+    let mut unusable = vec![
         (
-            "an offer instead of an answer",
+            "an offer instead of an answer".to_string(),
             json!({"sdp": {"type": "offer", "sdp": "v=0\r\n"}}),
         ),
         (
-            "an answer that is not SDP",
+            "an answer that is not SDP".to_string(),
             json!({"sdp": {"type": "answer", "sdp": "garbage"}}),
         ),
         (
-            "an answer with no media",
+            "an answer with no media".to_string(),
             json!({"sdp": {"type": "answer", "sdp":
             "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"}}),
         ),
+    ];
+    // Answers that made webrtcbin 1.22 abort the whole device (exit 134) when handed to it as
+    // they came: m-sections in another order (with an old-style or two-format data section,
+    // so webrtcbin reaches `_get_final_direction`), a BUNDLE group led by the data section,
+    // duplicate session-level ICE credentials. tests/data/sdp; the device's offer has the
+    // same mids (video0 audio1 application2).
+    for name in [
+        "reordered_twofmt",
+        "reordered_oldsctp",
+        "reordered_answer",
+        "hostile_bundle_first_app",
+        "hostile_dup_session_ufrag",
+        "hostile_dup_session_pwd",
     ] {
+        let path = format!("{}/tests/data/sdp/{name}.sdp", env!("CARGO_MANIFEST_DIR"));
+        let sdp = std::fs::read_to_string(&path).expect("an SDP fixture");
+        unusable.push((
+            format!("the answer {name}"),
+            json!({"sdp": {"type": "answer", "sdp": sdp}}),
+        ));
+    }
+    for (what, data) in unusable {
         let session = confused.connect_until_offer(&me).await;
         confused
             .send_json(json!({"type": "signal", "session_id": session, "data": data}))

@@ -66,6 +66,11 @@ impl Fingerprint {
         Self(Sha256::digest(der).into())
     }
 
+    /// The raw digest, from an SDP parser that has already decoded the hex.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        Some(Self(bytes.try_into().ok()?))
+    }
+
     /// Parses the SDP form (`AB:CD:...`, either case), as browsers and webrtcbin print it.
     pub fn parse(text: &str) -> Option<Self> {
         let bytes: Vec<u8> = text

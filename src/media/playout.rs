@@ -12,7 +12,7 @@
 //! is usually a few ms (a congested Wi-Fi is the exception `never` is for).
 //!
 //! The extension is always offered; it is written into a viewer's packets only when its answer
-//! kept it (`sdp::extmap_kept`) and the policy says so for its path.
+//! kept it (`sdp::remote::Answer::kept_extension`) and the policy says so for its path.
 
 use std::net::IpAddr;
 use std::sync::Arc;

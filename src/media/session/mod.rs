@@ -28,7 +28,8 @@ use self::proxy::Proxy;
 use self::viewer::{GstEvent, Viewer};
 use super::capture::Capture;
 use super::playout::{self, PlayoutDelay};
-use super::{sdp, webrtc};
+use super::sdp::{self, remote};
+use super::webrtc;
 use crate::config::IceConfig;
 use crate::grants::GrantsService;
 use crate::grants::links::Links;
@@ -154,8 +155,12 @@ struct Session<'a> {
     context: &'a SessionContext,
     viewer: &'a Viewer,
     state: State,
-    /// The fingerprint the viewer's answer announced.
+    /// What this device offered: every answer and candidate is checked against it.
+    offer: Option<remote::Offer>,
+    /// The fingerprint the viewer's answer announced (set once: a second answer ends it).
     answered: Option<Fingerprint>,
+    /// Remote candidates handed to webrtcbin so far (capped at `remote::MAX_CANDIDATES`).
+    candidates: usize,
     /// The first address the viewer offered as a candidate: the pre-auth rate-limit key.
     source: Option<String>,
     /// The viewer's answer kept the playout-delay extension (`playout`).
@@ -177,7 +182,9 @@ impl<'a> Session<'a> {
             context,
             viewer,
             state: State::Unchecked,
+            offer: None,
             answered: None,
+            candidates: 0,
             source: None,
             playout_accepted: false,
             transport_up: false,
@@ -206,6 +213,7 @@ impl<'a> Session<'a> {
             .sdp()
             .as_text()
             .map_err(|e| format!("cannot write the offer: {e}"))?;
+        self.offer = Some(remote::Offer::parse(&text).map_err(|e| format!("own offer: {e}"))?);
         let text =
             sdp::normalize_h264_fmtp(&text, self.context.capture.profile_level_id().as_deref());
         let text = sdp::set_fingerprint(&text, &self.context.identity.fingerprint);
@@ -303,27 +311,50 @@ impl<'a> Session<'a> {
 
     async fn remote(&mut self, data: SignalData) -> Result<(), String> {
         let webrtc = &self.viewer.webrtc;
+        let offer = self
+            .offer
+            .as_ref()
+            .expect("drive() makes the offer before it reads commands");
         match data {
             SignalData::Sdp(answer) if answer.kind == SdpKind::Answer => {
+                if self.answered.is_some() {
+                    return Err("a second answer".into());
+                }
+                // webrtcbin sees only an answer written from the checked model.
+                let answer = remote::Answer::check(offer, &answer.sdp)
+                    .map_err(|e| format!("unusable answer: {e}"))?;
                 // The fingerprint the viewer says it will use; the handshake must show it.
-                self.answered = Some(
-                    sdp::fingerprint(&answer.sdp)
-                        .ok_or("the answer has no usable SHA-256 fingerprint")?,
-                );
+                self.answered = Some(answer.fingerprint());
+                self.candidates += answer.candidate_count();
                 self.playout_accepted =
-                    sdp::extmap_kept(&answer.sdp, playout::EXTENSION_ID, playout::EXTENSION_URI);
-                let desc = webrtc::description(WebRTCSDPType::Answer, &answer.sdp)
+                    answer.kept_extension(playout::EXTENSION_ID, playout::EXTENSION_URI);
+                let desc = webrtc::description(WebRTCSDPType::Answer, &answer.to_sdp(offer))
                     .map_err(|e| e.to_string())?;
                 webrtc::set_remote_description(webrtc, &desc)
                     .await
                     .map_err(|e| e.to_string())
             }
             SignalData::Sdp(_) => Err("the device makes the offer; expected an answer".into()),
+            // A candidate the device cannot use is ignored, not fatal: browsers send some
+            // (mDNS names of other kinds, end-of-candidates) in good faith.
             SignalData::Ice(c) => {
-                if self.source.is_none() {
-                    self.source = candidate_address(&c.candidate);
+                if self.candidates >= remote::MAX_CANDIDATES {
+                    debug!(
+                        "remote candidate ignored: over the cap of {}",
+                        remote::MAX_CANDIDATES
+                    );
+                    return Ok(());
                 }
-                webrtc::add_ice_candidate(webrtc, c.sdp_m_line_index, &c.candidate);
+                match remote::trickled_candidate(offer, &c.candidate, c.sdp_m_line_index) {
+                    Ok(candidate) => {
+                        self.candidates += 1;
+                        if self.source.is_none() {
+                            self.source = candidate_address(&candidate);
+                        }
+                        webrtc::add_ice_candidate(webrtc, c.sdp_m_line_index, &candidate);
+                    }
+                    Err(why) => debug!(%why, "remote candidate ignored"),
+                }
                 Ok(())
             }
         }

@@ -1,4 +1,7 @@
-//! Pure rewrites of the SDP the device sends, and of the ICE candidates it trickles.
+//! Pure rewrites of the SDP the device sends, and of the ICE candidates it trickles; the
+//! checks of what the viewer sends back are in `remote`.
+
+pub mod remote;
 
 use std::net::IpAddr;
 
@@ -150,22 +153,6 @@ pub fn fingerprint(sdp: &str) -> Option<Fingerprint> {
     found
 }
 
-/// Whether an SDP (a viewer's answer) lists the RTP header extension `uri` under `id`:
-/// browsers leave out of their answer the extensions they do not know.
-pub fn extmap_kept(sdp: &str, id: u8, uri: &str) -> bool {
-    sdp.lines()
-        .filter_map(|l| l.trim_end().strip_prefix("a=extmap:"))
-        .any(|rest| {
-            let mut words = rest.split_whitespace();
-            // `a=extmap:<id>[/<direction>] <uri> ...`
-            let kept_id = words
-                .next()
-                .and_then(|w| w.split('/').next())
-                .and_then(|w| w.parse::<u8>().ok());
-            kept_id == Some(id) && words.next() == Some(uri)
-        })
-}
-
 /// For a host candidate, the same candidate with its address replaced by `advertised`
 /// (a container's published address, a 1:1 NAT), to be sent in addition to the original.
 pub fn advertised_candidate(candidate: &str, advertised: IpAddr) -> Option<String> {
@@ -279,26 +266,5 @@ mod tests {
             None
         );
         assert_eq!(advertised_candidate(c, "::1".parse().unwrap()), None);
-    }
-
-    #[test]
-    fn an_extension_counts_as_kept_only_under_its_id() {
-        let kept = |sdp| {
-            extmap_kept(
-                sdp,
-                5,
-                "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay",
-            )
-        };
-        let answer = "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=extmap:5 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n";
-        assert!(kept(answer));
-        let directed =
-            "a=extmap:5/recvonly http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\n";
-        assert!(kept(directed));
-        assert!(!kept(
-            "a=extmap:4 http://www.webrtc.org/experiments/rtp-hdrext/playout-delay\r\n"
-        ));
-        assert!(!kept("a=extmap:5 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"));
-        assert!(!kept("m=video 9 UDP/TLS/RTP/SAVPF 96\r\n"));
     }
 }
