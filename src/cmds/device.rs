@@ -22,7 +22,7 @@ use crate::media::select;
 use crate::media::session::{self, Command, SessionContext, SessionHandle};
 use crate::media::{plugins, probe};
 use crate::signalling::client::{self, Event};
-use crate::signalling::protocol::{ClientMessage, SessionId};
+use crate::signalling::protocol::{self, ClientMessage, SessionId};
 use crate::signalling::server::Rendezvous;
 use crate::web::{self, ApiInfo, IceServer};
 
@@ -206,6 +206,7 @@ async fn supervise(
                 },
                 Some(Event::End(id, reason)) => {
                     if let Some(handle) = sessions.remove(&id) {
+                        let reason = protocol::printable_reason(&reason);
                         let _ = handle.commands.try_send(Command::End(reason));
                     }
                 }

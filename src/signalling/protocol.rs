@@ -246,6 +246,20 @@ pub fn encode<T: Serialize>(message: &T) -> String {
     serde_json::to_string(message).expect("protocol types always serialise")
 }
 
+/// A reason the other side sent, fit for one log line: control characters (newlines, ANSI
+/// escapes: forged log lines) become `?`, and it is cut at `MAX_REASON_CHARS`.
+pub fn printable_reason(reason: &str) -> String {
+    let mut out: String = reason
+        .chars()
+        .take(MAX_REASON_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if reason.chars().nth(MAX_REASON_CHARS).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +341,20 @@ mod tests {
         assert_eq!(
             encode(&err),
             r#"{"type":"error","code":"device-offline","message":"no such device"}"#
+        );
+    }
+
+    #[test]
+    fn a_reason_from_outside_is_one_bounded_log_line() {
+        assert_eq!(printable_reason("bye"), "bye");
+        assert_eq!(
+            printable_reason("ok\n2026-01-01 INFO forged\x1b[31m"),
+            "ok?2026-01-01 INFO forged?[31m"
+        );
+        let long = "x".repeat(5000);
+        assert_eq!(
+            printable_reason(&long).chars().count(),
+            MAX_REASON_CHARS + 1
         );
     }
 }
