@@ -13,9 +13,9 @@ ARG RUNTIME_IMAGE=debian:bookworm
 
 FROM ${BUILDER_IMAGE} AS build
 WORKDIR /src
-# The build packages of scripts/debian-packages.txt, the one list (tests/debian_packages.rs).
+# The build packages of scripts/setup-deps, the one list (tests/debian_packages.rs).
 COPY Cargo.toml ./
-COPY scripts/setup-deps scripts/debian-packages.txt scripts/
+COPY scripts/setup-deps scripts/
 RUN scripts/setup-deps build && rm -rf /var/lib/apt/lists/*
 COPY . .
 # Crates come from crates.io, or from ./vendor when the context has one (`cargo vendor`, for
@@ -33,11 +33,11 @@ RUN --mount=type=cache,id=pipe-cargo-registry,target=/usr/local/cargo/registry \
  && install -s -m 0755 target/release/pipe /usr/local/bin/pipe
 
 FROM ${RUNTIME_IMAGE}
-# The runtime packages of scripts/debian-packages.txt, the one list: exactly those that provide
+# The runtime packages of scripts/setup-deps, the one list: exactly those that provide
 # the elements of src/media/plugins.rs for every chain auto-selection can pick here (`pipe
 # doctor` lists them; tests/debian_packages.rs checks the list). No gstreamer1.0-libcamera: a
 # Pi camera module belongs to an OS image (meta-pipe, buildroot-external), not to a container.
-COPY scripts/setup-deps scripts/debian-packages.txt /tmp/pipe-deps/
+COPY scripts/setup-deps /tmp/pipe-deps/
 RUN /tmp/pipe-deps/setup-deps runtime && rm -rf /var/lib/apt/lists/* /tmp/pipe-deps
 # A system user in `video`, so that a camera passed with --device is readable (a host whose
 # video group has another gid than Debian's 44 needs --group-add with that gid). GStreamer

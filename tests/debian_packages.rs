@@ -310,7 +310,7 @@ fn meta_pipe_turns_on_every_packageconfig_the_elements_need() {
     );
 }
 
-/// A line of scripts/debian-packages.txt.
+/// A line of the package table (`scripts/setup-deps --table`).
 struct Listed {
     package: String,
     set: String,
@@ -318,7 +318,13 @@ struct Listed {
 }
 
 fn package_list() -> Vec<Listed> {
-    read("scripts/debian-packages.txt")
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/setup-deps"))
+        .arg("--table")
+        .output()
+        .expect("run scripts/setup-deps --table");
+    assert!(out.status.success(), "scripts/setup-deps --table failed");
+    String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -675,14 +681,19 @@ fn suite_scripts() -> Vec<PathBuf> {
         if done.contains(&path) {
             continue;
         }
-        let text = read(&path);
+        // What the script runs, not what its comments mention.
+        let text: String = read(&path)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
         for (i, _) in text.match_indices("scripts/") {
             let name: String = text[i + "scripts/".len()..]
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
                 .collect();
             let candidate = repo().join("scripts").join(&name);
-            if !name.is_empty() && candidate.is_file() && !name.ends_with(".txt") {
+            if !name.is_empty() && candidate.is_file() {
                 todo.push(candidate);
             }
         }
@@ -739,7 +750,7 @@ fn every_program_the_tests_and_benchmarks_start_is_listed() {
         .filter(|(program, _)| !list.iter().any(|l| l.programs.contains(program)))
         .map(|(program, files)| {
             format!(
-                "'{program}' (started by {}) is in no package of scripts/debian-packages.txt",
+                "'{program}' (started by {}) is in no package of scripts/setup-deps's table",
                 files.iter().cloned().collect::<Vec<_>>().join(", ")
             )
         })
