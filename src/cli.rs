@@ -132,6 +132,11 @@ pub struct RendezvousArgs {
     /// Address to listen on.
     #[arg(long, env = "PIPE_RENDEZVOUS_LISTEN", default_value = "0.0.0.0")]
     pub listen: IpAddr,
+    /// The URL devices dial (e.g. wss://relay.example/signal, behind a TLS proxy): their
+    /// registrations must be signed for its host and port. Without it, for the Host header
+    /// of each connection, which a proxy or a relaying rendezvous can set as it likes.
+    #[arg(long, env = "PIPE_RENDEZVOUS_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
 }
 
 #[derive(Debug, Args)]

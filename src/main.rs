@@ -48,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(cmds::rendezvous::run(cmds::rendezvous::Options {
                 listen: args.listen,
                 port: args.port,
+                public_url: args.public_url,
                 ice: file.ice,
             }))
         }

@@ -11,8 +11,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,60 +21,12 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
 
 use support::device::Device;
+use support::rendezvous::Rendezvous;
 use support::viewer::Viewer;
 
 const PLAY: Duration = Duration::from_secs(15);
 /// How long a refused page is watched for frames that must not come.
 const WATCH: Duration = Duration::from_secs(3);
-
-/// `pipe rendezvous` on a free loopback port.
-struct Rendezvous {
-    child: Child,
-    /// `ws://127.0.0.1:PORT/signal`
-    url: String,
-    port: u16,
-}
-
-impl Rendezvous {
-    fn start() -> Result<Self> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
-            .args(["rendezvous", "--listen", "127.0.0.1", "--port", "0"])
-            .env_remove("PIPE_CONFIG")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting pipe rendezvous")?;
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        // "pipe rendezvous: signalling at ws://127.0.0.1:PORT/signal, viewer at ..."
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .context("the rendezvous printed nothing")?;
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("ws://"))
-            .map(|w| w.trim_end_matches(',').to_owned())
-            .with_context(|| format!("no ws:// URL in {line:?}"))?;
-        let port = url
-            .trim_start_matches("ws://127.0.0.1:")
-            .trim_end_matches("/signal")
-            .parse()
-            .with_context(|| format!("no port in {url}"))?;
-        Ok(Self { child, url, port })
-    }
-}
-
-impl Drop for Rendezvous {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// What the proxy does to the connections that reach it (chosen when a connection opens).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -19,6 +19,7 @@ use crate::identity::DeviceIdentity;
 use crate::media::capture::Capture;
 use crate::media::pipeline::{self, Params, PipelineTemplate};
 use crate::media::select;
+use crate::media::session::admission::{Admission, Decision, Limits};
 use crate::media::session::{self, Command, SessionContext, SessionHandle};
 use crate::media::{plugins, probe};
 use crate::signalling::client::{self, Event};
@@ -130,18 +131,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let signal_url = url::Url::parse(&signal_url).context("rendezvous URL")?;
-    // The embedded rendezvous keeps this device's id for this process alone.
-    let key = rendezvous.as_ref().map(|r| {
-        let key = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 16]>());
-        r.reserve(identity.device_id.clone(), key.clone());
-        key
-    });
-    let client = client::spawn(
-        signal_url,
-        identity.device_id.clone(),
-        key,
-        shutdown.clone(),
-    );
+    // The embedded rendezvous serves this device alone, and only a registration signed with
+    // its key (`signalling::proof`) gets its id.
+    if let Some(r) = &rendezvous {
+        r.only_device(identity.device_id.clone());
+    }
+    let client = client::spawn(signal_url, identity.clone(), shutdown.clone());
     // The camera UI the web-UI proxy forwards to.
     let upstream = crate::proxy::upstream::Upstream::new(ui_upstream.as_str(), &config.ui)?;
     let context = SessionContext {
@@ -157,6 +152,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         links,
         limiter: Default::default(),
         connected: Default::default(),
+        admission: Arc::new(Mutex::new(Admission::new(Limits::for_max(
+            config.device.max_sessions,
+        )))),
     };
     supervise(client.events, context, config.device.max_sessions, shutdown).await;
 
@@ -184,11 +182,22 @@ async fn supervise(
                 Some(Event::SessionRequest(id)) => {
                     info!(session = %id, "viewer asks for a session");
                     sessions.retain(|_, handle| !handle.task.is_finished());
-                    if sessions.len() >= max_sessions {
-                        warn!(session = %id, max_sessions, "refusing a session: too many viewers");
-                        let end = ClientMessage::End { session_id: id, reason: Some("the camera has too many viewers".into()) };
-                        let _ = context.outgoing.try_send(end);
-                        continue;
+                    let decision = context.admission.lock().unwrap_or_else(|p| p.into_inner()).request(id.clone());
+                    match decision {
+                        Decision::Refuse => {
+                            warn!(session = %id, max_sessions, "refusing a session: every slot has a granted viewer");
+                            let end = ClientMessage::End { session_id: id, reason: Some("the camera has too many viewers".into()) };
+                            let _ = context.outgoing.try_send(end);
+                            continue;
+                        }
+                        Decision::Admit { evict: Some(old) } => {
+                            info!(session = %old, "closing an unanswered or unverified session to make room");
+                            if let Some(handle) = sessions.remove(&old) {
+                                let reason = "closed to make room: no answer or no grant in time";
+                                let _ = handle.commands.try_send(Command::Close(reason.into()));
+                            }
+                        }
+                        Decision::Admit { evict: None } => {}
                     }
                     let handle = session::spawn(id.clone(), context.clone());
                     if let Some(old) = sessions.insert(id, handle) {

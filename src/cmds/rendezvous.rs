@@ -11,11 +11,16 @@ use crate::web::{self, ApiInfo, IceServer};
 pub struct Options {
     pub listen: IpAddr,
     pub port: u16,
+    /// Registrations must be signed for this URL's host and port (`--public-url`).
+    pub public_url: Option<url::Url>,
     pub ice: IceConfig,
 }
 
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let rendezvous = Rendezvous::new(concat!("pipe-rendezvous/", env!("CARGO_PKG_VERSION")));
+    if let Some(url) = &options.public_url {
+        rendezvous.require_authority(crate::signalling::client::authority(url));
+    }
     let info = ApiInfo {
         device_id: None,
         ice_servers: IceServer::from_config(&options.ice),
@@ -28,6 +33,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     println!(
         "pipe rendezvous: signalling at ws://{addr}/signal, viewer at http://{addr}/#device=DEVICE_ID"
     );
+    // The peer address: the `connect` rate limit is per source.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(super::until(super::shutdown_signal()))
         .await?;

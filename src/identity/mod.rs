@@ -33,6 +33,8 @@ pub enum IdentityError {
     HalfPresent { path: PathBuf, missing: PathBuf },
     #[error("cannot generate the device certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("cannot sign with the device key: {0}")]
+    Sign(rcgen::Error),
 }
 
 /// A private key in PEM. Never printed: `Debug` and `Display` redact it.
@@ -146,6 +148,19 @@ pub struct DeviceIdentity {
 }
 
 impl DeviceIdentity {
+    /// Signs `message` with the device's key (ECDSA P-256, SHA-256; the signature in ASN.1
+    /// DER): the proof that this device holds the key behind its certificate.
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, IdentityError> {
+        use rcgen::SigningKey as _;
+        let key = rcgen::KeyPair::from_pem(self.key_pem.expose()).map_err(IdentityError::Sign)?;
+        key.sign(message).map_err(IdentityError::Sign)
+    }
+
+    /// The certificate's DER bytes.
+    pub fn cert_der(&self) -> Option<Vec<u8>> {
+        pem_der(&self.cert_pem)
+    }
+
     /// Loads the identity from `state_dir`, creating it on first start.
     pub fn load_or_create(state_dir: &Path) -> Result<Self, IdentityError> {
         let cert_path = state_dir.join(CERT_FILE);

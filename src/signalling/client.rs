@@ -2,6 +2,7 @@
 //! registers, forwards messages both ways and reconnects with backoff. The device never
 //! listens for viewers itself, which is what lets it live behind NAT.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -10,9 +11,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
 
 use super::backoff::Backoff;
-use super::protocol::{
-    self, ClientMessage, DeviceId, MAX_FRAME_BYTES, ServerMessage, SessionId, SignalData,
-};
+use super::proof::{self, RegisterProof};
+use super::protocol::{self, ClientMessage, MAX_FRAME_BYTES, ServerMessage, SessionId, SignalData};
+use crate::identity::DeviceIdentity;
 
 /// How long a connection attempt may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,12 +43,11 @@ pub struct Client {
     pub outgoing: mpsc::Sender<ClientMessage>,
 }
 
-/// Starts the client task; it runs until `shutdown` turns true. `key` proves the right to a
-/// device id the rendezvous reserved (the embedded one does).
+/// Starts the client task; it runs until `shutdown` turns true. Each registration proves,
+/// with `identity`'s key, that this is the device (`proof`).
 pub fn spawn(
     url: url::Url,
-    device_id: DeviceId,
-    key: Option<String>,
+    identity: Arc<DeviceIdentity>,
     shutdown: watch::Receiver<bool>,
 ) -> Client {
     // Events are a handful per viewer session and the device loop drains them at once;
@@ -55,11 +55,7 @@ pub fn spawn(
     let (event_tx, events) = mpsc::channel(256);
     // Same reasoning for what sessions send out.
     let (outgoing, outgoing_rx) = mpsc::channel(256);
-    let registration = Registration {
-        url,
-        device_id,
-        key,
-    };
+    let registration = Registration { url, identity };
     tokio::spawn(run(registration, event_tx, outgoing_rx, shutdown));
     Client { events, outgoing }
 }
@@ -67,8 +63,40 @@ pub fn spawn(
 /// Where and as whom the device registers.
 struct Registration {
     url: url::Url,
-    device_id: DeviceId,
-    key: Option<String>,
+    identity: Arc<DeviceIdentity>,
+}
+
+impl Registration {
+    /// `register` for the connection that was sent `nonce`: signed for the authority this
+    /// client dialled, with the time in milliseconds as the counter.
+    fn register(&self, nonce: &str) -> Result<ClientMessage, String> {
+        let authority = authority(&self.url);
+        let counter = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let id = &self.identity;
+        let message = proof::signed_message(&authority, nonce, &id.device_id, counter);
+        let signature = id.sign(&message).map_err(|e| e.to_string())?;
+        let certificate = id.cert_der().ok_or("the device certificate is not PEM")?;
+        Ok(ClientMessage::Register {
+            device_id: id.device_id.clone(),
+            proof: Some(RegisterProof {
+                certificate: data_encoding::BASE64.encode(&certificate),
+                counter,
+                signature: data_encoding::BASE64.encode(&signature),
+            }),
+        })
+    }
+}
+
+/// `host[:port]` of a rendezvous URL as its Host header carries it: lower case, default port
+/// left out (the url crate drops it when parsing).
+pub fn authority(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    }
 }
 
 async fn run(
@@ -95,7 +123,7 @@ async fn run(
             Err(error) => {
                 let _ = events.send(Event::Offline).await;
                 let delay = backoff.next_delay(rand::random_range(0.5..=1.0));
-                warn!(rendezvous = %registration.url, %error, "rendezvous unreachable; retrying in {:.1} s", delay.as_secs_f32());
+                warn!(rendezvous = %registration.url, %error, "no link to the rendezvous; retrying in {:.1} s", delay.as_secs_f32());
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.changed() => return,
@@ -128,10 +156,11 @@ async fn connect_once(
         .map_err(|_| "connection timed out".to_string())?
         .map_err(|e| e.to_string())?;
     let (mut sink, mut stream) = socket.split();
-    let register = ClientMessage::Register {
-        device_id: registration.device_id.clone(),
-        key: registration.key.clone(),
-    };
+    // The server speaks first: its `welcome` carries the nonce the registration signs.
+    let nonce = tokio::time::timeout(CONNECT_TIMEOUT, welcome_nonce(&mut stream))
+        .await
+        .map_err(|_| "no welcome from the rendezvous".to_string())??;
+    let register = registration.register(&nonce)?;
     send(&mut sink, protocol::encode(&register)).await?;
 
     let mut ping = tokio::time::interval(PING_INTERVAL);
@@ -171,6 +200,27 @@ async fn connect_once(
     }
 }
 
+/// Reads up to the server's `welcome` and returns its nonce.
+async fn welcome_nonce<S>(stream: &mut S) -> Result<String, String>
+where
+    S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match stream.next().await {
+            Some(Ok(Message::Text(text))) => {
+                if let Ok(ServerMessage::Welcome { nonce, .. }) =
+                    serde_json::from_str(text.as_str())
+                {
+                    return Ok(nonce);
+                }
+            }
+            Some(Ok(Message::Close(_))) | None => return Err("closed before its welcome".into()),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.to_string()),
+        }
+    }
+}
+
 /// Turns a server message into an event for the device, or an error that drops the link.
 fn interpret(text: &str, backoff: &mut Backoff) -> Result<Option<Event>, String> {
     let message: ServerMessage = match serde_json::from_str(text) {
@@ -195,6 +245,17 @@ fn interpret(text: &str, backoff: &mut Backoff) -> Result<Option<Event>, String>
             ..
         } => {
             return Err(format!("replaced by another registration: {message}"));
+        }
+        // A refused registration leaves the device unreachable: loud, and retried with
+        // backoff (a rendezvous that restarts with another --public-url, say).
+        ServerMessage::Error {
+            code: protocol::ErrorCode::NotAllowed,
+            message,
+            session_id: None,
+        } => {
+            return Err(format!(
+                "the rendezvous refused the registration: {message}"
+            ));
         }
         ServerMessage::Error {
             code,

@@ -3,6 +3,8 @@
 
 pub mod backoff;
 pub mod client;
+pub mod limits;
+pub mod proof;
 pub mod protocol;
 pub mod router;
 pub mod server;

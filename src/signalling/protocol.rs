@@ -1,6 +1,7 @@
 //! Wire types of the signalling protocol (`docs/protocol.md`), shared by the rendezvous
 //! server, the device's client and the tests. Pure data: no sockets, no GStreamer.
 
+use super::proof::RegisterProof;
 use serde::{Deserialize, Serialize};
 
 /// Largest message the rendezvous accepts and forwards; larger ones get `too-large`.
@@ -74,9 +75,10 @@ impl std::fmt::Display for SessionId {
 pub enum ClientMessage {
     Register {
         device_id: DeviceId,
-        /// Proves the right to a reserved id (the embedded rendezvous reserves its device's).
+        /// Proves possession of the device's key (`proof`); a register without one is
+        /// refused with `not-allowed`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        key: Option<String>,
+        proof: Option<RegisterProof>,
     },
     Connect {
         device_id: DeviceId,
@@ -100,6 +102,8 @@ pub enum ServerMessage {
     Welcome {
         server: String,
         max_message_bytes: usize,
+        /// Fresh for each connection: a device signs it to register (`proof`).
+        nonce: String,
     },
     Registered {
         device_id: DeviceId,
@@ -191,6 +195,8 @@ pub enum ErrorCode {
     Replaced,
     BadDeviceId,
     NotAllowed,
+    /// Too many `connect`s from this address: try again in a few seconds.
+    RateLimited,
 }
 
 /// Why a text frame could not be turned into a [`ClientMessage`].

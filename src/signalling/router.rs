@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::proof::{self, RegisterProof};
 use super::protocol::{
     ClientMessage, DecodeError, DeviceId, ErrorCode, MAX_MESSAGE_BYTES, MAX_REASON_CHARS,
     ServerMessage, SessionId,
@@ -25,6 +26,10 @@ pub enum Output {
 
 #[derive(Debug, Default)]
 struct Conn {
+    /// Sent in `welcome`; a registration on this connection signs it.
+    nonce: String,
+    /// The `host[:port]` the peer says it reached (its Host header), when known.
+    authority: Option<String>,
     device: Option<DeviceId>,
     /// Sessions this connection is the viewer of.
     viewing: BTreeSet<SessionId>,
@@ -44,7 +49,11 @@ pub struct Router {
     sessions: HashMap<SessionId, Session>,
     session_prefix: String,
     next_session: u64,
-    reserved: HashMap<DeviceId, String>,
+    /// The one device id this rendezvous serves (a device's embedded rendezvous), if any.
+    only_device: Option<DeviceId>,
+    /// The authority registrations must be signed for (`--public-url`); without it, each
+    /// connection's own Host header.
+    authority: Option<String>,
 }
 
 impl Router {
@@ -58,17 +67,43 @@ impl Router {
             sessions: HashMap::new(),
             session_prefix: session_prefix.into(),
             next_session: 1,
-            reserved: HashMap::new(),
+            only_device: None,
+            authority: None,
         }
     }
 
-    pub fn connected(&mut self, conn: ConnId) -> Vec<Output> {
-        self.conns.insert(conn, Conn::default());
+    /// Serve `device_id` alone: an embedded rendezvous is its device's, nobody else's.
+    pub fn only_device(&mut self, device_id: DeviceId) {
+        self.only_device = Some(device_id);
+    }
+
+    /// Registrations must be signed for `authority` (`host[:port]` of the public URL).
+    pub fn require_authority(&mut self, authority: String) {
+        self.authority = Some(authority);
+    }
+
+    /// A connection opened. `nonce` must be fresh and unpredictable (the transport draws it);
+    /// `authority` is the Host it was reached by, when the transport knows it.
+    pub fn connected(
+        &mut self,
+        conn: ConnId,
+        nonce: String,
+        authority: Option<String>,
+    ) -> Vec<Output> {
+        self.conns.insert(
+            conn,
+            Conn {
+                nonce: nonce.clone(),
+                authority,
+                ..Conn::default()
+            },
+        );
         vec![Output::Send(
             conn,
             ServerMessage::Welcome {
                 server: self.server_name.clone(),
                 max_message_bytes: MAX_MESSAGE_BYTES,
+                nonce,
             },
         )]
     }
@@ -87,8 +122,8 @@ impl Router {
         }
         match message {
             ClientMessage::Ping => vec![Output::Send(conn, ServerMessage::Pong)],
-            ClientMessage::Register { device_id, key } => {
-                self.register(conn, device_id, key.as_deref())
+            ClientMessage::Register { device_id, proof } => {
+                self.register(conn, device_id, proof.as_ref())
             }
             ClientMessage::Connect { device_id } => self.connect(conn, device_id),
             ClientMessage::Signal { session_id, data } => match self.peer_of(conn, &session_id) {
@@ -150,24 +185,42 @@ impl Router {
         self.devices.len()
     }
 
-    /// Only a registration carrying `key` may take `device_id` (an embedded rendezvous keeps
-    /// its own device's id from being taken over by anyone else who can reach it).
-    pub fn reserve(&mut self, device_id: DeviceId, key: String) {
-        self.reserved.insert(device_id, key);
-    }
-
-    fn register(&mut self, conn: ConnId, device_id: DeviceId, key: Option<&str>) -> Vec<Output> {
-        if let Some(expected) = self.reserved.get(&device_id) {
-            let ok = key.is_some_and(|k| {
-                subtle::ConstantTimeEq::ct_eq(k.as_bytes(), expected.as_bytes()).into()
-            });
-            if !ok {
-                let message = format!("device id {device_id} is reserved on this rendezvous");
-                return vec![Output::Send(
-                    conn,
-                    ServerMessage::error(ErrorCode::NotAllowed, message),
-                )];
-            }
+    fn register(
+        &mut self,
+        conn: ConnId,
+        device_id: DeviceId,
+        proof: Option<&RegisterProof>,
+    ) -> Vec<Output> {
+        let not_allowed = |message: String| {
+            vec![Output::Send(
+                conn,
+                ServerMessage::error(ErrorCode::NotAllowed, message),
+            )]
+        };
+        if self
+            .only_device
+            .as_ref()
+            .is_some_and(|only| *only != device_id)
+        {
+            return not_allowed(format!(
+                "this rendezvous serves only device {}",
+                self.only_device.as_ref().expect("checked")
+            ));
+        }
+        let Some(state) = self.conns.get(&conn) else {
+            return Vec::new();
+        };
+        let authority = self
+            .authority
+            .as_deref()
+            .or(state.authority.as_deref())
+            .unwrap_or_default();
+        let checked = match proof {
+            None => Err(proof::ProofError::Missing),
+            Some(p) => proof::verify(p, authority, &state.nonce, &device_id),
+        };
+        if let Err(why) = checked {
+            return not_allowed(format!("cannot register {device_id}: {why}"));
         }
         let mut out = Vec::new();
         let current = self.conns.get(&conn).and_then(|c| c.device.clone());
@@ -307,8 +360,46 @@ mod tests {
     const VIEWER: ConnId = 2;
     const OTHER: ConnId = 3;
 
+    /// Two real device identities (registration needs their keys), made once.
+    fn identities() -> &'static [crate::identity::DeviceIdentity; 2] {
+        static IDS: std::sync::OnceLock<[crate::identity::DeviceIdentity; 2]> =
+            std::sync::OnceLock::new();
+        IDS.get_or_init(|| {
+            let make = || {
+                let dir = tempfile::tempdir().unwrap();
+                crate::identity::DeviceIdentity::load_or_create(dir.path()).unwrap()
+            };
+            [make(), make()]
+        })
+    }
+
     fn id() -> DeviceId {
-        DeviceId::parse("aaaaaaaaaaaaaaaa").unwrap()
+        identities()[0].device_id.clone()
+    }
+
+    const AUTHORITY: &str = "relay.example";
+
+    /// Opens `conn` as the transport would: nonce `n<conn>`, reached as `AUTHORITY`.
+    fn open(r: &mut Router, conn: ConnId) -> Vec<Output> {
+        r.connected(conn, format!("n{conn}"), Some(AUTHORITY.into()))
+    }
+
+    /// `register` of identity `which` as a device on `conn`, signed for that connection.
+    fn register_as(which: usize, conn: ConnId, authority: &str) -> ClientMessage {
+        let device = &identities()[which];
+        let message = proof::signed_message(authority, &format!("n{conn}"), &device.device_id, 1);
+        ClientMessage::Register {
+            device_id: device.device_id.clone(),
+            proof: Some(RegisterProof {
+                certificate: data_encoding::BASE64.encode(&device.cert_der().unwrap()),
+                counter: 1,
+                signature: data_encoding::BASE64.encode(&device.sign(&message).unwrap()),
+            }),
+        }
+    }
+
+    fn register(conn: ConnId) -> ClientMessage {
+        register_as(0, conn, AUTHORITY)
     }
 
     /// `out` is exactly one error with `code`, sent to `conn`.
@@ -330,15 +421,9 @@ mod tests {
     fn with_session() -> (Router, SessionId) {
         let mut r = Router::new("test", "t");
         for c in [DEV, VIEWER, OTHER] {
-            r.connected(c);
+            open(&mut r, c);
         }
-        r.handle(
-            DEV,
-            ClientMessage::Register {
-                device_id: id(),
-                key: None,
-            },
-        );
+        r.handle(DEV, register(DEV));
         let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
         let sid = SessionId("t-1".into());
         assert_eq!(
@@ -366,7 +451,7 @@ mod tests {
     fn greets_and_answers_ping() {
         let mut r = Router::new("test", "t");
         assert!(matches!(
-            r.connected(7)[0],
+            open(&mut r, 7)[0],
             Output::Send(7, ServerMessage::Welcome { .. })
         ));
         assert_eq!(
@@ -378,7 +463,7 @@ mod tests {
     #[test]
     fn connect_to_an_unknown_device_is_an_error() {
         let mut r = Router::new("test", "t");
-        r.connected(VIEWER);
+        open(&mut r, VIEWER);
         let out = r.handle(VIEWER, ClientMessage::Connect { device_id: id() });
         assert_error(&out, VIEWER, ErrorCode::DeviceOffline);
     }
@@ -525,13 +610,7 @@ mod tests {
     #[test]
     fn a_second_registration_replaces_the_first() {
         let (mut r, sid) = with_session();
-        let out = r.handle(
-            OTHER,
-            ClientMessage::Register {
-                device_id: id(),
-                key: None,
-            },
-        );
+        let out = r.handle(OTHER, register(OTHER));
         assert_eq!(
             out[0],
             Output::Send(
@@ -563,36 +642,36 @@ mod tests {
     }
 
     #[test]
-    fn a_reserved_id_needs_its_key() {
+    fn registration_needs_a_proof_for_this_connection_and_rendezvous() {
         let mut r = Router::new("test", "t");
-        r.reserve(id(), "k".into());
-        r.connected(OTHER);
-        let out = r.handle(
+        open(&mut r, OTHER);
+        open(&mut r, DEV);
+        // No proof; the squatter's own key for the device's id; a proof made for another
+        // connection (replayed); a proof made for another rendezvous (relayed).
+        let bare = ClientMessage::Register {
+            device_id: id(),
+            proof: None,
+        };
+        assert_error(&r.handle(OTHER, bare), OTHER, ErrorCode::NotAllowed);
+        let ClientMessage::Register { proof: theirs, .. } = register_as(1, OTHER, AUTHORITY) else {
+            unreachable!()
+        };
+        let squat = ClientMessage::Register {
+            device_id: id(),
+            proof: theirs,
+        };
+        assert_error(&r.handle(OTHER, squat), OTHER, ErrorCode::NotAllowed);
+        assert_error(
+            &r.handle(OTHER, register(DEV)),
             OTHER,
-            ClientMessage::Register {
-                device_id: id(),
-                key: Some("guess".into()),
-            },
+            ErrorCode::NotAllowed,
         );
-        assert_error(&out, OTHER, ErrorCode::NotAllowed);
-        let out = r.handle(
-            OTHER,
-            ClientMessage::Register {
-                device_id: id(),
-                key: None,
-            },
-        );
-        assert_error(&out, OTHER, ErrorCode::NotAllowed);
-        r.connected(DEV);
-        let out = r.handle(
-            DEV,
-            ClientMessage::Register {
-                device_id: id(),
-                key: Some("k".into()),
-            },
-        );
+        let relayed = register_as(0, OTHER, "evil.example");
+        assert_error(&r.handle(OTHER, relayed), OTHER, ErrorCode::NotAllowed);
+        assert_eq!(r.device_count(), 0);
+        // The device itself, on its own connection.
         assert_eq!(
-            out,
+            r.handle(DEV, register(DEV)),
             vec![Output::Send(
                 DEV,
                 ServerMessage::Registered { device_id: id() }
@@ -601,24 +680,47 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_public_authority_wins_over_the_host_header() {
+        let mut r = Router::new("test", "t");
+        r.require_authority("public.example:8443".into());
+        open(&mut r, DEV);
+        // Signed for the Host header the connection came with: not enough.
+        assert_error(&r.handle(DEV, register(DEV)), DEV, ErrorCode::NotAllowed);
+        let out = r.handle(DEV, register_as(0, DEV, "public.example:8443"));
+        assert!(
+            matches!(
+                &out[..],
+                [Output::Send(DEV, ServerMessage::Registered { .. })]
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn an_embedded_rendezvous_serves_only_its_device() {
+        let mut r = Router::new("test", "t");
+        r.only_device(id());
+        open(&mut r, OTHER);
+        // Another device, with a valid proof of its own key: not here.
+        let out = r.handle(OTHER, register_as(1, OTHER, AUTHORITY));
+        assert_error(&out, OTHER, ErrorCode::NotAllowed);
+        open(&mut r, DEV);
+        let out = r.handle(DEV, register(DEV));
+        assert!(
+            matches!(
+                &out[..],
+                [Output::Send(DEV, ServerMessage::Registered { .. })]
+            ),
+            "{out:?}"
+        );
+    }
+
+    #[test]
     fn a_connection_is_one_device_only() {
         let mut r = Router::new("test", "t");
-        r.connected(DEV);
-        r.handle(
-            DEV,
-            ClientMessage::Register {
-                device_id: id(),
-                key: None,
-            },
-        );
-        let other = DeviceId::parse("bbbbbbbbbbbbbbbb").unwrap();
-        let out = r.handle(
-            DEV,
-            ClientMessage::Register {
-                device_id: other,
-                key: None,
-            },
-        );
+        open(&mut r, DEV);
+        r.handle(DEV, register(DEV));
+        let out = r.handle(DEV, register_as(1, DEV, AUTHORITY));
         assert_error(&out, DEV, ErrorCode::BadMessage);
     }
 

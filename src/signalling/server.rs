@@ -2,11 +2,12 @@
 //! [`Router`] and carrying out what it says. The router lock is never held across `.await`.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
@@ -14,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::protocol::{self, DecodeError, DeviceId, MAX_FRAME_BYTES};
+use super::limits::ConnectLimiter;
+use super::protocol::{self, ClientMessage, DecodeError, DeviceId, ErrorCode, MAX_FRAME_BYTES};
 use super::router::{ConnId, Output, Router};
 
 /// The server pings every socket this often...
@@ -41,6 +43,9 @@ pub struct Rendezvous {
 struct Inner {
     router: Router,
     outboxes: HashMap<ConnId, mpsc::Sender<Outbound>>,
+    /// Each socket's peer address, when the server was told it (`connect` rate limit).
+    sources: HashMap<ConnId, IpAddr>,
+    limiter: ConnectLimiter,
     next_conn: ConnId,
 }
 
@@ -57,14 +62,21 @@ impl Rendezvous {
             inner: Mutex::new(Inner {
                 router: Router::new(server_name, prefix),
                 outboxes: HashMap::new(),
+                sources: HashMap::new(),
+                limiter: ConnectLimiter::default(),
                 next_conn: 1,
             }),
         })
     }
 
-    /// Reserves `device_id` for registrations that carry `key` (see `Router::reserve`).
-    pub fn reserve(&self, device_id: DeviceId, key: String) {
-        self.lock().router.reserve(device_id, key);
+    /// Serves `device_id` alone (a device's embedded rendezvous; `Router::only_device`).
+    pub fn only_device(&self, device_id: DeviceId) {
+        self.lock().router.only_device(device_id);
+    }
+
+    /// Registrations must be signed for this `host[:port]` (`Router::require_authority`).
+    pub fn require_authority(&self, authority: String) {
+        self.lock().router.require_authority(authority);
     }
 
     /// Routes `/signal` to this rendezvous.
@@ -85,13 +97,22 @@ impl Rendezvous {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn open(&self) -> (ConnId, mpsc::Receiver<Outbound>) {
+    fn open(
+        &self,
+        source: Option<IpAddr>,
+        authority: Option<String>,
+    ) -> (ConnId, mpsc::Receiver<Outbound>) {
+        // The registration nonce: 128 bits from the OS-seeded thread RNG.
+        let nonce = data_encoding::HEXLOWER.encode(&rand::random::<[u8; 16]>());
         let (tx, rx) = mpsc::channel(OUTBOX_CAPACITY);
         let mut inner = self.lock();
         let conn = inner.next_conn;
         inner.next_conn += 1;
         inner.outboxes.insert(conn, tx);
-        let out = inner.router.connected(conn);
+        if let Some(source) = source {
+            inner.sources.insert(conn, source);
+        }
+        let out = inner.router.connected(conn, nonce, authority);
         Self::deliver(&mut inner, out);
         (conn, rx)
     }
@@ -99,6 +120,16 @@ impl Rendezvous {
     fn frame(&self, conn: ConnId, text: &str) {
         let mut inner = self.lock();
         let out = match protocol::decode_client(text) {
+            Ok(ClientMessage::Connect { .. }) if !Self::may_connect(&mut inner, conn) => {
+                debug!(conn, "connect refused: rate limit");
+                vec![Output::Send(
+                    conn,
+                    protocol::ServerMessage::error(
+                        ErrorCode::RateLimited,
+                        "too many connects from this address; try again in a few seconds",
+                    ),
+                )]
+            }
             Ok(message) => inner.router.handle(conn, message),
             Err(error) => {
                 debug!(conn, %error, "rejected signalling message");
@@ -106,6 +137,14 @@ impl Rendezvous {
             }
         };
         Self::deliver(&mut inner, out);
+    }
+
+    /// The `connect` rate limit of this socket's source (none known: not limited).
+    fn may_connect(inner: &mut Inner, conn: ConnId) -> bool {
+        match inner.sources.get(&conn).copied() {
+            Some(source) => inner.limiter.allow(source, std::time::Instant::now()),
+            None => true,
+        }
     }
 
     fn reject(&self, conn: ConnId, error: &DecodeError) {
@@ -117,6 +156,7 @@ impl Rendezvous {
     fn close(&self, conn: ConnId) {
         let mut inner = self.lock();
         inner.outboxes.remove(&conn);
+        inner.sources.remove(&conn);
         let out = inner.router.disconnected(conn);
         Self::deliver(&mut inner, out);
     }
@@ -145,14 +185,35 @@ impl Rendezvous {
     }
 }
 
-async fn upgrade(ws: WebSocketUpgrade, State(rendezvous): State<Arc<Rendezvous>>) -> Response {
+/// The peer address is there when the server runs with connect info (the device and
+/// `pipe rendezvous` both do); a router tested without it is simply not rate-limited.
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(rendezvous): State<Arc<Rendezvous>>,
+    extensions: axum::http::Extensions,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let source = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    // What the peer says it dialled; a device signs its registration for it.
+    let authority = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| h.len() <= 255)
+        .map(str::to_ascii_lowercase);
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| serve(socket, rendezvous))
+        .on_upgrade(move |socket| serve(socket, rendezvous, source, authority))
 }
 
-async fn serve(socket: WebSocket, rendezvous: Arc<Rendezvous>) {
-    let (conn, mut outbox) = rendezvous.open();
+async fn serve(
+    socket: WebSocket,
+    rendezvous: Arc<Rendezvous>,
+    source: Option<IpAddr>,
+    authority: Option<String>,
+) {
+    let (conn, mut outbox) = rendezvous.open(source, authority);
     debug!(conn, "signalling socket open");
     let (mut sink, mut stream) = socket.split();
     let mut ping = tokio::time::interval(PING_INTERVAL);

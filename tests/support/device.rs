@@ -229,6 +229,23 @@ impl Device {
         count_entries(&format!("/proc/{}/task", self.pid()))
     }
 
+    /// The names of the device's threads, counted (`tokio-runtime-w x4, gstglcontext x1`), for
+    /// failure messages about a thread count.
+    pub fn thread_names(&self) -> String {
+        let mut names = std::collections::BTreeMap::<String, usize>::new();
+        if let Ok(entries) = std::fs::read_dir(format!("/proc/{}/task", self.pid())) {
+            for entry in entries.flatten() {
+                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                *names.entry(comm.trim().to_string()).or_default() += 1;
+            }
+        }
+        names
+            .iter()
+            .map(|(name, n)| format!("{name} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn fds(&self) -> usize {
         count_entries(&format!("/proc/{}/fd", self.pid()))
     }
@@ -275,7 +292,7 @@ impl Device {
 
 impl Device {
     /// Every thread's stack, from gdb when it is installed: what a hung device waits on.
-    fn stacks(&self) -> String {
+    pub fn stacks(&self) -> String {
         let pid = self.pid().to_string();
         let args = ["-p", &pid, "-batch", "-ex", "thread apply all bt 30"];
         match Command::new("gdb").args(args).output() {

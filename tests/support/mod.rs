@@ -6,4 +6,6 @@ pub mod chromium;
 pub mod coturn;
 pub mod device;
 pub mod netns;
+pub mod raw;
+pub mod rendezvous;
 pub mod viewer;

@@ -4,6 +4,7 @@
 //! grant whenever grants change, and tears everything down when the session ends.
 
 mod access;
+pub mod admission;
 mod ceiling;
 mod control;
 mod proxy;
@@ -41,6 +42,9 @@ use crate::signalling::protocol::{
 /// A session that is not connected this long after it started is given up (a viewer that
 /// vanished mid-negotiation, or ICE that cannot succeed).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the viewer has to answer the offer. A browser answers in tens of milliseconds; a
+/// session without an answer holds a pipeline and a slot for nothing.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `disconnected` may last before the session counts as failed (no ICE restart in
 /// GStreamer 1.22, so the viewer starts a new session).
 const DISCONNECTED_GRACE: Duration = Duration::from_secs(5);
@@ -51,6 +55,8 @@ pub enum Command {
     Remote(SignalData),
     /// The other side or the device ended it; do not send `end` back.
     End(String),
+    /// The device closes it (to make room for another viewer): tell the viewer why.
+    Close(String),
 }
 
 pub struct SessionHandle {
@@ -98,6 +104,33 @@ pub struct SessionContext {
     pub upstream: Arc<crate::proxy::upstream::Upstream>,
     /// Which viewers' packets carry the playout-delay hint (`[video] playout_delay`).
     pub playout: PlayoutDelay,
+    /// Who holds a viewer slot, and in which phase (`admission`).
+    pub admission: Arc<Mutex<admission::Admission>>,
+}
+
+/// A session's slot: moved forward as the session answers and is verified, and given back
+/// when the session's task ends, however it ends (dropped with it).
+struct Slot {
+    admission: Arc<Mutex<admission::Admission>>,
+    id: SessionId,
+}
+
+impl Slot {
+    fn advance(&self, phase: admission::Phase) {
+        self.admission
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .advance(&self.id, phase);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.admission
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ended(&self.id);
+    }
 }
 
 pub fn spawn(id: SessionId, context: SessionContext) -> SessionHandle {
@@ -110,6 +143,12 @@ pub fn spawn(id: SessionId, context: SessionContext) -> SessionHandle {
 }
 
 async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receiver<Command>) {
+    // The supervisor admitted this session (`admission::Admission::request`); its slot is
+    // given back when this task ends or is aborted.
+    let slot = Slot {
+        admission: context.admission.clone(),
+        id: id.clone(),
+    };
     // Candidates can come in bursts of dozens; the task drains them at once.
     let (events_tx, mut events) = mpsc::channel(256);
     let (capture, ice) = (context.capture.clone(), context.ice.clone());
@@ -132,7 +171,7 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
     );
     context.registry.add(&viewer.pipeline);
     context.capture.attach(viewer.feed.clone());
-    let mut session = Session::new(&id, &context, &viewer, proxy);
+    let mut session = Session::new(&id, &context, &viewer, proxy, &slot);
     let outcome = session.drive(&mut commands, &mut events).await;
     drop(session);
     context.capture.detach(&viewer.feed);
@@ -168,6 +207,7 @@ struct Session<'a> {
     transport_up: bool,
     control: control::Control,
     proxy: Proxy,
+    slot: &'a Slot,
 }
 
 impl<'a> Session<'a> {
@@ -176,6 +216,7 @@ impl<'a> Session<'a> {
         context: &'a SessionContext,
         viewer: &'a Viewer,
         proxy: Proxy,
+        slot: &'a Slot,
     ) -> Self {
         Self {
             id,
@@ -190,6 +231,7 @@ impl<'a> Session<'a> {
             transport_up: false,
             control: control::Control::default(),
             proxy,
+            slot,
         }
     }
 
@@ -233,6 +275,8 @@ impl<'a> Session<'a> {
         let mut grants_changed = self.context.grants.subscribe();
         let connect_deadline = tokio::time::sleep(CONNECT_TIMEOUT);
         tokio::pin!(connect_deadline);
+        let answer_deadline = tokio::time::sleep(ANSWER_TIMEOUT);
+        tokio::pin!(answer_deadline);
         let mut disconnected_since: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
@@ -240,6 +284,7 @@ impl<'a> Session<'a> {
                 command = commands.recv() => match command {
                     Some(Command::Remote(data)) => self.remote(data).await?,
                     Some(Command::End(reason)) => return Ok(reason),
+                    Some(Command::Close(reason)) => return Err(reason),
                     None => return Ok("device shutting down".into()),
                 },
                 event = events.recv() => match event {
@@ -295,6 +340,9 @@ impl<'a> Session<'a> {
                         return Err(format!("viewer pipeline error: {}", e.error()));
                     }
                 }
+                _ = &mut answer_deadline, if self.answered.is_none() => {
+                    return Err(format!("no answer within {} s", ANSWER_TIMEOUT.as_secs()));
+                }
                 _ = &mut connect_deadline, if !self.transport_up => return Err("not connected within 30 s".into()),
                 _ = tick.tick() => {
                     if disconnected_since.is_some_and(|t| t.elapsed() > DISCONNECTED_GRACE) {
@@ -304,6 +352,14 @@ impl<'a> Session<'a> {
                         && Instant::now() >= until {
                             return Err("no grant for this browser: closed after 10 s".into());
                         }
+                    // Each session checks its own grant against the clock: expiry and
+                    // revocation bite here even if the grants thread or the disk lags.
+                    if let Some(fp) = self.state.fingerprint().filter(|_| self.state.media_allowed()) {
+                        let access = self.context.grants.check(&fp);
+                        if access != self.state.access() {
+                            self.regrant(access)?;
+                        }
+                    }
                 }
             }
         }
@@ -325,6 +381,7 @@ impl<'a> Session<'a> {
                     .map_err(|e| format!("unusable answer: {e}"))?;
                 // The fingerprint the viewer says it will use; the handshake must show it.
                 self.answered = Some(answer.fingerprint());
+                self.slot.advance(admission::Phase::Unverified);
                 self.candidates += answer.candidate_count();
                 self.playout_accepted =
                     answer.kept_extension(playout::EXTENSION_ID, playout::EXTENSION_URI);
@@ -437,8 +494,16 @@ impl<'a> Session<'a> {
             }
         }
         self.control.announce(&self.state, self.context);
+        self.note_granted();
         self.open_media_if_allowed();
         Ok(())
+    }
+
+    /// A session whose certificate a grant covers moves to the slots strangers cannot take.
+    fn note_granted(&self) {
+        if self.state.media_allowed() {
+            self.slot.advance(admission::Phase::Granted);
+        }
     }
 
     /// Grants changed (or a claim/redeem on this session succeeded).
@@ -455,6 +520,7 @@ impl<'a> Session<'a> {
             return Err("access revoked or expired".into());
         };
         self.state = after;
+        self.note_granted();
         if !after.channel_allowed() && self.proxy.in_use() {
             self.proxy.stop();
         }
