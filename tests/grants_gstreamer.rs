@@ -5,71 +5,12 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use pipe::media::receiver::{self, Options, PeerIdentity, Receiver};
-use pipe::signalling::protocol::DeviceId;
+use pipe::media::receiver::Options;
 use serde_json::Value;
-use support::device::Device;
-
-/// A device whose lends may be seconds long.
-fn device() -> Device {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pipe.toml");
-    std::fs::write(&config, "[grants]\nlend_min_secs = 1\n").unwrap();
-    let device = Device::test_picture(320, 240, &["--config", config.to_str().unwrap()]).unwrap();
-    std::mem::forget(dir); // the config file must outlive the test's device
-    device
-}
-
-async fn viewer(device: &Device, options: Options) -> Receiver {
-    let id = DeviceId::parse(&device.device_id).unwrap();
-    receiver::connect(&device.signal_url(), id, options)
-        .await
-        .unwrap()
-}
-
-fn stranger() -> Arc<PeerIdentity> {
-    Arc::new(PeerIdentity::generate().unwrap())
-}
-
-/// The first control message of `kind` the device sent after `skip` earlier ones.
-async fn reply(viewer: &Receiver, kind: &str, skip: usize, device: &Device) -> Value {
-    let found = viewer
-        .wait_for(Duration::from_secs(10), |s| {
-            s.control
-                .iter()
-                .skip(skip)
-                .any(|m| m.contains(&format!(r#""type":"{kind}""#)))
-        })
-        .await;
-    let stats = found.unwrap_or_else(|s| panic!("no {kind} reply: {s:?}\n{}", device.log()));
-    let text = stats
-        .control
-        .iter()
-        .skip(skip)
-        .find(|m| m.contains(&format!(r#""type":"{kind}""#)))
-        .unwrap();
-    serde_json::from_str(text).unwrap()
-}
-
-async fn watching(viewer: &Receiver, device: &Device) {
-    let got = viewer
-        .wait_for(Duration::from_secs(15), |s| s.frames >= 10)
-        .await;
-    got.unwrap_or_else(|s| panic!("no frames: {s:?}\n{}", device.log()));
-}
-
-/// Waits for the session to end; returns when it did.
-async fn ended_at(viewer: &Receiver, limit: Duration) -> Option<Instant> {
-    viewer
-        .wait_for(limit, |s| s.ended.is_some())
-        .await
-        .ok()
-        .map(|_| Instant::now())
-}
+use support::grants::{device, ended_at, reply, stranger, viewer, watching};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_certificate_gets_no_media_no_channels_and_is_closed() {
@@ -265,4 +206,65 @@ async fn a_revoke_from_the_command_line_cuts_a_live_session() {
         cut - revoked < Duration::from_millis(1000),
         "the device polls the file every 250 ms"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guessing_stranger_gets_three_tries_a_session_and_a_short_audit_log() {
+    support::netns::require_loopback_only();
+    let device = device();
+    let owner = viewer(&device, device.owner(false)).await;
+    watching(&owner, &device).await;
+    let audit = device.state_dir().join("audit.log");
+    let lines = || {
+        std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = lines();
+
+    // Two sessions of a stranger, 20 wrong claim secrets each.
+    for _ in 0..2 {
+        let guesser = viewer(&device, Options::new(stranger(), false)).await;
+        reply(&guesser, "access", 0, &device).await;
+        for n in 0..20 {
+            assert!(guesser.control(&format!(
+                r#"{{"type":"claim","secret":"guess{n:04}aaaaaaaaaaaaaaaaaaaaaaaa"}}"#
+            )));
+        }
+        let answered = guesser
+            .wait_for(Duration::from_secs(10), |s| {
+                s.control
+                    .iter()
+                    .filter(|m| m.contains(r#""type":"error""#))
+                    .count()
+                    >= 20
+                    || s.ended.is_some()
+            })
+            .await
+            .unwrap_or_else(|s| s);
+        let errors: Vec<&String> = answered
+            .control
+            .iter()
+            .filter(|m| m.contains(r#""type":"error""#))
+            .collect();
+        let capped = errors
+            .iter()
+            .filter(|m| m.contains("attempts on this connection"))
+            .count();
+        println!(
+            "  20 claims: {} errors, {capped} of them the attempt cap (session ended: {:?})",
+            errors.len(),
+            answered.ended
+        );
+        assert!(capped >= errors.len().saturating_sub(3), "{errors:?}");
+        guesser.kill();
+    }
+    // Three audited attempts per session, aggregated by kind: a line or two, not a hundred.
+    let added = lines() - before;
+    println!("  audit.log grew by {added} lines for 40 wrong claims");
+    assert!(added <= 4, "audit.log grew by {added} lines");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&audit).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "audit.log is {mode:o}");
 }

@@ -2,6 +2,7 @@
 //! the secrets that bind them, all held on the device. `model` is the pure logic; `store`
 //! persists it atomically with an audit log.
 
+pub mod audit;
 pub mod control;
 pub mod links;
 pub mod model;

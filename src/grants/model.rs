@@ -124,6 +124,10 @@ pub enum GrantError {
     AlreadyGranted,
     #[error("no grant {0}")]
     UnknownGrant(String),
+    #[error(
+        "this is the camera's last owner: revoking it would leave the camera with no owner and no way to claim it"
+    )]
+    LastOwner,
 }
 
 /// What a connecting certificate may do.
@@ -271,6 +275,16 @@ impl Grants {
             .position(|g| g.id == id)
             .ok_or_else(|| GrantError::UnknownGrant(id.into()))?;
         Ok(self.grants.remove(index))
+    }
+
+    /// Whether grant `id` is the only owner grant.
+    pub fn is_last_owner(&self, id: &str) -> bool {
+        let owners: Vec<&Grant> = self
+            .grants
+            .iter()
+            .filter(|g| g.role == Role::Owner)
+            .collect();
+        owners.len() == 1 && owners[0].id == id
     }
 
     /// Back to unclaimed with a new claim secret: every grant and invite is dropped.

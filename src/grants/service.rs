@@ -2,12 +2,14 @@
 //! store (on a blocking thread), each change announced to the sessions so they re-check their
 //! peer within a second, expiry on time, and edits made by the CLI picked up from disk.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
+use super::audit::AuditLimiter;
 use super::model::{Access, Grant, GrantError, Grants, LendPolicy, LendRequest, Scope, Time};
 use super::secret::Secret;
 use super::store::{AuditEvent, Store, StoreError};
@@ -30,6 +32,10 @@ pub struct GrantsService {
     state: Mutex<Grants>,
     policy: LendPolicy,
     changed: watch::Sender<u64>,
+    /// Memory holds a revocation or expiry the disk does not have yet (the write failed):
+    /// the disk is not read back over it, and the write is retried every tick.
+    unsaved: AtomicBool,
+    audit: Mutex<AuditLimiter>,
 }
 
 pub fn now() -> Time {
@@ -52,6 +58,8 @@ impl GrantsService {
             state: Mutex::new(state),
             policy,
             changed: watch::channel(0).0,
+            unsaved: AtomicBool::new(false),
+            audit: Mutex::new(AuditLimiter::default()),
         }))
     }
 
@@ -63,9 +71,18 @@ impl GrantsService {
         let spawned = std::thread::Builder::new()
             .name("pipe-grants".into())
             .spawn(move || {
+                // A full disk fails every tick: say so when it starts and every 30 s.
+                let mut warned: Option<std::time::Instant> = None;
                 while !*shutdown.borrow() {
-                    if let Err(error) = service.refresh() {
-                        warn!(%error, "cannot refresh grants");
+                    match service.refresh() {
+                        Err(error)
+                            if warned.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) =>
+                        {
+                            warn!(%error, "cannot refresh grants");
+                            warned = Some(std::time::Instant::now());
+                        }
+                        Err(_) => {}
+                        Ok(()) => warned = None,
                     }
                     std::thread::sleep(TICK);
                 }
@@ -130,14 +147,20 @@ impl GrantsService {
         Ok(grant)
     }
 
-    /// Revokes grant `id`; `by` is the owner asking from a browser (`None`: the CLI).
+    /// Revokes grant `id`; `by` is the owner asking from a browser (`None`: the CLI). It takes
+    /// effect in memory (and so on live sessions) first, whether or not the disk takes it.
     pub fn revoke(&self, by: Option<Fingerprint>, id: &str) -> Result<Grant, ServiceError> {
         let at = now();
-        let result = self.change(|g| {
+        let result = self.change_first_in_memory(|g| {
             if let Some(by) = by {
                 g.check(&by, at)
                     .filter(|a| a.role == super::Role::Owner)
                     .ok_or(GrantError::NotOwner)?;
+                // From a browser the last owner cannot go: the camera would be unclaimable
+                // without a shell (where `pipe grants revoke` + `pipe reset-owner` remain).
+                if g.is_last_owner(id) {
+                    return Err(GrantError::LastOwner);
+                }
             }
             g.revoke(id)
         });
@@ -164,16 +187,13 @@ impl GrantsService {
             .state()
             .grant_of(&fingerprint, now())
             .map(|g| g.id.clone());
-        let entry = AuditEvent {
+        self.write_audit(&AuditEvent {
             at: now(),
             event,
             fingerprint: Some(fingerprint),
             grant: grant.as_deref(),
             detail,
-        };
-        if let Err(error) = self.store.audit(&entry) {
-            warn!(%error, "cannot write the audit log");
-        }
+        });
         if event == "connected" {
             // Persisted like any change, so the refresh from disk does not undo it.
             let at = now();
@@ -216,42 +236,102 @@ impl GrantsService {
         } else {
             format!("{event}-refused")
         };
-        let entry = AuditEvent {
+        self.write_audit(&AuditEvent {
             at: now(),
             event: &event,
             fingerprint: Some(fingerprint),
             grant: None,
             detail: &detail,
-        };
-        if let Err(error) = self.store.audit(&entry) {
+        });
+        result
+    }
+
+    /// Writes an audit event, unless it is one more refusal of a kind already written this
+    /// minute (`audit`); summaries of the minutes that are over go first.
+    fn write_audit(&self, entry: &AuditEvent<'_>) {
+        self.write_summaries(entry.at);
+        let admitted = self.audit.lock().unwrap_or_else(|p| p.into_inner()).admit(
+            entry.event,
+            entry.detail,
+            entry.at,
+        );
+        if admitted && let Err(error) = self.store.audit(entry) {
             warn!(%error, "cannot write the audit log");
         }
-        result
+    }
+
+    /// One line for each minute of refusals that is over: how many were not written.
+    fn write_summaries(&self, at: Time) {
+        let due = self.audit.lock().unwrap_or_else(|p| p.into_inner()).due(at);
+        for summary in due {
+            let detail = format!(
+                "{} more like this since {} ({}), not written one by one",
+                summary.count, summary.since, summary.detail
+            );
+            let line = AuditEvent {
+                at,
+                event: &summary.event,
+                fingerprint: None,
+                grant: None,
+                detail: &detail,
+            };
+            if let Err(error) = self.store.audit(&line) {
+                warn!(%error, "cannot write the audit log");
+            }
+        }
+    }
+
+    /// A change that takes access away (revoke, expiry): applied to memory and announced to
+    /// the sessions first, then written through the store. A failed write is loud and retried
+    /// (`refresh`), and never keeps anyone in.
+    fn change_first_in_memory<T>(
+        &self,
+        change: impl Fn(&mut Grants) -> Result<T, GrantError>,
+    ) -> Result<T, ServiceError> {
+        let value = change(&mut self.state())?;
+        self.changed.send_modify(|n| *n += 1);
+        match self.store.update(|g| change(g)) {
+            // The disk had it already (the CLI made the same change): fine either way.
+            Ok(_) => {}
+            Err(error) => {
+                error!(%error, "cannot write grants: the change holds in memory and is retried");
+                self.unsaved.store(true, Ordering::Relaxed);
+            }
+        }
+        Ok(value)
     }
 
     /// Expires lapsed grants and picks up edits made on disk by the CLI.
     fn refresh(&self) -> Result<(), StoreError> {
         let at = now();
+        // Summaries of refusal floods are written when their minute is over, even if no
+        // further event comes.
+        self.write_summaries(at);
         let due = self.state().next_expiry().is_some_and(|t| t <= at)
             || self.state().invites.iter().any(|i| i.redeem_by <= at);
         if due {
-            let (grants, lapsed) = self
-                .store
-                .update(|g| Ok::<_, GrantError>(g.expire(at)))?
+            let lapsed = self
+                .change_first_in_memory(|g| Ok(g.expire(at)))
                 .expect("expire cannot fail");
-            *self.state() = grants;
             for grant in &lapsed {
                 info!(grant = %grant.id, "grant expired");
-                let entry = AuditEvent {
+                self.write_audit(&AuditEvent {
                     at,
                     event: "expired",
                     fingerprint: Some(grant.fingerprint),
                     grant: Some(&grant.id),
                     detail: "",
-                };
-                let _ = self.store.audit(&entry);
+                });
             }
-            self.changed.send_modify(|n| *n += 1);
+            return Ok(());
+        }
+        if self.unsaved.load(Ordering::Relaxed) {
+            // Memory is ahead of the disk: write it, and do not read the disk back over it
+            // (that would undo a revocation) until that worked.
+            let current = self.state().clone();
+            self.store.replace(&current)?;
+            self.unsaved.store(false, Ordering::Relaxed);
+            info!("grants written to disk again");
             return Ok(());
         }
         if let Some(on_disk) = self.store.reload()? {

@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -46,6 +47,11 @@ pub struct AuditEvent<'a> {
     pub detail: &'a str,
 }
 
+/// The audit log is rotated past this size: `audit.log` becomes `audit.log.1` (the one before
+/// is dropped). Refusals are aggregated before they get here (`audit::AuditLimiter`), so this
+/// holds months of a normal device's events and bounds what a flood can take.
+pub const AUDIT_MAX_BYTES: u64 = 1 << 20;
+
 pub struct Store {
     dir: PathBuf,
 }
@@ -74,8 +80,11 @@ impl Store {
     }
 
     /// Reads the grants, creating an unclaimed state (with a new claim secret) on first start.
+    /// A state directory or files made readable by others (older versions, a hand-made
+    /// directory) are tightened to the owner alone: they hold the audit trail and the key.
     pub fn load_or_init(&self) -> Result<Grants, StoreError> {
         let _lock = self.lock()?;
+        self.tighten();
         match self.read()? {
             Some(grants) => Ok(grants),
             None => {
@@ -140,16 +149,47 @@ impl Store {
 
     pub fn audit(&self, event: &AuditEvent<'_>) -> Result<(), StoreError> {
         let path = self.dir.join("audit.log");
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() >= AUDIT_MAX_BYTES) {
+            let old = self.dir.join("audit.log.1");
+            std::fs::rename(&path, &old).map_err(Self::io("rotate", path.clone()))?;
+        }
         let mut line = serde_json::to_string(event).expect("audit events serialise");
         line.push('\n');
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(Self::io("open", path.clone()))?;
         file.write_all(line.as_bytes())
             .map_err(Self::io("append to", path.clone()))?;
         file.sync_data().map_err(Self::io("sync", path))
+    }
+
+    fn tighten(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |path: PathBuf, mode: u32| {
+            if let Ok(meta) = std::fs::metadata(&path)
+                && meta.permissions().mode() & 0o077 != 0
+            {
+                let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+            }
+        };
+        set(self.dir.clone(), 0o700);
+        for file in ["audit.log", "audit.log.1", "grants.lock", "grants.json"] {
+            set(self.dir.join(file), 0o600);
+        }
+    }
+
+    /// Writes `grants` as the state on disk, whatever is there (the device catching up with
+    /// changes it could only make in memory, the disk having been full).
+    pub fn replace(&self, grants: &Grants) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        self.write(grants)?;
+        if grants.claim.is_none() {
+            let _ = std::fs::remove_file(self.claim_path());
+        }
+        Ok(())
     }
 
     fn read(&self) -> Result<Option<Grants>, StoreError> {
@@ -186,6 +226,7 @@ impl Store {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&path)
             .map_err(Self::io("open", path.clone()))?;
         file.lock().map_err(Self::io("lock", path))?;
@@ -317,5 +358,42 @@ mod tests {
             log.starts_with(r#"{"at":1,"event":"claimed","grant":"g"}"#),
             "{log}"
         );
+    }
+
+    #[test]
+    fn the_audit_log_rotates_and_loose_modes_are_tightened() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = Store::new(dir.path());
+        std::fs::write(
+            dir.path().join("audit.log"),
+            vec![b'x'; AUDIT_MAX_BYTES as usize],
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            dir.path().join("audit.log"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        store.load_or_init().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700);
+        assert_eq!(mode(&dir.path().join("audit.log")), 0o600);
+        let event = AuditEvent {
+            at: 1,
+            event: "revoked",
+            fingerprint: None,
+            grant: None,
+            detail: "",
+        };
+        store.audit(&event).unwrap();
+        let rotated = std::fs::metadata(dir.path().join("audit.log.1"))
+            .unwrap()
+            .len();
+        assert_eq!(rotated, AUDIT_MAX_BYTES);
+        let fresh = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+        assert_eq!(fresh.lines().count(), 1);
+        assert_eq!(mode(&dir.path().join("audit.log")), 0o600);
     }
 }

@@ -5,6 +5,7 @@
 pub mod chromium;
 pub mod coturn;
 pub mod device;
+pub mod grants;
 pub mod netns;
 pub mod raw;
 pub mod rendezvous;

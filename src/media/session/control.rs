@@ -30,7 +30,13 @@ pub struct Control {
     open: bool,
     /// An access announcement waits for the channel to open.
     pending: bool,
+    /// Claim and redeem attempts made on this session (`MAX_ATTEMPTS`).
+    attempts: std::sync::atomic::AtomicU32,
 }
+
+/// Claim or redeem attempts one session may make: a person mistyping gets a few tries, a
+/// stranger guessing must open a new session (rate-limited at the rendezvous) for every few.
+pub const MAX_ATTEMPTS: u32 = 3;
 
 impl Control {
     /// Creates the device's `control` channel (before the offer, so it is negotiated in it).
@@ -132,6 +138,16 @@ impl Control {
         let grants = context.grants.clone();
         let name = request.name();
         let done = Reply::Done { request: name };
+        if matches!(request, Request::Claim { .. } | Request::Redeem { .. }) {
+            let made = self.attempts.load(std::sync::atomic::Ordering::Relaxed);
+            if made >= MAX_ATTEMPTS {
+                return Err(format!(
+                    "{MAX_ATTEMPTS} attempts on this connection already; reload the page to try again"
+                ));
+            }
+            self.attempts
+                .store(made + 1, std::sync::atomic::Ordering::Relaxed);
+        }
         match request {
             Request::Claim { secret } => {
                 blocking(move || grants.claim(&Secret::presented(&secret), me)).await?;
