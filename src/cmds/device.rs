@@ -117,13 +117,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
     };
     let routes = web::DeviceRoutes { status, local_page };
-    let app = web::app(info, rendezvous.as_ref(), Some(routes))
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(super::until(shutdown.clone()))
-            .into_future(),
-    );
+    let app = web::app(info, rendezvous.as_ref(), Some(routes));
+    let server = tokio::spawn(web::serve::serve(
+        listener,
+        app,
+        web::serve::Limits::DEVICE,
+        shutdown.clone(),
+        SHUTDOWN_DEADLINE,
+    ));
     print_urls(&config, port, &links, &grants);
     if let Some(demo) = &demo_ui {
         // Not through the logger alone: a person trying pipe on this machine wants it.

@@ -33,10 +33,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     println!(
         "pipe rendezvous: signalling at ws://{addr}/signal, viewer at http://{addr}/#device=DEVICE_ID"
     );
-    // The peer address: the `connect` rate limit is per source.
-    let app = app.into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(super::until(super::shutdown_signal()))
-        .await?;
+    web::serve::serve(
+        listener,
+        app,
+        web::serve::Limits::RENDEZVOUS,
+        super::shutdown_signal(),
+        std::time::Duration::from_secs(3),
+    )
+    .await;
     Ok(())
 }

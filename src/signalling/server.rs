@@ -23,6 +23,9 @@ use super::router::{ConnId, Output, Router};
 const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// ...and closes one it has heard nothing from for this long (docs/protocol.md).
 const SILENCE_LIMIT: Duration = Duration::from_secs(30);
+/// A socket that has not sent `register` or `connect` by then is closed: an idle socket holds a
+/// connection slot, and every honest endpoint sends one of them at once.
+const HELLO_DEADLINE: Duration = Duration::from_secs(10);
 /// A peer that does not take a frame within this time is not reading; it is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages queued for one socket. Signalling is a few messages per session; a socket that
@@ -117,9 +120,16 @@ impl Rendezvous {
         (conn, rx)
     }
 
-    fn frame(&self, conn: ConnId, text: &str) {
+    /// Handles one text frame; true if it was a `register` or `connect` (the socket said who
+    /// it is, `HELLO_DEADLINE`).
+    fn frame(&self, conn: ConnId, text: &str) -> bool {
         let mut inner = self.lock();
-        let out = match protocol::decode_client(text) {
+        let decoded = protocol::decode_client(text);
+        let hello = matches!(
+            decoded,
+            Ok(ClientMessage::Register { .. } | ClientMessage::Connect { .. })
+        );
+        let out = match decoded {
             Ok(ClientMessage::Connect { .. }) if !Self::may_connect(&mut inner, conn) => {
                 debug!(conn, "connect refused: rate limit");
                 vec![Output::Send(
@@ -137,6 +147,7 @@ impl Rendezvous {
             }
         };
         Self::deliver(&mut inner, out);
+        hello
     }
 
     /// The `connect` rate limit of this socket's source (none known: not limited).
@@ -196,6 +207,10 @@ async fn upgrade(
     let source = extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip());
+    // The connection's place under the server's caps (web::serve), kept while the socket is.
+    let slot = extensions
+        .get::<crate::web::serve::ConnectionSlot>()
+        .cloned();
     // What the peer says it dialled; a device signs its registration for it.
     let authority = headers
         .get(axum::http::header::HOST)
@@ -204,7 +219,10 @@ async fn upgrade(
         .map(str::to_ascii_lowercase);
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| serve(socket, rendezvous, source, authority))
+        .on_upgrade(move |socket| async move {
+            serve(socket, rendezvous, source, authority).await;
+            drop(slot);
+        })
 }
 
 async fn serve(
@@ -218,12 +236,14 @@ async fn serve(
     let (mut sink, mut stream) = socket.split();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut last_heard = Instant::now();
+    let hello_by = Instant::now() + HELLO_DEADLINE;
+    let mut said_hello = false;
     let close_reason: Option<(u16, &str)> = loop {
         tokio::select! {
             frame = stream.next() => {
                 last_heard = Instant::now();
                 match frame {
-                    Some(Ok(Message::Text(text))) => rendezvous.frame(conn, text.as_str()),
+                    Some(Ok(Message::Text(text))) => said_hello |= rendezvous.frame(conn, text.as_str()),
                     Some(Ok(Message::Binary(_))) => {
                         rendezvous.reject(conn, &DecodeError::Malformed("binary frames are not accepted".into()));
                     }
@@ -242,6 +262,10 @@ async fn serve(
                 }
                 Some(Outbound::Close) | None => break Some((close_code::POLICY, "replaced")),
             },
+            _ = tokio::time::sleep_until(hello_by), if !said_hello => {
+                info!(conn, "closing a signalling socket that neither registered nor connected");
+                break Some((close_code::POLICY, "no register or connect within 10 s"));
+            }
             _ = tokio::time::sleep_until(last_heard + SILENCE_LIMIT) => {
                 info!(conn, "closing silent signalling socket");
                 break Some((close_code::AWAY, "silent for 30 s"));

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::config::IceConfig;
 
 pub mod local;
+pub mod serve;
 pub mod ui;
 use crate::signalling::server::Rendezvous;
 
