@@ -47,6 +47,11 @@ impl Limits {
     };
 }
 
+// systemd's default soft limit is 1,024 descriptors: the device's own files, GStreamer's and
+// the viewers' sockets must fit beside every connection the cap lets in.
+const _: () = assert!(Limits::DEVICE.max_connections * 2 < 1024);
+const _: () = assert!(Limits::DEVICE.max_per_source < Limits::DEVICE.max_connections);
+
 /// Why a connection was closed at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -233,13 +238,5 @@ mod tests {
         }
         assert_eq!(c.total(), 0);
         assert!(c.per_source.is_empty());
-    }
-
-    #[test]
-    fn the_device_caps_leave_room_under_the_default_descriptor_limit() {
-        // systemd's default soft limit is 1,024: the device's own files, GStreamer's and the
-        // viewers' sockets must fit beside every connection the cap lets in.
-        assert!(Limits::DEVICE.max_connections * 2 < 1024);
-        assert!(Limits::DEVICE.max_per_source < Limits::DEVICE.max_connections);
     }
 }
