@@ -87,12 +87,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let registry = session::Registry::default();
     let status: web::StatusFn = {
         let (capture, registry, name) = (capture.clone(), registry.clone(), template.name.clone());
-        let grants = grants.clone();
         Arc::new(move || {
             let (pipelines, elements) = registry.live();
             serde_json::json!({
                 "pipeline": name,
-                "claimed": grants.is_claimed(),
                 "viewers": capture.viewer_count(),
                 "viewer_pipelines": pipelines,
                 "viewer_elements": elements,

@@ -73,6 +73,19 @@ pub fn page(device_id: &str, viewer_link: &str, claim_link: Option<&str>) -> Str
 
 /// Whether a client connected from this machine: IPv4 or IPv6 loopback, including IPv4
 /// loopback seen through a dual-stack socket (`::ffff:127.0.0.1`).
+/// Headers a reverse proxy adds for the client it forwards: a request that carries any of them
+/// came from elsewhere, whatever its peer address and Host say.
+pub const FORWARDING_HEADERS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "via",
+];
+
 pub fn is_local(addr: &SocketAddr) -> bool {
     is_loopback(addr.ip())
 }

@@ -119,7 +119,12 @@ async fn local_route(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    if !local::is_local(&peer) || !local::is_local_host(host) {
+    // A same-host reverse proxy (nginx: `Host: 127.0.0.1:8080` from 127.0.0.1) passes both
+    // checks above for any client on the internet; proxies say so in forwarding headers.
+    let forwarded = local::FORWARDING_HEADERS
+        .iter()
+        .any(|name| headers.contains_key(*name));
+    if !local::is_local(&peer) || !local::is_local_host(host) || forwarded {
         return (
             StatusCode::FORBIDDEN,
             "The local page is shown only on the camera itself (http://127.0.0.1/local).\n",
@@ -356,6 +361,18 @@ mod tests {
             StatusCode::FORBIDDEN,
             "a rebound name"
         );
+        // Through a reverse proxy on the device: loopback peer and Host, but forwarded.
+        for header in local::FORWARDING_HEADERS {
+            let app = app(info(), None, Some(routes()))
+                .layer(MockConnectInfo("127.0.0.1:5000".parse::<SocketAddr>().unwrap()));
+            let request = Request::get("/local")
+                .header("host", "127.0.0.1:8080")
+                .header(*header, "203.0.113.9")
+                .body(Body::empty())
+                .unwrap();
+            let status = app.oneshot(request).await.unwrap().status();
+            assert_eq!(status, StatusCode::FORBIDDEN, "{header}");
+        }
     }
 
     #[test]
