@@ -219,9 +219,11 @@ async fn supervise(
                     }
                 }
                 Some(Event::Online) => info!("online: viewers can connect"),
+                // Connected sessions outlive the rendezvous link (media is peer to peer); they
+                // stay in the map until their task ends (reaped below).
                 Some(Event::Offline) => {
-                    for (_, handle) in sessions.drain() {
-                        let _ = handle.commands.try_send(Command::End("rendezvous connection lost".into()));
+                    for handle in sessions.values() {
+                        let _ = handle.commands.try_send(Command::RendezvousLost);
                     }
                 }
                 None => break,

@@ -266,6 +266,31 @@ async fn run(
     stats.lock().unwrap_or_else(|p| p.into_inner()).ended = Some(reason);
 }
 
+/// The rendezvous went away. Media is peer to peer: a connected session goes on (as a
+/// browser's does) until the viewer leaves or the connection itself is lost.
+async fn linger(
+    webrtc: &gst::Element,
+    stats: &Arc<Mutex<ReceiverStats>>,
+    leave: &mut tokio::sync::oneshot::Receiver<()>,
+) -> String {
+    use gst_webrtc::WebRTCPeerConnectionState::Connected;
+    if webrtc::connection_state(webrtc) != Connected {
+        return "rendezvous closed".into();
+    }
+    loop {
+        tokio::select! {
+            _ = &mut *leave => return "left".into(),
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                let connected = webrtc::connection_state(webrtc) == Connected;
+                lock(stats).connected = connected;
+                if !connected {
+                    return "rendezvous closed, then the connection was lost".into();
+                }
+            }
+        }
+    }
+}
+
 /// Who talks to whom: the device asked for, the fingerprint it must show (if pinned) and this
 /// receiver's own.
 struct Peers<'a> {
@@ -304,7 +329,7 @@ async fn session(
         tokio::select! {
             frame = stream.next() => {
                 let Some(Ok(Message::Text(text))) = frame else {
-                    match frame { Some(Ok(_)) => continue, _ => return "rendezvous closed".into() }
+                    match frame { Some(Ok(_)) => continue, _ => return linger(webrtc, stats, &mut leave).await }
                 };
                 let Ok(message) = serde_json::from_str::<ServerMessage>(text.as_str()) else { continue };
                 match message {

@@ -57,6 +57,9 @@ pub enum Command {
     End(String),
     /// The device closes it (to make room for another viewer): tell the viewer why.
     Close(String),
+    /// The link to the rendezvous dropped: a session still negotiating cannot finish and
+    /// ends; a connected one goes on (media is peer to peer).
+    RendezvousLost,
 }
 
 pub struct SessionHandle {
@@ -285,6 +288,12 @@ impl<'a> Session<'a> {
                     Some(Command::Remote(data)) => self.remote(data).await?,
                     Some(Command::End(reason)) => return Ok(reason),
                     Some(Command::Close(reason)) => return Err(reason),
+                    Some(Command::RendezvousLost) => {
+                        if !self.transport_up {
+                            return Ok("rendezvous connection lost".into());
+                        }
+                        debug!("rendezvous connection lost; the connected session goes on");
+                    }
                     None => return Ok("device shutting down".into()),
                 },
                 event = events.recv() => match event {
