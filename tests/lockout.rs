@@ -27,7 +27,9 @@ async fn a_stranger_cannot_keep_the_owner_out() {
 
     // Two sockets, eight connects each, no answers: every one of them gets an offer (the
     // device evicts the oldest parked session for each new one).
-    let mut strangers = vec![Raw::open(&url).await, Raw::open(&url).await];
+    // The stranger is another machine than the owner's (127.0.0.1).
+    let from = std::net::Ipv4Addr::new(127, 0, 66, 1);
+    let mut strangers = vec![Raw::open_from(&url, from).await, Raw::open_from(&url, from).await];
     let mut parked = 0;
     for stranger in &mut strangers {
         for _ in 0..8 {
@@ -99,7 +101,7 @@ async fn a_stranger_cannot_keep_the_owner_out() {
 
     // Churn from one address: connects beyond the rendezvous's burst are refused there,
     // before the device builds anything.
-    let mut churner = Raw::open(&url).await;
+    let mut churner = Raw::open_from(&url, from).await;
     let mut refused = 0;
     let mut sessions = 0;
     for _ in 0..60 {

@@ -42,7 +42,10 @@ async fn live_video_outlives_the_rendezvous_and_new_viewers_come_back() {
         })
         .await
     {
-        panic!("{}", log(&format!("video stopped with the rendezvous: {s:?}")));
+        panic!(
+            "{}",
+            log(&format!("video stopped with the rendezvous: {s:?}"))
+        );
     }
     assert!(owner.stats().ended.is_none(), "{:?}", owner.stats());
     println!(
@@ -65,7 +68,10 @@ async fn live_video_outlives_the_rendezvous_and_new_viewers_come_back() {
                 break viewer;
             }
             _ if restarted.elapsed() > Duration::from_secs(20) => {
-                panic!("{}", log("no viewer through the restarted rendezvous within 20 s"))
+                panic!(
+                    "{}",
+                    log("no viewer through the restarted rendezvous within 20 s")
+                )
             }
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }

@@ -149,7 +149,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         identity: identity.clone(),
         grants: grants.clone(),
         links,
-        limiter: Default::default(),
         connected: Default::default(),
         admission: Arc::new(Mutex::new(Admission::new(Limits::for_max(
             config.device.max_sessions,
@@ -178,10 +177,10 @@ async fn supervise(
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Some(Event::SessionRequest(id)) => {
+                Some(Event::SessionRequest(id, source)) => {
                     info!(session = %id, "viewer asks for a session");
                     sessions.retain(|_, handle| !handle.task.is_finished());
-                    let decision = context.admission.lock().unwrap_or_else(|p| p.into_inner()).request(id.clone());
+                    let decision = context.admission.lock().unwrap_or_else(|p| p.into_inner()).request(id.clone(), source);
                     match decision {
                         Decision::Refuse => {
                             warn!(session = %id, max_sessions, "refusing a session: every slot has a granted viewer");

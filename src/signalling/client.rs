@@ -32,7 +32,8 @@ pub enum Event {
     Online,
     /// The connection dropped; every session it carried is over.
     Offline,
-    SessionRequest(SessionId),
+    /// A viewer asks for a session; with its address as the rendezvous saw it, if known.
+    SessionRequest(SessionId, Option<String>),
     Signal(SessionId, SignalData),
     End(SessionId, String),
 }
@@ -236,7 +237,9 @@ fn interpret(text: &str, backoff: &mut Backoff) -> Result<Option<Event>, String>
             backoff.reset();
             Some(Event::Online)
         }
-        ServerMessage::SessionRequest { session_id } => Some(Event::SessionRequest(session_id)),
+        ServerMessage::SessionRequest { session_id, source } => {
+            Some(Event::SessionRequest(session_id, source))
+        }
         ServerMessage::Signal { session_id, data } => Some(Event::Signal(session_id, data)),
         ServerMessage::End { session_id, reason } => Some(Event::End(session_id, reason)),
         ServerMessage::Error {

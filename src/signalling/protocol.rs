@@ -114,6 +114,10 @@ pub enum ServerMessage {
     },
     SessionRequest {
         session_id: SessionId,
+        /// The viewer's address as the rendezvous saw it (IPv4, or the /64 of IPv6), when it
+        /// knows it: the device shares its slots out per source (`admission`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
     },
     Signal {
         session_id: SessionId,
@@ -338,6 +342,7 @@ mod tests {
     fn server_messages_use_the_documented_names() {
         let msg = ServerMessage::SessionRequest {
             session_id: SessionId("s1".into()),
+            source: None,
         };
         assert_eq!(
             encode(&msg),

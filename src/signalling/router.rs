@@ -30,6 +30,8 @@ struct Conn {
     nonce: String,
     /// The `host[:port]` the peer says it reached (its Host header), when known.
     authority: Option<String>,
+    /// The peer's address (IPv4, or the /64 of IPv6), when the transport knows it.
+    source: Option<String>,
     device: Option<DeviceId>,
     /// Sessions this connection is the viewer of.
     viewing: BTreeSet<SessionId>,
@@ -89,12 +91,14 @@ impl Router {
         conn: ConnId,
         nonce: String,
         authority: Option<String>,
+        source: Option<std::net::IpAddr>,
     ) -> Vec<Output> {
         self.conns.insert(
             conn,
             Conn {
                 nonce: nonce.clone(),
                 authority,
+                source: source.map(|ip| super::limits::source_key(ip).to_string()),
                 ..Conn::default()
             },
         );
@@ -290,7 +294,13 @@ impl Router {
                     device_id,
                 },
             ),
-            Output::Send(device_conn, ServerMessage::SessionRequest { session_id }),
+            Output::Send(
+                device_conn,
+                ServerMessage::SessionRequest {
+                    session_id,
+                    source: self.conns.get(&conn).and_then(|c| c.source.clone()),
+                },
+            ),
         ]
     }
 
@@ -381,7 +391,7 @@ mod tests {
 
     /// Opens `conn` as the transport would: nonce `n<conn>`, reached as `AUTHORITY`.
     fn open(r: &mut Router, conn: ConnId) -> Vec<Output> {
-        r.connected(conn, format!("n{conn}"), Some(AUTHORITY.into()))
+        r.connected(conn, format!("n{conn}"), Some(AUTHORITY.into()), None)
     }
 
     /// `register` of identity `which` as a device on `conn`, signed for that connection.
@@ -439,7 +449,8 @@ mod tests {
                 Output::Send(
                     DEV,
                     ServerMessage::SessionRequest {
-                        session_id: sid.clone()
+                        session_id: sid.clone(),
+                        source: None,
                     }
                 ),
             ]

@@ -115,7 +115,7 @@ impl Rendezvous {
         if let Some(source) = source {
             inner.sources.insert(conn, source);
         }
-        let out = inner.router.connected(conn, nonce, authority);
+        let out = inner.router.connected(conn, nonce, authority, source);
         Self::deliver(&mut inner, out);
         (conn, rx)
     }

@@ -363,8 +363,9 @@ mod tests {
         );
         // Through a reverse proxy on the device: loopback peer and Host, but forwarded.
         for header in local::FORWARDING_HEADERS {
-            let app = app(info(), None, Some(routes()))
-                .layer(MockConnectInfo("127.0.0.1:5000".parse::<SocketAddr>().unwrap()));
+            let app = app(info(), None, Some(routes())).layer(MockConnectInfo(
+                "127.0.0.1:5000".parse::<SocketAddr>().unwrap(),
+            ));
             let request = Request::get("/local")
                 .header("host", "127.0.0.1:8080")
                 .header(*header, "203.0.113.9")

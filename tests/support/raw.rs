@@ -31,6 +31,31 @@ impl Raw {
         raw
     }
 
+    /// Connects from `source`, an address of this host's (127.0.0.0/8 in scripts/netns), as
+    /// another machine would: the rendezvous and the device tell sources apart.
+    pub async fn open_from(url: &str, source: std::net::Ipv4Addr) -> Raw {
+        let parsed = url::Url::parse(url).expect("a ws:// URL");
+        let target = std::net::SocketAddr::new(
+            parsed.host_str().unwrap().parse().expect("an IP host"),
+            parsed.port().expect("a port"),
+        );
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((source, 0).into()).expect("bind the source address");
+        let stream = tokio::time::timeout(ANSWER, socket.connect(target))
+            .await
+            .expect("connects within 5 s")
+            .expect("connects");
+        let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+        let (ws, _) = tokio::time::timeout(ANSWER, tokio_tungstenite::client_async(url, stream))
+            .await
+            .expect("the rendezvous accepts within 5 s")
+            .expect("the rendezvous accepts");
+        let mut raw = Raw { ws };
+        let welcome = raw.expect("welcome").await;
+        assert_eq!(welcome["max_message_bytes"], 64 * 1024, "{welcome}");
+        raw
+    }
+
     pub async fn send(&mut self, message: Message) {
         tokio::time::timeout(ANSWER, self.ws.send(message))
             .await

@@ -1,7 +1,6 @@
 //! The access decisions of one session, as pure data: what the peer's certificate may do,
 //! when an unknown one is closed, and how many unknown sessions a source may open.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::grants::{Access, Scope};
@@ -98,54 +97,6 @@ impl State {
     }
 }
 
-/// Limits pre-auth sessions per source (the viewer's address as ICE reports it): each costs
-/// a pipeline, and an unknown certificate is free to make.
-#[derive(Debug)]
-pub struct PreAuthLimiter {
-    per_window: usize,
-    window: Duration,
-    seen: HashMap<String, VecDeque<Instant>>,
-}
-
-impl PreAuthLimiter {
-    pub fn new(per_window: usize, window: Duration) -> Self {
-        Self {
-            per_window,
-            window,
-            seen: HashMap::new(),
-        }
-    }
-
-    /// Records an attempt from `source`; false if it is over the limit.
-    pub fn allow(&mut self, source: &str, now: Instant) -> bool {
-        let window = self.window;
-        self.seen.retain(|_, times| {
-            times
-                .back()
-                .is_some_and(|t| now.duration_since(*t) < window)
-        });
-        let times = self.seen.entry(source.to_owned()).or_default();
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= window)
-        {
-            times.pop_front();
-        }
-        if times.len() >= self.per_window {
-            return false;
-        }
-        times.push_back(now);
-        true
-    }
-}
-
-impl Default for PreAuthLimiter {
-    /// Five unknown sessions a minute per source: enough to claim or redeem after a typo.
-    fn default() -> Self {
-        Self::new(5, Duration::from_secs(60))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,22 +152,5 @@ mod tests {
             "claim or redeem opens it"
         );
         assert_eq!(pre.regrant(None), Some(pre), "still waiting");
-    }
-
-    #[test]
-    fn pre_auth_sessions_are_limited_per_source() {
-        let t0 = Instant::now();
-        let mut limiter = PreAuthLimiter::new(2, Duration::from_secs(60));
-        assert!(limiter.allow("198.51.100.7", t0));
-        assert!(limiter.allow("198.51.100.7", t0));
-        assert!(!limiter.allow("198.51.100.7", t0 + Duration::from_secs(1)));
-        assert!(
-            limiter.allow("203.0.113.9", t0),
-            "other sources are not affected"
-        );
-        assert!(
-            limiter.allow("198.51.100.7", t0 + Duration::from_secs(60)),
-            "the window slides"
-        );
     }
 }

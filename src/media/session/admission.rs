@@ -10,9 +10,13 @@
 //!   together hold at most `max - reserved`;
 //! - unanswered sessions hold at most `max_unanswered` (each costs a pipeline, and an answer
 //!   comes within a few seconds or not at all);
-//! - when a pool is full, its *oldest* session makes room for the new one. An honest viewer
-//!   answers and verifies within a second or so; a stranger's parked sessions are the old
-//!   ones. Refusing the new one instead would let whoever came first keep the slots.
+//! - one source (the viewer's address as the rendezvous saw it) has at most
+//!   `max_unanswered_per_source` sessions waiting for an answer;
+//! - when a pool is full, a session makes room for the new one: the oldest of the newcomer's
+//!   own source if it has one there, else the oldest of all. A stranger's burst then displaces
+//!   the stranger's own sessions, not the owner's (who answers and verifies within a second or
+//!   so, while parked sessions are old). Refusing the new one instead would let whoever came
+//!   first keep the slots.
 //!
 //! Only when every slot is held by a granted session is a new one refused.
 
@@ -30,6 +34,7 @@ pub struct Limits {
     pub max: usize,
     pub reserved: usize,
     pub max_unanswered: usize,
+    pub max_unanswered_per_source: usize,
 }
 
 impl Limits {
@@ -43,6 +48,7 @@ impl Limits {
             max,
             reserved,
             max_unanswered,
+            max_unanswered_per_source: 2,
         }
     }
 }
@@ -59,6 +65,8 @@ pub enum Decision {
 #[derive(Debug, Clone)]
 struct Slot {
     id: SessionId,
+    /// The viewer's source, when the rendezvous said it.
+    source: Option<String>,
     phase: Phase,
     /// Admission order: lower is older.
     order: u64,
@@ -88,25 +96,45 @@ impl Admission {
     }
 
     fn oldest(&self, phases: &[Phase]) -> Option<SessionId> {
+        self.oldest_where(phases, |_| true)
+    }
+
+    fn oldest_where(&self, phases: &[Phase], keep: impl Fn(&Slot) -> bool) -> Option<SessionId> {
         self.slots
             .iter()
-            .filter(|s| phases.contains(&s.phase))
+            .filter(|s| phases.contains(&s.phase) && keep(s))
             .min_by_key(|s| s.order)
             .map(|s| s.id.clone())
     }
 
-    /// A viewer asks for a session `id`.
-    pub fn request(&mut self, id: SessionId) -> Decision {
+    /// The session that makes room in a full pool: `source`'s own oldest there, else the
+    /// oldest of all.
+    fn displaced(&self, phases: &[Phase], source: Option<&str>) -> Option<SessionId> {
+        source
+            .and_then(|src| self.oldest_where(phases, |s| s.source.as_deref() == Some(src)))
+            .or_else(|| self.oldest(phases))
+    }
+
+    /// A viewer asks for a session `id`, from `source` when the rendezvous said.
+    pub fn request(&mut self, id: SessionId, source: Option<String>) -> Decision {
         use Phase::*;
         // A repeated id replaces its slot.
         self.ended(&id);
         let l = self.limits;
-        let evict = if self.count(&[Unanswered]) >= l.max_unanswered {
-            self.oldest(&[Unanswered])
+        let src = source.as_deref();
+        let unanswered_from_source = self
+            .slots
+            .iter()
+            .filter(|s| s.phase == Unanswered && src.is_some() && s.source.as_deref() == src)
+            .count();
+        let evict = if unanswered_from_source >= l.max_unanswered_per_source
+            || self.count(&[Unanswered]) >= l.max_unanswered
+        {
+            self.displaced(&[Unanswered], src)
         } else if self.count(&[Unanswered, Unverified]) >= l.max - l.reserved {
-            self.oldest(&[Unanswered, Unverified])
+            self.displaced(&[Unanswered, Unverified], src)
         } else if self.slots.len() >= l.max {
-            match self.oldest(&[Unanswered, Unverified]) {
+            match self.displaced(&[Unanswered, Unverified], src) {
                 Some(id) => Some(id),
                 None => return Decision::Refuse,
             }
@@ -118,6 +146,7 @@ impl Admission {
         }
         self.slots.push(Slot {
             id,
+            source,
             phase: Unanswered,
             order: self.next,
         });
@@ -164,6 +193,7 @@ mod tests {
     fn limits_for_the_default_and_small_devices() {
         let l = Limits::for_max(16);
         assert_eq!((l.max, l.reserved, l.max_unanswered), (16, 4, 4));
+        assert_eq!(l.max_unanswered_per_source, 2);
         let l = Limits::for_max(1);
         assert_eq!((l.max, l.reserved, l.max_unanswered), (1, 0, 1));
         let l = Limits::for_max(2);
@@ -175,7 +205,7 @@ mod tests {
         let mut a = Admission::new(Limits::for_max(16));
         // Two sockets x 8 connects that never answer.
         for n in 0..16 {
-            assert!(matches!(a.request(sid(n)), Decision::Admit { .. }));
+            assert!(matches!(a.request(sid(n), None), Decision::Admit { .. }));
         }
         assert_eq!(
             a.count(&[Phase::Unanswered]),
@@ -184,7 +214,7 @@ mod tests {
         );
         // The owner connects now: admitted, evicting the oldest stranger.
         assert_eq!(
-            a.request(sid(100)),
+            a.request(sid(100), None),
             Decision::Admit {
                 evict: Some(sid(12))
             }
@@ -193,7 +223,7 @@ mod tests {
         a.advance(&sid(100), Phase::Granted);
         // More strangers cannot push the granted owner out.
         for n in 200..300 {
-            a.request(sid(n));
+            a.request(sid(n), None);
         }
         assert_eq!(a.phase(&sid(100)), Some(Phase::Granted));
     }
@@ -202,35 +232,67 @@ mod tests {
     fn strangers_in_pre_auth_hold_at_most_the_unreserved_slots() {
         let mut a = Admission::new(Limits::for_max(16));
         for n in 0..40 {
-            a.request(sid(n));
+            a.request(sid(n), None);
             a.advance(&sid(n), Phase::Unverified);
         }
         assert_eq!(a.len(), 12, "max - reserved");
         // Granted viewers fill the reserved slots and beyond, displacing strangers.
         for n in 100..116 {
-            assert!(matches!(a.request(sid(n)), Decision::Admit { .. }));
+            assert!(matches!(a.request(sid(n), None), Decision::Admit { .. }));
             a.advance(&sid(n), Phase::Unverified);
             a.advance(&sid(n), Phase::Granted);
         }
         assert_eq!(a.count(&[Phase::Granted]), 16);
         assert_eq!(a.len(), 16);
         // Only now, with every slot granted, is a new session refused.
-        assert_eq!(a.request(sid(999)), Decision::Refuse);
+        assert_eq!(a.request(sid(999), None), Decision::Refuse);
         a.ended(&sid(100));
-        assert_eq!(a.request(sid(999)), Decision::Admit { evict: None });
+        assert_eq!(a.request(sid(999), None), Decision::Admit { evict: None });
     }
 
     #[test]
     fn phases_only_move_forward_and_ids_are_reused_cleanly() {
         let mut a = Admission::new(Limits::for_max(4));
-        a.request(sid(1));
+        a.request(sid(1), None);
         a.advance(&sid(1), Phase::Granted);
         a.advance(&sid(1), Phase::Unverified);
         assert_eq!(a.phase(&sid(1)), Some(Phase::Granted));
-        a.request(sid(1));
+        a.request(sid(1), None);
         assert_eq!(a.phase(&sid(1)), Some(Phase::Unanswered));
         assert_eq!(a.len(), 1);
         a.advance(&sid(7), Phase::Granted); // unknown: nothing happens
         assert_eq!(a.len(), 1);
+    }
+
+    #[test]
+    fn a_burst_from_one_source_displaces_only_its_own_sessions() {
+        let mut a = Admission::new(Limits::for_max(16));
+        let stranger = || Some("192.0.2.66".to_string());
+        let owner = Some("198.51.100.7".to_string());
+        for n in 0..3 {
+            a.request(sid(n), stranger());
+        }
+        // The owner connects in the middle of the burst, and has not answered yet when the
+        // rest of the burst arrives.
+        assert!(matches!(a.request(sid(100), owner), Decision::Admit { .. }));
+        for n in 3..40 {
+            assert!(matches!(
+                a.request(sid(n), stranger()),
+                Decision::Admit { .. }
+            ));
+            assert_eq!(
+                a.phase(&sid(100)),
+                Some(Phase::Unanswered),
+                "burst {n} displaced the owner"
+            );
+        }
+        assert_eq!(
+            a.count(&[Phase::Unanswered]),
+            3,
+            "the owner's and two of the stranger's"
+        );
+        a.advance(&sid(100), Phase::Unverified);
+        a.advance(&sid(100), Phase::Granted);
+        assert_eq!(a.phase(&sid(100)), Some(Phase::Granted));
     }
 }

@@ -21,7 +21,6 @@ use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType};
 use tokio::sync::mpsc;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-pub use access::PreAuthLimiter;
 pub use viewer::Registry;
 
 use self::access::State;
@@ -99,7 +98,6 @@ pub struct SessionContext {
     pub identity: Arc<DeviceIdentity>,
     pub grants: Arc<GrantsService>,
     pub links: Links,
-    pub limiter: Arc<Mutex<PreAuthLimiter>>,
     pub connected: Connected,
     /// The hidden `--bench-datachannel` flag: serve the `bench-ceiling` channel (`ceiling`).
     pub bench_datachannel: bool,
@@ -203,8 +201,6 @@ struct Session<'a> {
     answered: Option<Fingerprint>,
     /// Remote candidates handed to webrtcbin so far (capped at `remote::MAX_CANDIDATES`).
     candidates: usize,
-    /// The first address the viewer offered as a candidate: the pre-auth rate-limit key.
-    source: Option<String>,
     /// The viewer's answer kept the playout-delay extension (`playout`).
     playout_accepted: bool,
     transport_up: bool,
@@ -229,7 +225,6 @@ impl<'a> Session<'a> {
             offer: None,
             answered: None,
             candidates: 0,
-            source: None,
             playout_accepted: false,
             transport_up: false,
             control: control::Control::default(),
@@ -414,9 +409,6 @@ impl<'a> Session<'a> {
                 match remote::trickled_candidate(offer, &c.candidate, c.sdp_m_line_index) {
                     Ok(candidate) => {
                         self.candidates += 1;
-                        if self.source.is_none() {
-                            self.source = candidate_address(&candidate);
-                        }
                         webrtc::add_ice_candidate(webrtc, c.sdp_m_line_index, &candidate);
                     }
                     Err(why) => debug!(%why, "remote candidate ignored"),
@@ -473,32 +465,14 @@ impl<'a> Session<'a> {
                 self.context.connected.set(self.id, Some(peer));
             }
             None => {
-                // The selected pair's remote address: signalled candidates may be mDNS names
-                // (a new one per session) or absent, which would make the limit meaningless.
-                let selected = webrtc::selected_path(&self.viewer.webrtc)
-                    .await
-                    .1
-                    .map(|remote| remote.address);
-                debug!(?selected, signalled = ?self.source, "pre-auth rate-limit key");
-                let source = selected
-                    .or_else(|| self.source.clone())
-                    .unwrap_or_else(|| "unknown".into());
-                let allowed = self
-                    .context
-                    .limiter
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .allow(&source, Instant::now());
+                // No per-address limit here: everyone behind one carrier NAT or TURN server
+                // would share it. A pre-auth session is bounded by its slot (admission), its
+                // three claim/redeem attempts (control) and its 10 s.
                 grants.record(
                     "refused",
                     peer,
                     "no grant: pre-auth session (claim or redeem only)",
                 );
-                if !allowed {
-                    return Err(
-                        "too many unknown sessions from this address; try again in a minute".into(),
-                    );
-                }
                 info!(fingerprint = %peer.short(), "unknown browser: pre-auth session for 10 s");
             }
         }
@@ -608,11 +582,6 @@ impl<'a> Session<'a> {
             .await
             .map_err(|_| "signalling is shut down".to_string())
     }
-}
-
-/// `candidate:1 1 UDP 2015363327 192.0.2.7 50000 typ host` -> `192.0.2.7`.
-fn candidate_address(candidate: &str) -> Option<String> {
-    candidate.split(' ').nth(4).map(str::to_owned)
 }
 
 async fn end(id: &SessionId, context: &SessionContext, reason: &str) {
