@@ -29,7 +29,10 @@ async fn a_stranger_cannot_keep_the_owner_out() {
     // device evicts the oldest parked session for each new one).
     // The stranger is another machine than the owner's (127.0.0.1).
     let from = std::net::Ipv4Addr::new(127, 0, 66, 1);
-    let mut strangers = vec![Raw::open_from(&url, from).await, Raw::open_from(&url, from).await];
+    let mut strangers = vec![
+        Raw::open_from(&url, from).await,
+        Raw::open_from(&url, from).await,
+    ];
     let mut parked = 0;
     for stranger in &mut strangers {
         for _ in 0..8 {

@@ -40,7 +40,9 @@ impl Raw {
             parsed.port().expect("a port"),
         );
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind((source, 0).into()).expect("bind the source address");
+        socket
+            .bind((source, 0).into())
+            .expect("bind the source address");
         let stream = tokio::time::timeout(ANSWER, socket.connect(target))
             .await
             .expect("connects within 5 s")

@@ -10,10 +10,9 @@
 //!   together hold at most `max - reserved`;
 //! - unanswered sessions hold at most `max_unanswered` (each costs a pipeline, and an answer
 //!   comes within a few seconds or not at all);
-//! - one source (the viewer's address as the rendezvous saw it) has at most
-//!   `max_unanswered_per_source` sessions waiting for an answer;
 //! - when a pool is full, a session makes room for the new one: the oldest of the newcomer's
-//!   own source if it has one there, else the oldest of all. A stranger's burst then displaces
+//!   own source (the viewer's address as the rendezvous saw it) if it has one there, else the
+//!   oldest of all. A stranger's burst then displaces
 //!   the stranger's own sessions, not the owner's (who answers and verifies within a second or
 //!   so, while parked sessions are old). Refusing the new one instead would let whoever came
 //!   first keep the slots.
@@ -34,7 +33,6 @@ pub struct Limits {
     pub max: usize,
     pub reserved: usize,
     pub max_unanswered: usize,
-    pub max_unanswered_per_source: usize,
 }
 
 impl Limits {
@@ -48,7 +46,6 @@ impl Limits {
             max,
             reserved,
             max_unanswered,
-            max_unanswered_per_source: 2,
         }
     }
 }
@@ -122,14 +119,7 @@ impl Admission {
         self.ended(&id);
         let l = self.limits;
         let src = source.as_deref();
-        let unanswered_from_source = self
-            .slots
-            .iter()
-            .filter(|s| s.phase == Unanswered && src.is_some() && s.source.as_deref() == src)
-            .count();
-        let evict = if unanswered_from_source >= l.max_unanswered_per_source
-            || self.count(&[Unanswered]) >= l.max_unanswered
-        {
+        let evict = if self.count(&[Unanswered]) >= l.max_unanswered {
             self.displaced(&[Unanswered], src)
         } else if self.count(&[Unanswered, Unverified]) >= l.max - l.reserved {
             self.displaced(&[Unanswered, Unverified], src)
@@ -193,7 +183,6 @@ mod tests {
     fn limits_for_the_default_and_small_devices() {
         let l = Limits::for_max(16);
         assert_eq!((l.max, l.reserved, l.max_unanswered), (16, 4, 4));
-        assert_eq!(l.max_unanswered_per_source, 2);
         let l = Limits::for_max(1);
         assert_eq!((l.max, l.reserved, l.max_unanswered), (1, 0, 1));
         let l = Limits::for_max(2);
@@ -288,11 +277,21 @@ mod tests {
         }
         assert_eq!(
             a.count(&[Phase::Unanswered]),
-            3,
-            "the owner's and two of the stranger's"
+            4,
+            "the owner's and three of the stranger's"
         );
         a.advance(&sid(100), Phase::Unverified);
         a.advance(&sid(100), Phase::Granted);
         assert_eq!(a.phase(&sid(100)), Some(Phase::Granted));
+    }
+
+    #[test]
+    fn viewers_of_one_household_starting_together_are_all_admitted() {
+        let mut a = Admission::new(Limits::for_max(16));
+        let home = || Some("198.51.100.7".to_string());
+        for n in 0..4 {
+            assert_eq!(a.request(sid(n), home()), Decision::Admit { evict: None });
+        }
+        assert_eq!(a.count(&[Phase::Unanswered]), 4);
     }
 }
