@@ -7,6 +7,25 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` so that a crash at any moment leaves either the old file or the
 /// new one, never a mix: temp file in the same directory, fsync, rename, fsync the directory.
+/// Removes the temporary files `write_atomic` left for `names` in `dir` when its process was
+/// killed between creating and renaming one (`.NAME.tmp-PID`). Call it only while holding
+/// the lock every writer of those files takes: then none of them is in use.
+pub fn remove_stale_temporaries(dir: &Path, names: &[&str]) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        if names
+            .iter()
+            .any(|name| file.starts_with(&format!(".{name}.tmp-")))
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = path
         .parent()

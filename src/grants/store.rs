@@ -230,6 +230,9 @@ impl Store {
             .open(&path)
             .map_err(Self::io("open", path.clone()))?;
         file.lock().map_err(Self::io("lock", path))?;
+        // A writer killed mid-write (power loss, kill -9) leaves its temporary file; with the
+        // lock held no other writer is using one.
+        persist::remove_stale_temporaries(&self.dir, &["grants.json", "claim-secret"]);
         Ok(file)
     }
 }

@@ -21,14 +21,7 @@ pub struct Raw {
 impl Raw {
     /// Connects and checks the greeting.
     pub async fn open(url: &str) -> Raw {
-        let (ws, _) = tokio::time::timeout(ANSWER, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("the rendezvous accepts within 5 s")
-            .expect("the rendezvous accepts");
-        let mut raw = Raw { ws };
-        let welcome = raw.expect("welcome").await;
-        assert_eq!(welcome["max_message_bytes"], 64 * 1024, "{welcome}");
-        raw
+        Self::open_from(url, std::net::Ipv4Addr::LOCALHOST).await
     }
 
     /// Connects from `source`, an address of this host's (127.0.0.0/8 in scripts/netns), as
