@@ -27,6 +27,15 @@ struct Sample {
     threads: usize,
     elements: u64,
     pipelines: u64,
+    /// This test process's own descriptors: its viewers come and go too, and a leak here once
+    /// ended a 30-minute soak (a receiver's pipeline was kept alive by a reference cycle).
+    harness_fds: usize,
+}
+
+fn own_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -47,6 +56,7 @@ async fn sample(device: &Device, started: Instant) -> Sample {
         threads: device.threads(),
         elements: status["viewer_elements"].as_u64().unwrap_or(0),
         pipelines: status["viewer_pipelines"].as_u64().unwrap_or(0),
+        harness_fds: own_fds(),
     }
 }
 
@@ -83,7 +93,7 @@ async fn a_soak_of_churn_and_attacks_leaves_the_device_where_it_was() {
     let mut samples: Vec<Sample> = Vec::new();
     let mut next_sample = started;
     let (mut cycles, mut last_frames, mut last_progress) = (0u64, 0u64, Instant::now());
-    println!("soak,seconds,rss_kib,fds,threads,viewer_elements,viewer_pipelines");
+    println!("soak,seconds,rss_kib,fds,threads,viewer_elements,viewer_pipelines,harness_fds");
     while Instant::now() < deadline {
         // A viewer comes and goes, politely or not.
         let extra = receiver::connect(&url, id.clone(), device.owner(false))
@@ -128,13 +138,14 @@ async fn a_soak_of_churn_and_attacks_leaves_the_device_where_it_was() {
         if Instant::now() >= next_sample {
             let s = sample(&device, started).await;
             println!(
-                "soak,{},{},{},{},{},{}",
+                "soak,{},{},{},{},{},{},{}",
                 s.at.as_secs(),
                 s.rss_kib,
                 s.fds,
                 s.threads,
                 s.elements,
-                s.pipelines
+                s.pipelines,
+                s.harness_fds
             );
             samples.push(s);
             next_sample += Duration::from_secs(5);
@@ -154,10 +165,21 @@ async fn a_soak_of_churn_and_attacks_leaves_the_device_where_it_was() {
          half-sent headers, a mute socket)\n  after warm-up {base:?}\n  at the end    {end:?}"
     );
     assert_eq!(end.pipelines, 1, "{}", log("viewer pipelines left over"));
-    assert_eq!(end.elements, base.elements, "{}", log("GStreamer elements grew"));
+    assert_eq!(
+        end.elements,
+        base.elements,
+        "{}",
+        log("GStreamer elements grew")
+    );
     // Fewer at the end is fine (idle pool threads leave); more is a leak.
     assert!(end.fds <= base.fds + 4, "{}", log("descriptors grew"));
     assert!(end.threads <= base.threads + 6, "{}", log("threads grew"));
+    assert!(
+        end.harness_fds <= base.harness_fds + 8,
+        "the test's own viewers leak descriptors: {} -> {}",
+        base.harness_fds,
+        end.harness_fds
+    );
     let grown = end.rss_kib.saturating_sub(base.rss_kib);
     assert!(
         grown < 16 * 1024 + base.rss_kib / 10,

@@ -334,9 +334,9 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         .eval(
             "navigator.serviceWorker.getRegistrations() \
                .then((all) => Promise.all(all.map((r) => r.unregister()))) \
-               .then(() => { location.href = '/?after=unregister'; return true; })",
+               .then(() => { setTimeout(() => { location.href = '/?after=unregister'; }, 0); return true; })",
         )
-        .await?;
+        .await?; // navigating inside the evaluated promise raced its reply ("target navigated")
     frame
         .wait_for(
             "location.search === '?after=unregister' && !!document.getElementById('settings-form') \

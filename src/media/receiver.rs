@@ -459,8 +459,11 @@ fn build(
         *channel.lock().unwrap_or_else(|p| p.into_inner()) = Some(dc);
         None
     });
-    let bin = pipeline.clone();
+    // Weak: a strong reference from a child's handler to its pipeline is a cycle that kept
+    // every receiver's pipeline (its ICE agent's sockets and wakeup descriptors) alive.
+    let bin = pipeline.downgrade();
     webrtc.connect_pad_added(move |_, pad| {
+        let Some(bin) = bin.upgrade() else { return };
         if pad.direction() != gst::PadDirection::Src {
             return;
         }
