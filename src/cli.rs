@@ -80,6 +80,10 @@ pub struct DeviceArgs {
     /// The one origin the device's links use, e.g. https://cam.example.net [default: http://127.0.0.1:PORT].
     #[arg(long, env = "PIPE_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// The camera UI's own registrable domain for a viewer on HTTPS, e.g. cam-ui.example.org
+    /// (docs/config.md) [default: none: no camera UI on HTTPS].
+    #[arg(long, env = "PIPE_UI_DOMAIN", value_name = "DOMAIN")]
+    pub ui_domain: Option<String>,
     /// Remote rendezvous, e.g. wss://relay.example/signal [default: embedded].
     #[arg(long, env = "PIPE_RENDEZVOUS", value_name = "URL")]
     pub rendezvous: Option<String>,
@@ -137,6 +141,15 @@ pub struct RendezvousArgs {
     /// of each connection, which a proxy or a relaying rendezvous can set as it likes.
     #[arg(long, env = "PIPE_RENDEZVOUS_PUBLIC_URL")]
     pub public_url: Option<url::Url>,
+    /// The camera UI's own registrable domain, as the device's --ui-domain; the viewer origin
+    /// is https:// on --public-url's host and port.
+    #[arg(
+        long,
+        env = "PIPE_RENDEZVOUS_UI_DOMAIN",
+        value_name = "DOMAIN",
+        requires = "public_url"
+    )]
+    pub ui_domain: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -202,6 +215,9 @@ impl DeviceArgs {
         }
         if self.public_url.is_some() {
             d.public_url = self.public_url;
+        }
+        if self.ui_domain.is_some() {
+            d.ui_domain = self.ui_domain;
         }
         set(&mut d.pipeline, self.pipeline);
         set(&mut d.pipelines_dir, self.pipelines_dir);

@@ -89,6 +89,12 @@ pub struct DeviceConfig {
     /// `https://cam.example.net` behind TLS. A browser's identity is per origin. Default: none,
     /// links use `http://127.0.0.1:PORT` and lend links work on this machine or LAN only.
     pub public_url: Option<String>,
+    /// The registrable domain of the camera UI's origins when `public_url` is HTTPS: the
+    /// viewer at `https://cam.example.net` frames `https://ui-<device id>.cam-ui.example.org`
+    /// (wildcard DNS and certificate, pointing at the same server). It must not share a site
+    /// with `public_url`: a camera UI could then set cookies on the viewer's site. Without it a
+    /// viewer on HTTPS gets no camera UI. Default: none.
+    pub ui_domain: Option<String>,
     /// Viewer sessions (including ones still negotiating) the device serves at once; more
     /// are refused. Each costs a pipeline and some CPU. Default `16`.
     pub max_sessions: usize,
@@ -105,6 +111,7 @@ impl Default for DeviceConfig {
             pipelines_dir: PathBuf::from("/etc/pipe/pipelines"),
             max_sessions: 16,
             public_url: None,
+            ui_domain: None,
         }
     }
 }
@@ -335,6 +342,20 @@ impl Config {
                 }
             }
         }
+        if let Some(domain) = &self.device.ui_domain {
+            let viewer = self
+                .device
+                .public_url
+                .as_deref()
+                .and_then(|u| url::Url::parse(u).ok());
+            let problem = match viewer {
+                Some(viewer) => ui_domain_problem(&viewer, domain),
+                None => Some("needs device.public_url, the HTTPS origin of the viewer".into()),
+            };
+            if let Some(message) = problem {
+                return invalid("device.ui_domain", &message);
+            }
+        }
         let g = &self.grants;
         if g.lend_min_secs == 0 || g.lend_min_secs > g.lend_max_secs {
             return invalid(
@@ -421,6 +442,48 @@ fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     format!(" (line {line}, column {column})")
 }
 
+/// Why `domain` cannot hold the camera UI's origins for a viewer at `viewer` (an `https://`
+/// origin), if it cannot: it must be a DNS name whose registrable domain (by the Public Suffix
+/// List, as browsers decide "site") differs from the viewer's. A UI origin on the viewer's
+/// site could set `Domain=` cookies there and would share its site-keyed process and storage
+/// partition. Used for `device.ui_domain` and `pipe rendezvous --ui-domain`.
+pub fn ui_domain_problem(viewer: &url::Url, domain: &str) -> Option<String> {
+    if viewer.scheme() != "https" {
+        return Some(format!(
+            "a camera UI domain is for a viewer on HTTPS, and the viewer is at {}",
+            viewer.origin().ascii_serialization()
+        ));
+    }
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let labels_ok = domain.split('.').count() >= 2
+        && domain.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !labels_ok || domain.parse::<std::net::IpAddr>().is_ok() {
+        return Some(format!(
+            "`{domain}` is not a DNS name like cam-ui.example.org"
+        ));
+    }
+    let Some(ui_site) = psl::domain_str(&domain) else {
+        return Some(format!(
+            "`{domain}` is a public suffix, not a domain of your own"
+        ));
+    };
+    let viewer_host = viewer.host_str().unwrap_or_default().to_ascii_lowercase();
+    let viewer_site = psl::domain_str(&viewer_host).unwrap_or(&viewer_host);
+    (ui_site == viewer_site).then(|| {
+        format!(
+            "`{domain}` is on the viewer's site ({viewer_site}), where a camera UI could set \
+             cookies for the viewer: use a registrable domain of its own (not below \
+             {viewer_site})"
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,6 +552,10 @@ mod tests {
             ("[device]\nrendezvous = \"http://x\"", "device.rendezvous"),
             ("[ice]\nport_min = 5", "ice.port_min"),
             ("[ice]\nstun_servers = [\"1.2.3.4\"]", "ice.stun_servers"),
+            (
+                "[device]\nui_domain = \"cam-ui.example.org\"",
+                "device.ui_domain",
+            ),
         ];
         for (text, key) in cases {
             let err = Config::from_toml(text).unwrap().validate().unwrap_err();
@@ -519,5 +586,44 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = Config::load(Some(&dir.path().join("nope.toml"))).unwrap_err();
         assert!(err.to_string().contains("nope.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_camera_ui_domain_is_a_site_of_its_own() {
+        let viewer = url::Url::parse("https://cam.example.net").unwrap();
+        assert_eq!(ui_domain_problem(&viewer, "cam-ui.example.org"), None);
+        assert_eq!(ui_domain_problem(&viewer, "UI.Example-Cams.co.uk."), None);
+        for same_site in [
+            "example.net",
+            "ui.example.net",
+            "a.b.example.net",
+            "cam.example.net",
+        ] {
+            let problem = ui_domain_problem(&viewer, same_site).unwrap();
+            assert!(problem.contains("viewer's site (example.net)"), "{problem}");
+        }
+        // The Public Suffix List decides: two customers of one hosting suffix are two sites,
+        // two names under one registrable domain are one.
+        let hosted = url::Url::parse("https://alice.github.io").unwrap();
+        assert_eq!(ui_domain_problem(&hosted, "bob.github.io"), None);
+        let uk = url::Url::parse("https://cam.example.co.uk:8443").unwrap();
+        assert!(ui_domain_problem(&uk, "ui.example.co.uk").is_some());
+        for bad in [
+            "co.uk",
+            "com",
+            "localhost",
+            "192.0.2.1",
+            "-x.example.org",
+            "a..b",
+            "a_b.org",
+        ] {
+            assert!(ui_domain_problem(&viewer, bad).is_some(), "{bad}");
+        }
+        let plain = url::Url::parse("http://192.168.1.20:8080").unwrap();
+        assert!(
+            ui_domain_problem(&plain, "cam-ui.example.org")
+                .unwrap()
+                .contains("HTTPS")
+        );
     }
 }

@@ -49,6 +49,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 listen: args.listen,
                 port: args.port,
                 public_url: args.public_url,
+                ui_domain: args.ui_domain,
                 ice: file.ice,
             }))
         }

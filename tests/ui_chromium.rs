@@ -145,6 +145,24 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         .watching(10, PLAY)
         .await
         .context("the owner watches")?;
+    // The UI origin rule as the page applies it: another site than the viewer's, always.
+    let origins = owner
+        .eval(
+            "['https://cam.example.net:8443/', 'https://cam.example.net/', 'http://localhost:8080/', \
+              'http://127.0.0.1:8080/'].map((u) => pipeUi.uiOrigin('abcdefghijklmn23', new URL(u), \
+              u.includes('8443') ? 'Cam-UI.example.org' : null))",
+        )
+        .await?;
+    ensure!(
+        origins
+            == json!([
+                "https://ui-abcdefghijklmn23.cam-ui.example.org:8443",
+                null,
+                null,
+                "http://ui-abcdefghijklmn23.localhost:8080"
+            ]),
+        "UI origins: {origins}"
+    );
     let t0 = Instant::now();
     owner
         .wait_for(
@@ -182,6 +200,9 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
         "the shim put the page in quirks mode: {facts}"
     );
     ensure!(facts["shim"] == true, "no shim in the page: {facts}");
+    let viewer_origin = owner.eval("location.origin").await?;
+    let told = frame.eval("self.__pipeViewerOrigins").await?;
+    ensure!(told == json!([viewer_origin]), "the frame talks to {told}");
     let logo = frame
         .wait_for(
             "document.getElementById('logo').complete && document.getElementById('logo').naturalWidth",
@@ -295,7 +316,7 @@ async fn owner_uses_the_ui(owner: &Viewer, ui_origin: &str) -> Result<String> {
     frame.eval("location.href = '/'").await.ok();
     frame
         .wait_for(
-            "location.search === '' && !!document.getElementById('settings-form')",
+            "location.search === '' && document.readyState === 'complete' && !!document.getElementById('settings-form')",
             UI,
         )
         .await

@@ -170,7 +170,7 @@ export function uiPanel(liveProxy, { chunks = false } = {}) {
   };
 
   function update(grant) {
-    const origin = grant ? uiOrigin(grant.deviceId, location) : null;
+    const origin = grant ? uiOrigin(grant.deviceId, location, grant.uiDomain) : null;
     const same = grant && state.grant && grant.deviceId === state.grant.deviceId
       && grant.fingerprint === state.grant.fingerprint;
     if (!origin) {

@@ -132,7 +132,7 @@ function updateUi(s, access, { updateUiPanel, UiProxy }) {
     s.proxyClosed = true;
   }
   viewer.proxy = s.proxy;
-  updateUiPanel(allowed ? { deviceId: s.deviceId, fingerprint: viewer.fingerprint } : null);
+  updateUiPanel(allowed ? { deviceId: s.deviceId, fingerprint: viewer.fingerprint, uiDomain: s.uiDomain } : null);
 }
 
 /**
@@ -229,6 +229,7 @@ async function startSession(s) {
   const info = await fetchInfo();
   mark('info');
   s.deviceId = pickDeviceId(info);
+  s.uiDomain = info.ui_domain ?? null;
   s.link = readLink();
   try {
     s.paired = pairFromLink(s.deviceId, s.link.fp);

@@ -83,6 +83,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         } else {
             signal_url.clone()
         },
+        public_ui: public_ui(&config),
     };
     let registry = session::Registry::default();
     let status: web::StatusFn = {
@@ -313,6 +314,23 @@ fn choose_pipeline(config: &Config) -> anyhow::Result<(PipelineTemplate, Params)
         );
     }
     Ok((template, params))
+}
+
+/// Where the camera UI's origins live for a viewer on HTTPS (validated with the config).
+fn public_ui(config: &Config) -> Option<web::ui::PublicUi> {
+    let viewer = url::Url::parse(config.device.public_url.as_deref()?).ok()?;
+    match &config.device.ui_domain {
+        Some(domain) => Some(web::ui::PublicUi::new(&viewer, domain)),
+        None => {
+            if viewer.scheme() == "https" {
+                warn!(
+                    "no device.ui_domain: viewers at {} get no camera UI (docs/config.md)",
+                    viewer.origin().ascii_serialization()
+                );
+            }
+            None
+        }
+    }
 }
 
 /// Links for the one canonical origin: `public_url`, else the address the device listens on

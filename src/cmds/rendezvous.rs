@@ -13,6 +13,8 @@ pub struct Options {
     pub port: u16,
     /// Registrations must be signed for this URL's host and port (`--public-url`).
     pub public_url: Option<url::Url>,
+    /// The camera UI's registrable domain (`--ui-domain`, needs `public_url`).
+    pub ui_domain: Option<String>,
     pub ice: IceConfig,
 }
 
@@ -21,10 +23,27 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     if let Some(url) = &options.public_url {
         rendezvous.require_authority(crate::signalling::client::authority(url));
     }
+    let public_ui = match (&options.public_url, &options.ui_domain) {
+        (Some(url), Some(domain)) => {
+            // Devices dial wss://HOST/signal; browsers open the viewer at https://HOST/.
+            let mut viewer = url.clone();
+            let _ = viewer.set_scheme(if url.scheme() == "ws" {
+                "http"
+            } else {
+                "https"
+            });
+            if let Some(problem) = crate::config::ui_domain_problem(&viewer, domain) {
+                anyhow::bail!("--ui-domain: {problem}");
+            }
+            Some(web::ui::PublicUi::new(&viewer, domain))
+        }
+        _ => None,
+    };
     let info = ApiInfo {
         device_id: None,
         ice_servers: IceServer::from_config(&options.ice),
         signal_path: "/signal".into(),
+        public_ui,
     };
     let app = web::app(info, Some(&rendezvous), None);
     let listener = super::bind(SocketAddr::new(options.listen, options.port)).await?;

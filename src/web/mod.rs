@@ -59,6 +59,13 @@ pub struct ApiInfo {
     pub ice_servers: Vec<IceServer>,
     /// `/signal` on this server, or the `ws(s)://` URL of a remote rendezvous.
     pub signal_path: String,
+    /// Where the camera UI's origins live for a viewer on HTTPS (`ui_domain` in the JSON).
+    #[serde(
+        rename = "ui_domain",
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ui::PublicUi::serialize_domain"
+    )]
+    pub public_ui: Option<ui::PublicUi>,
 }
 
 /// An `RTCIceServer` as the browser takes it.
@@ -156,10 +163,14 @@ pub fn app(
     rendezvous: Option<&Arc<Rendezvous>>,
     device: Option<DeviceRoutes>,
 ) -> axum::Router {
-    let ui_hosts = ui::UiHosts::new(info.device_id.clone());
+    let ui_hosts = ui::UiHosts::new(info.device_id.clone(), info.public_ui.clone());
     let info = Arc::new(info);
+    let frames = ui_hosts.clone();
     let mut router = axum::Router::new()
-        .route("/", get(index))
+        .route(
+            "/",
+            get(move |headers: HeaderMap| index(frames.clone(), headers)),
+        )
         .route(
             "/style.css",
             get(|| async { asset(STYLE_CSS, "text/css; charset=utf-8") }),
@@ -206,13 +217,13 @@ pub fn app(
 }
 
 /// The viewer page. It may frame the camera UI's origin (`frame-src`), and nothing may frame it.
-async fn index(headers: HeaderMap) -> Response {
+async fn index(ui_hosts: ui::UiHosts, headers: HeaderMap) -> Response {
     let mut response = asset(INDEX_HTML, "text/html; charset=utf-8");
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
-    if let Some(frame_src) = ui::viewer_frame_src(host) {
+    if let Some(frame_src) = ui_hosts.frame_src(host) {
         let csp = format!("{VIEWER_CSP}; frame-src {frame_src}");
         if let Ok(value) = HeaderValue::from_str(&csp) {
             response
@@ -246,6 +257,8 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // The page that holds the certificate keeps an agent cluster of its own origin.
+    headers.insert("origin-agent-cluster", HeaderValue::from_static("?1"));
     response
 }
 
@@ -261,6 +274,7 @@ mod tests {
             device_id: Some("aaaaaaaaaaaaaaaa".into()),
             ice_servers: vec![],
             signal_path: "/signal".into(),
+            public_ui: None,
         }
     }
 

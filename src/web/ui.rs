@@ -27,25 +27,127 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("/__pipe/common.js", include_str!("../../web/ui/common.js")),
 ];
 
-/// Which UI hosts this server answers: its own device's only, or (a rendezvous serving the
-/// viewer for any device) any syntactically valid device id.
+/// Where the camera UI's origins live when the viewer is on HTTPS: `ui-<device id>.DOMAIN`,
+/// a registrable domain of its own (`device.ui_domain`, checked by
+/// `config::ui_domain_problem`), framed only by the viewer's origin. Below the viewer's own
+/// host the UI would be same-site with it, and could toss `Domain=` cookies onto it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUi {
+    /// `cam-ui.example.org`: lowercase, no port.
+    pub domain: String,
+    /// `https://cam.example.net[:port]`, the one origin allowed to frame the UI.
+    pub viewer_origin: String,
+}
+
+impl PublicUi {
+    /// For a viewer at `public_url` (already validated, HTTPS) and a checked `domain`.
+    pub fn new(public_url: &url::Url, domain: &str) -> Self {
+        Self {
+            domain: domain.trim_end_matches('.').to_ascii_lowercase(),
+            viewer_origin: public_url.origin().ascii_serialization(),
+        }
+    }
+
+    /// The port of the viewer's origin, which the UI hosts share (one server serves both).
+    fn port_suffix(&self) -> String {
+        url::Url::parse(&self.viewer_origin)
+            .ok()
+            .and_then(|u| u.port())
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default()
+    }
+
+    /// `/api/info`'s `ui_domain`: the viewer builds the UI origin from it.
+    pub fn serialize_domain<S: serde::Serializer>(
+        ui: &Option<PublicUi>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match ui {
+            Some(ui) => s.serialize_str(&ui.domain),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// Which UI hosts this server answers: below `localhost` (for a viewer at `127.0.0.1`) and
+/// below the public UI domain if there is one; for its own device only, or (a rendezvous
+/// serving the viewer for any device) any syntactically valid device id.
 #[derive(Debug, Clone)]
 pub struct UiHosts {
     device_id: Option<String>,
+    public: Option<PublicUi>,
 }
 
 impl UiHosts {
-    pub fn new(device_id: Option<String>) -> Self {
-        Self { device_id }
+    pub fn new(device_id: Option<String>, public: Option<PublicUi>) -> Self {
+        Self { device_id, public }
     }
 
     /// The UI host a `Host` header names, if it names one this server answers.
     pub fn parse(&self, host: &str) -> Option<UiHost> {
         let ui = UiHost::parse(host)?;
-        match &self.device_id {
-            Some(id) if *id != ui.device_id => None,
-            _ => Some(ui),
+        let ours = match &self.device_id {
+            Some(id) => *id == ui.device_id,
+            None => true,
+        };
+        let below =
+            ui.suffix == "localhost" || self.public.as_ref().is_some_and(|p| p.domain == ui.suffix);
+        (ours && below).then_some(ui)
+    }
+
+    /// The viewer origins allowed to frame `ui` (CSP `frame-ancestors`), and the only ones its
+    /// scripts talk to (`self.__pipeViewerOrigins`, see `serve`). Below `localhost`: the viewer
+    /// at `127.0.0.1` on the same port (loopback is a secure context over plain http; not
+    /// `localhost`, whose UI would be same-site with it, nor `[::1]`, which CSP cannot name).
+    /// Below the public UI domain: the public viewer origin.
+    pub fn viewer_origins(&self, ui: &UiHost) -> Vec<String> {
+        if ui.suffix == "localhost" {
+            return vec![format!("http://127.0.0.1{}", ui.port_suffix())];
         }
+        match &self.public {
+            Some(p) if p.domain == ui.suffix => vec![p.viewer_origin.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The viewer page's `frame-src`: the UI origins that page may frame. `*` stands for the
+    /// device id (a rendezvous serves the viewer for any device). None where the viewer page
+    /// gets no UI frame: plain-http LAN addresses (no secure context, so no service worker),
+    /// `localhost` (its UI origin would be same-site), and an HTTPS host without a UI domain.
+    pub fn frame_src(&self, viewer_host: &str) -> Option<String> {
+        let host = viewer_host.trim().to_ascii_lowercase();
+        let (name, _) = split_port(&host)?;
+        if name
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+        {
+            return Some("http://*.localhost:*".into());
+        }
+        let public = self.public.as_ref()?;
+        let viewer = url::Url::parse(&public.viewer_origin).ok()?;
+        let same_host = viewer.host_str() == Some(name) && split_port(&host)?.1 == viewer.port();
+        same_host.then(|| format!("https://*.{}{}", public.domain, public.port_suffix()))
+    }
+
+    /// The boot page's policy: only its own scripts, framed only by the viewer.
+    fn boot_csp(&self, ui: &UiHost) -> String {
+        format!(
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; \
+             img-src data:; \
+             base-uri 'none'; form-action 'none'; frame-ancestors {}",
+            self.viewer_origins(ui).join(" ")
+        )
+    }
+}
+
+/// `name` and port of a `Host` value (`name[:port]`); None for a malformed port.
+fn split_port(host: &str) -> Option<(&str, Option<u16>)> {
+    if host.starts_with('[') {
+        return Some((host, None)); // an IPv6 literal: never a UI host nor loopback IPv4
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) => Some((name, Some(port.parse().ok()?))),
+        None => Some((host, None)),
     }
 }
 
@@ -53,7 +155,7 @@ impl UiHosts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UiHost {
     pub device_id: String,
-    /// The viewer's host name the UI host hangs below (`localhost`, `cam.example.com`).
+    /// What the UI host hangs below: `localhost`, or the public UI domain.
     pub suffix: String,
     pub port: Option<u16>,
 }
@@ -86,46 +188,6 @@ impl UiHost {
     fn port_suffix(&self) -> String {
         self.port.map(|p| format!(":{p}")).unwrap_or_default()
     }
-
-    /// The viewer origins allowed to frame this UI origin (CSP `frame-ancestors`), the same
-    /// list `web/ui/common.js` (`viewerOrigins`) accepts messages from. Below `localhost` the
-    /// viewer is on loopback, by any of its names, over plain http (loopback is a secure
-    /// context; `[::1]` is left out: CSP has no syntax for IPv6 literals); anywhere else only
-    /// HTTPS is a secure context, so only HTTPS is allowed.
-    pub fn viewer_origins(&self) -> Vec<String> {
-        let port = self.port_suffix();
-        if self.suffix == "localhost" {
-            ["127.0.0.1", "localhost"]
-                .iter()
-                .map(|h| format!("http://{h}{port}"))
-                .collect()
-        } else {
-            vec![format!("https://{}{port}", self.suffix)]
-        }
-    }
-
-    /// The boot page's policy: only its own scripts, framed only by the viewer.
-    fn boot_csp(&self) -> String {
-        format!(
-            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; \
-             img-src data:; \
-             base-uri 'none'; form-action 'none'; frame-ancestors {}",
-            self.viewer_origins().join(" ")
-        )
-    }
-}
-
-/// The viewer page's `frame-src`: the UI origins below the host that served it. `*` stands for
-/// the device id (a rendezvous serves the viewer for any device). None where the viewer page
-/// cannot have a UI frame (plain-http LAN addresses are not secure contexts).
-pub fn viewer_frame_src(viewer_host: &str) -> Option<String> {
-    if super::local::is_local_host(viewer_host) {
-        return Some("http://*.localhost:*".into());
-    }
-    let host = viewer_host.trim().to_ascii_lowercase();
-    let name = host.rsplit_once(':').map_or(host.as_str(), |(n, _)| n);
-    let is_ip = name.starts_with('[') || name.parse::<std::net::IpAddr>().is_ok();
-    (!is_ip && !name.is_empty() && name.contains('.')).then(|| format!("https://*.{host}"))
 }
 
 /// Middleware over the whole app: a UI host is answered here and never reaches the viewer's
@@ -133,7 +195,7 @@ pub fn viewer_frame_src(viewer_host: &str) -> Option<String> {
 pub async fn route_by_host(State(hosts): State<UiHosts>, request: Request, next: Next) -> Response {
     let host = host_of(request.headers());
     match host.and_then(|h| hosts.parse(h)) {
-        Some(ui) => serve(&ui, request.uri().path()),
+        Some(ui) => serve(&hosts, &ui, request.uri().path()),
         None => next.run(request).await,
     }
 }
@@ -145,8 +207,16 @@ fn host_of(headers: &HeaderMap) -> Option<&str> {
 /// The UI origin's answer for `path`: one of its scripts, 404 for other `/__pipe/` paths, and
 /// the boot page for every path of the camera's (a browser without the service worker yet, or
 /// after a hard reload: the boot page installs it and loads the same address again).
-pub fn serve(ui: &UiHost, path: &str) -> Response {
+pub fn serve(hosts: &UiHosts, ui: &UiHost, path: &str) -> Response {
     if let Some(&(_, body)) = SCRIPTS.iter().find(|(p, _)| *p == path) {
+        let body = if path == "/__pipe/common.js" {
+            // Every script of the UI origin (boot page, worker, shim) loads common.js: the
+            // viewer origins it may talk to come from here, the one place that knows them.
+            let origins = serde_json::to_string(&hosts.viewer_origins(ui)).unwrap_or_default();
+            format!("self.__pipeViewerOrigins = {origins};\n{body}")
+        } else {
+            body.to_owned()
+        };
         let mut response = body.into_response();
         let h = response.headers_mut();
         h.insert(
@@ -174,7 +244,7 @@ pub fn serve(ui: &UiHost, path: &str) -> Response {
     common_headers(h);
     // Never cached: once the worker runs, the same address must reach the camera instead.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(csp) = HeaderValue::from_str(&ui.boot_csp()) {
+    if let Ok(csp) = HeaderValue::from_str(&hosts.boot_csp(ui)) {
         h.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     response
@@ -192,6 +262,8 @@ fn common_headers(h: &mut HeaderMap) {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // An agent cluster of its own origin: `document.domain` cannot join it to another.
+    h.insert("origin-agent-cluster", HeaderValue::from_static("?1"));
 }
 
 /// Every UI-origin asset path (for tests).

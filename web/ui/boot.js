@@ -59,7 +59,7 @@
       say("This browser cannot show the camera's settings here (no service worker: open the viewer over HTTPS or on this computer).");
       return;
     }
-    const origins = viewerOrigins(location);
+    const origins = viewerOrigins();
     if (window.parent === window || !origins.length) {
       say("Open the camera's settings from its viewer page.");
       return;

@@ -2,35 +2,38 @@
 // script with no imports or exports, so the UI origin's service worker loads it with
 // importScripts and the viewer page as a module; it defines `globalThis.pipeUi`.
 //
-// Origins: the viewer page at ORIGIN frames the camera UI at `ui-<device id>.<host>`, a
-// different origin (docs/security.md). Below `localhost` the viewer is on loopback by any of
-// its IPv4 names; elsewhere only HTTPS (the only secure context there). src/web/ui.rs applies the
-// same rule to the boot page's `frame-ancestors`.
+// Origins: the viewer page frames the camera UI on another origin and site
+// (docs/ui-proxy-browser.md): a viewer at 127.x uses `ui-<device id>.localhost`, a viewer on
+// HTTPS `ui-<device id>.<ui_domain>`, a registrable domain of the UI's own. The UI origin's
+// copy of this file is preceded by `self.__pipeViewerOrigins` (src/web/ui.rs, which also
+// writes the boot page's `frame-ancestors` from the same list).
 (() => {
   const DEVICE_ID_RE = /^[a-z2-7]{16}$/;
   /** Chunks in flight per body when streams cannot be transferred (Safari): bounds memory. */
   const CHUNK_WINDOW = 8;
 
   /** The camera UI's origin for the viewer page at `loc`, or null where there can be none. */
-  function uiOrigin(deviceId, loc) {
+  function uiOrigin(deviceId, loc, uiDomain) {
     if (!DEVICE_ID_RE.test(deviceId ?? '')) return null;
     const port = loc.port ? `:${loc.port}` : '';
-    const host = loc.hostname.replace(/^\[|\]$/g, '');
-    // (Not `[::1]`: CSP `frame-ancestors` cannot name an IPv6 literal, so the UI could not
-    // allow it to frame it.)
-    const loopback = host === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(host);
-    if (loopback) return `${loc.protocol}//ui-${deviceId}.localhost${port}`;
-    if (loc.protocol !== 'https:' || /^[\d.]+$/.test(host) || host.includes(':')) return null;
-    return `https://ui-${deviceId}.${host}${port}`;
+    // A viewer at 127.x: the UI below `localhost`, another site. Not for a viewer at
+    // `localhost` (its UI would be on the same site) nor `[::1]` (CSP `frame-ancestors`
+    // cannot name an IPv6 literal).
+    if (/^127\.\d+\.\d+\.\d+$/.test(loc.hostname)) return `${loc.protocol}//ui-${deviceId}.localhost${port}`;
+    // On HTTPS: below the camera UI's own registrable domain (`ui_domain` of /api/info), never
+    // below the viewer's host, where a UI could set cookies for the viewer's site.
+    const domain = typeof uiDomain === 'string' ? uiDomain.toLowerCase() : '';
+    if (loc.protocol !== 'https:' || !/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(domain)) return null;
+    return `https://ui-${deviceId}.${domain}${port}`;
   }
 
-  /** The viewer origins that may frame the UI origin at `loc` (and that it talks to). */
-  function viewerOrigins(loc) {
-    const m = /^ui-[a-z2-7]{16}\.(.+)$/.exec(loc.hostname);
-    if (!m) return [];
-    const port = loc.port ? `:${loc.port}` : '';
-    if (m[1] === 'localhost') return ['127.0.0.1', 'localhost'].map((h) => `http://${h}${port}`);
-    return [`https://${m[1]}${port}`];
+  /**
+   * The viewer origins that may frame this UI origin (and that it talks to): written by the
+   * server that serves this file on the UI origin (`src/web/ui.rs`), which alone knows them.
+   */
+  function viewerOrigins() {
+    const origins = globalThis.__pipeViewerOrigins;
+    return Array.isArray(origins) ? origins.filter((o) => typeof o === 'string') : [];
   }
 
   /**

@@ -10,7 +10,7 @@
   if (window.__pipeShim) return;
   window.__pipeShim = true;
   const { viewerOrigins, requestPort } = globalThis.pipeUi;
-  const origins = viewerOrigins(location);
+  const origins = viewerOrigins();
   const NativeWebSocket = window.WebSocket;
 
   // ---- the port to the viewer page ----------------------------------------------------------

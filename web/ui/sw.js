@@ -167,7 +167,9 @@ function respond(l, res, navigate) {
     }
     headers.append(name, value);
   }
-  if (navigate) headers.append('content-security-policy', `frame-ancestors 'self' ${viewerOrigins(self.location).join(' ')}`);
+  if (navigate) headers.append('content-security-policy', `frame-ancestors 'self' ${viewerOrigins().join(' ')}`);
+  // As the boot page: one agent cluster per origin across the UI origin's documents.
+  if (navigate) headers.set('origin-agent-cluster', '?1');
   // The device asks the camera for no content coding; a camera that applies one anyway is
   // decoded here, since the browser does not decode a response a worker builds.
   const coding = headers.get('content-encoding')?.toLowerCase();

@@ -10,6 +10,7 @@ fn info(device_id: Option<&str>) -> ApiInfo {
         device_id: device_id.map(str::to_owned),
         ice_servers: vec![],
         signal_path: "/signal".into(),
+        public_ui: None,
     }
 }
 
@@ -61,29 +62,71 @@ fn ui_hosts_are_parsed_strictly() {
     }
     // A device answers for its own id only; a rendezvous for any.
     let other = "ui-zzzzzzzzzzzzzzzz.localhost:1";
-    assert!(UiHosts::new(Some(ID.into())).parse(other).is_none());
-    assert!(UiHosts::new(None).parse(other).is_some());
+    assert!(UiHosts::new(Some(ID.into()), None).parse(other).is_none());
+    assert!(UiHosts::new(None, None).parse(other).is_some());
+    // Only below `localhost` and the configured UI domain: never below the viewer's own host.
+    let hosts = UiHosts::new(Some(ID.into()), Some(public()));
+    assert!(
+        hosts
+            .parse(&format!("ui-{ID}.cam-ui.example.org"))
+            .is_some()
+    );
+    assert!(hosts.parse(&format!("ui-{ID}.cam.example.net")).is_none());
+    assert!(
+        UiHosts::new(Some(ID.into()), None)
+            .parse(&format!("ui-{ID}.cam-ui.example.org"))
+            .is_none()
+    );
+}
+
+fn public() -> PublicUi {
+    PublicUi::new(
+        &url::Url::parse("https://cam.example.net").unwrap(),
+        "Cam-UI.example.org.",
+    )
 }
 
 #[test]
 fn only_the_viewer_may_frame_the_ui() {
+    let hosts = UiHosts::new(None, Some(public()));
     let local = UiHost::parse(&format!("ui-{ID}.localhost:8080")).unwrap();
+    // Not `localhost`: its UI origin would be on the viewer's site.
+    assert_eq!(hosts.viewer_origins(&local), ["http://127.0.0.1:8080"]);
+    let ui = UiHost::parse(&format!("ui-{ID}.cam-ui.example.org")).unwrap();
+    assert_eq!(hosts.viewer_origins(&ui), ["https://cam.example.net"]);
+    let below_viewer = UiHost::parse(&format!("ui-{ID}.cam.example.net")).unwrap();
+    assert!(hosts.viewer_origins(&below_viewer).is_empty());
+
     assert_eq!(
-        local.viewer_origins(),
-        ["http://127.0.0.1:8080", "http://localhost:8080"]
-    );
-    let public = UiHost::parse(&format!("ui-{ID}.cam.example.com")).unwrap();
-    assert_eq!(public.viewer_origins(), ["https://cam.example.com"]);
-    assert_eq!(
-        viewer_frame_src("127.0.0.1:8080").as_deref(),
+        hosts.frame_src("127.0.0.1:8080").as_deref(),
         Some("http://*.localhost:*")
     );
     assert_eq!(
-        viewer_frame_src("cam.example.com").as_deref(),
-        Some("https://*.cam.example.com")
+        hosts.frame_src("cam.example.net").as_deref(),
+        Some("https://*.cam-ui.example.org")
     );
-    // Plain-http LAN addresses are no secure context: no UI frame there.
-    assert_eq!(viewer_frame_src("192.168.1.20:8080"), None);
+    let on_port = UiHosts::new(
+        None,
+        Some(PublicUi::new(
+            &url::Url::parse("https://cam.example.net:8443").unwrap(),
+            "cam-ui.example.org",
+        )),
+    );
+    assert_eq!(
+        on_port.frame_src("cam.example.net:8443").as_deref(),
+        Some("https://*.cam-ui.example.org:8443")
+    );
+    for no_ui in [
+        "localhost:8080",
+        "192.168.1.20:8080",
+        "[::1]:8080",
+        "other.example.net",
+        "cam.example.net:9",
+    ] {
+        assert_eq!(hosts.frame_src(no_ui), None, "{no_ui}");
+    }
+    // An HTTPS viewer without a UI domain gets no camera UI.
+    assert_eq!(UiHosts::new(None, None).frame_src("cam.example.net"), None);
 }
 
 #[tokio::test]
@@ -104,7 +147,7 @@ async fn a_ui_host_gets_the_ui_assets_and_the_boot_page_only() {
         assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{path}");
         let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(
-            csp.ends_with("frame-ancestors http://127.0.0.1:8080 http://localhost:8080"),
+            csp.ends_with("frame-ancestors http://127.0.0.1:8080"),
             "{csp}"
         );
         assert!(!headers.contains_key(header::X_FRAME_OPTIONS), "{path}");
@@ -149,4 +192,25 @@ async fn other_hosts_get_the_viewer_which_frames_only_the_ui() {
         let (status, _, _) = ask(Some(ID), host, "/__pipe/sw.js").await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{host}");
     }
+}
+
+#[tokio::test]
+async fn the_ui_scripts_learn_their_viewer_origins_from_the_server() {
+    let (status, headers, body) = ask(
+        Some(ID),
+        &format!("ui-{ID}.localhost:8080"),
+        "/__pipe/common.js",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.starts_with("self.__pipeViewerOrigins = [\"http://127.0.0.1:8080\"];\n"),
+        "{}",
+        &body[..80]
+    );
+    assert_eq!(headers["origin-agent-cluster"], "?1");
+    // The viewer's copy has no such line, and the viewer page keeps its own agent cluster too.
+    let (_, headers, body) = ask(Some(ID), "127.0.0.1:8080", "/").await;
+    assert_eq!(headers["origin-agent-cluster"], "?1");
+    assert!(!body.contains("__pipeViewerOrigins"));
 }
