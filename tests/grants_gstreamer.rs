@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use pipe::media::receiver::Options;
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::grants::{device, ended_at, reply, stranger, viewer, watching};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,4 +267,69 @@ async fn a_guessing_stranger_gets_three_tries_a_session_and_a_short_audit_log() 
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&audit).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "audit.log is {mode:o}");
+}
+
+/// `renew` only names the next certificate: the grant moves when a session proves that key
+/// (its DTLS handshake), and the old certificate's session ends then. It used to move at once
+/// to any fingerprint, with the old session streaming on beside the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_moves_the_grant_only_to_a_certificate_that_proves_its_key() {
+    support::netns::require_loopback_only();
+    let device = device();
+    let options = device.owner(false);
+    let before = options.identity.fingerprint;
+    let owner = viewer(&device, options).await;
+    watching(&owner, &device).await;
+
+    // A fingerprint whose key the renewer does not hold: the offer is taken, nothing moves.
+    let elsewhere = stranger();
+    let seen = owner.stats().control.len();
+    assert!(owner.control(
+        &json!({"type": "renew", "fingerprint": elsewhere.fingerprint.to_string()}).to_string()
+    ));
+    reply(&owner, "done", seen, &device).await;
+    let seen = owner.stats().control.len();
+    assert!(owner.control(r#"{"type":"grants"}"#));
+    let list = reply(&owner, "grants", seen, &device).await;
+    assert_eq!(
+        list["grants"][0]["fingerprint"],
+        before.short(),
+        "the grant moved to a certificate no one has shown: {list}"
+    );
+    let frames = owner.stats().frames;
+    owner
+        .wait_for(Duration::from_secs(5), |s| s.frames > frames + 10)
+        .await
+        .unwrap_or_else(|s| panic!("the owner stopped streaming: {s:?}\n{}", device.log()));
+
+    // The browser's real next certificate: offered, then shown in a session of its own.
+    let next = stranger();
+    let seen = owner.stats().control.len();
+    assert!(owner.control(
+        &json!({"type": "renew", "fingerprint": next.fingerprint.to_string()}).to_string()
+    ));
+    reply(&owner, "done", seen, &device).await;
+    let renewed = viewer(&device, Options::new(next.clone(), false)).await;
+    let shown = Instant::now();
+    watching(&renewed, &device).await;
+    let access = reply(&renewed, "access", 0, &device).await;
+    assert_eq!(access["role"], "owner", "{access}");
+    let ended = ended_at(&owner, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("the old certificate's session streams on\n{}", device.log()));
+    println!(
+        "old session ended {} ms after the new certificate connected",
+        (ended - shown).as_millis()
+    );
+    let seen = renewed.stats().control.len();
+    assert!(renewed.control(r#"{"type":"grants"}"#));
+    let list = reply(&renewed, "grants", seen, &device).await;
+    let grants = list["grants"].as_array().unwrap();
+    assert_eq!(grants.len(), 1, "{list}");
+    assert_eq!(grants[0]["fingerprint"], next.fingerprint.short(), "{list}");
+
+    // The first offer was replaced by the second: that key still gets nothing.
+    let late = viewer(&device, Options::new(elsewhere, false)).await;
+    let access = reply(&late, "access", 0, &device).await;
+    assert!(access["role"].is_null(), "{access}");
 }

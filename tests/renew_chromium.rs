@@ -1,8 +1,8 @@
 //! Certificate renewal in a real browser: a browser whose certificate is close to expiry (a
 //! short-lived one, through the viewer's `?cert_ttl_ms=` test hook) makes a new one over its
-//! authorised session and registers it with `renew`; the device moves the grant (the owner's
-//! list shows the new fingerprint), and the next session presents the new certificate and
-//! still plays.
+//! authorised session and offers it with `renew`; it reconnects at once presenting the new
+//! certificate, whose DTLS handshake proves the key, and the device moves the grant then (the
+//! owner's list shows the new fingerprint, connected). Later sessions use it and still play.
 
 mod support;
 
@@ -85,18 +85,22 @@ async fn renews(viewer: &Viewer, device: &Device) -> Result<String> {
         left / DAY_MS
     );
 
-    // The grant moved: the owner's list names the new certificate. (It should also say
-    // `connected` for this session; the device does not update that on renew yet.)
+    // The grant moved: the owner's list names the new certificate, connected (the session
+    // that proved it).
     let list = viewer.control(json!({"type": "grants"})).await?;
     let grants = list["grants"].as_array().context("a grants list")?;
     ensure!(
         grants.len() == 1
             && grants[0]["role"] == "owner"
-            && grants[0]["fingerprint"] == short(&renewed).as_str(),
+            && grants[0]["fingerprint"] == short(&renewed).as_str()
+            && grants[0]["connected"] == true,
         "after renewal to {}: {list}",
         short(&renewed)
     );
-    let connected_after_renew = grants[0]["connected"].clone();
+    ensure!(
+        viewer.fingerprint().await? == renewed,
+        "the session after the offer does not present the new certificate"
+    );
     viewer
         .watching(10, PLAY)
         .await
@@ -129,8 +133,7 @@ async fn renews(viewer: &Viewer, device: &Device) -> Result<String> {
         "a fresh certificate was renewed again"
     );
     Ok(format!(
-        "renewed {} -> {} (listed as connected on the renewing session: {connected_after_renew}); \
-         the next session played after {:?}",
+        "renewed {} -> {}; the next session played after {:?}",
         short(&first),
         short(&renewed),
         reopened.elapsed()

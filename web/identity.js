@@ -144,15 +144,29 @@ export function generateCertificate(ttlMs = CERT_TTL_MS) {
  */
 export class Identity {
   constructor({ ttlMs = CERT_TTL_MS, renewDays = RENEW_DAYS } = {}) {
-    Object.assign(this, { ttlMs, renewDays, cert: null, pending: null, persistent: true, loading: null,
-      saved: Promise.resolve() });
+    Object.assign(this, { ttlMs, renewDays, cert: null, pending: null, offered: false, persistent: true,
+      loading: null, saved: Promise.resolve() });
   }
 
-  /** The certificate to use now, loaded or created once per page. */
+  /**
+   * The certificate to present now, loaded or created once per page: the replacement once the
+   * device has taken its renewal offer (its first session proves the new key, and the grant
+   * follows), else the current one.
+   */
   async current() {
-    if (this.cert && this.cert.expires > Date.now() + EXPIRED_MARGIN_MS) return this.cert;
+    if (this.cert && this.cert.expires > Date.now() + EXPIRED_MARGIN_MS) return this.presented();
     this.loading ??= this.load().finally(() => { this.loading = null; });
-    return this.loading;
+    await this.loading;
+    return this.presented();
+  }
+
+  presented() {
+    return this.offered && this.pending ? this.pending : this.cert;
+  }
+
+  /** Is `cert` the replacement on trial (presented before the device let it in)? */
+  trying(cert) {
+    return cert != null && cert === this.pending;
   }
 
   async load() {
@@ -165,6 +179,7 @@ export class Identity {
     }
     const live = (c) => c instanceof RTCCertificate && c.expires > Date.now() + EXPIRED_MARGIN_MS;
     this.pending = live(stored?.pending) ? stored.pending : null;
+    this.offered = this.pending != null && stored?.offered === true;
     if (live(stored?.cert)) {
       this.cert = stored.cert;
     } else {
@@ -181,7 +196,7 @@ export class Identity {
 
   async save() {
     if (!this.persistent) return;
-    const value = { cert: this.cert, pending: this.pending };
+    const value = { cert: this.cert, pending: this.pending, offered: this.offered };
     await dbDo('readwrite', (s) => s.put(value, DB_KEY));
   }
 
@@ -192,30 +207,40 @@ export class Identity {
   /** A replacement certificate, kept as `pending` before the device is told about it. */
   async prepareRenewal() {
     this.pending = await generateCertificate(CERT_TTL_MS);
+    this.offered = false;
     await this.save();
     return certFingerprint(this.pending);
   }
 
-  /** The device refused the renewal: keep the current certificate, try again next session. */
-  async abandonRenewal() {
-    this.pending = null;
+  /** The device took the offer: the next session presents the replacement to prove it. */
+  async offerRenewal() {
+    if (!this.pending) return;
+    this.offered = true;
     await this.save();
   }
 
-  /** The device moved the grant: the replacement is this browser's identity from now on. */
+  /** The device refused the renewal, or did not let the replacement in: keep the current one. */
+  async abandonRenewal() {
+    this.pending = null;
+    this.offered = false;
+    await this.save();
+  }
+
+  /** The device let the replacement in: it is this browser's identity from now on. */
   async commitRenewal() {
     if (!this.pending) return;
-    [this.cert, this.pending] = [this.pending, null];
+    [this.cert, this.pending, this.offered] = [this.pending, null, false];
     await this.save();
   }
 
   /**
-   * The device does not know the current certificate but a replacement is pending: the
-   * device took the renewal and its `done` was lost. Use the replacement.
+   * The device does not know the current certificate but a replacement is pending: a session
+   * proved it and the page closed before it was committed. Present it (once: if the device does
+   * not know it either, `abandonRenewal`).
    */
   async adoptPending() {
-    if (!this.pending) return false;
-    await this.commitRenewal();
+    if (!this.pending || this.offered) return false;
+    await this.offerRenewal();
     return true;
   }
 }

@@ -473,6 +473,20 @@ async function onAccess(s, access) {
     updateUi(s, access, parts);
   }).catch(s.end);
   showWho();
+  if (identity.trying(s.cert)) {
+    // This session presented a renewed certificate: let in, it is this browser's identity now;
+    // refused, the current one stays (the device keeps the grant where it was).
+    if (access.role) {
+      await identity.commitRenewal();
+      viewer.renewedTo = viewer.fingerprint;
+      console.info('pipe viewer: certificate renewed, now', viewer.fingerprint.slice(0, 11));
+    } else if (access.claimed) {
+      console.warn('pipe viewer: the renewed certificate was not let in; keeping the current one');
+      await identity.abandonRenewal();
+      s.end(new SessionEnd('Switching back to this browser\'s identity…', { immediate: true }));
+      return;
+    }
+  }
   if (access.role) {
     hadBorrowerAccess = access.role === 'borrower';
     viewer.problem = null;
@@ -487,7 +501,7 @@ async function onAccess(s, access) {
   if (request) {
     await redeem(s, request);
   } else if (access.claimed && await identity.adoptPending()) {
-    // A renewal the device took but whose answer was lost: the new certificate has the grant.
+    // A renewal a session proved but the page did not commit: the replacement has the grant.
     s.end(new SessionEnd('Switching to this browser\'s renewed identity…', { immediate: true }));
   } else {
     viewer.problem = 'no-access';
@@ -516,7 +530,10 @@ async function redeem(s, request) {
   setState('no-access', noAccessMessage(s.access));
 }
 
-/** Close to expiry, this browser makes a new certificate and moves its grant to it. */
+/**
+ * Close to expiry, this browser makes a new certificate and offers it; the next session
+ * presents it, which proves the key, and the device moves the grant then (docs/security.md).
+ */
 async function maybeRenew(s) {
   if (renewing || s.cert !== identity.cert || !identity.needsRenewal()) return;
   renewing = true;
@@ -524,9 +541,9 @@ async function maybeRenew(s) {
     const next = await identity.prepareRenewal();
     const reply = await s.control.request({ type: 'renew', fingerprint: toColons(next) });
     if (reply.type === 'done') {
-      await identity.commitRenewal(); // used from the next session on
-      viewer.renewedTo = toColons(next);
-      console.info('pipe viewer: certificate renewed, now', short(next));
+      await identity.offerRenewal();
+      console.info('pipe viewer: renewal offered, reconnecting with', short(next));
+      s.end(new SessionEnd('Switching to this browser\'s renewed identity…', { immediate: true }));
       return; // once per page
     }
     console.warn('pipe viewer: renewal refused:', reply.message);

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod control;
 pub mod links;
 pub mod model;
+pub mod renewal;
 pub mod secret;
 pub mod service;
 pub mod store;

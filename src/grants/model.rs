@@ -295,7 +295,8 @@ impl Grants {
     }
 
     /// Moves `old`'s grant to a renewed certificate, `new` (browsers cap certificates at a
-    /// year; the viewer renews before expiry over a session authorised by `old`).
+    /// year; the viewer renews before expiry). Called once `new` has proven its key
+    /// (`renewal::Renewals`).
     pub fn renew(
         &mut self,
         old: &Fingerprint,

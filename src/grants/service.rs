@@ -11,6 +11,7 @@ use tracing::{error, info, warn};
 
 use super::audit::AuditLimiter;
 use super::model::{Access, Grant, GrantError, Grants, LendPolicy, LendRequest, Scope, Time};
+use super::renewal::Renewals;
 use super::secret::Secret;
 use super::store::{AuditEvent, Store, StoreError};
 use crate::identity::Fingerprint;
@@ -36,6 +37,8 @@ pub struct GrantsService {
     /// the disk is not read back over it, and the write is retried every tick.
     unsaved: AtomicBool,
     audit: Mutex<AuditLimiter>,
+    /// Certificates named by `renew`, waiting for a session to prove them (memory only).
+    renewals: Mutex<Renewals>,
 }
 
 pub fn now() -> Time {
@@ -60,6 +63,7 @@ impl GrantsService {
             changed: watch::channel(0).0,
             unsaved: AtomicBool::new(false),
             audit: Mutex::new(AuditLimiter::default()),
+            renewals: Mutex::new(Renewals::default()),
         }))
     }
 
@@ -173,12 +177,47 @@ impl GrantsService {
         Ok(grant)
     }
 
-    pub fn renew(&self, old: Fingerprint, new: Fingerprint) -> Result<Grant, ServiceError> {
+    /// Step one of a renewal: the session of `old`'s grant names the certificate that will
+    /// replace it. Nothing moves until a session proves `new` (`complete_renewal`).
+    pub fn offer_renewal(&self, old: Fingerprint, new: Fingerprint) -> Result<(), ServiceError> {
+        let at = now();
+        {
+            let state = self.state();
+            state
+                .check(&old, at)
+                .ok_or_else(|| GrantError::UnknownGrant(old.short()))?;
+            if state.check(&new, at).is_some() {
+                return Err(GrantError::AlreadyGranted.into());
+            }
+        }
+        self.renewals().offer(old, new, at);
+        info!(from = %old.short(), to = %new.short(), "renewal offered: waiting for the new certificate");
+        Ok(())
+    }
+
+    /// Is `new` an offered renewal still in time? Memory only: a session asks this before it
+    /// spends a blocking thread on `complete_renewal`.
+    pub fn renewal_offered(&self, new: &Fingerprint) -> bool {
+        self.renewals().is_offered(new, now())
+    }
+
+    /// Step two: a session's DTLS handshake showed `new`, so its key is proven; the grant of
+    /// the certificate that offered it moves to `new` (written, audited, announced: sessions
+    /// still on the old certificate lose their access within a second). None when `new` was
+    /// not offered or came too late.
+    pub fn complete_renewal(&self, new: Fingerprint) -> Option<Result<Grant, ServiceError>> {
+        let old = self.renewals().take(&new, now())?;
         let at = now();
         let result = self.change(|g| g.renew(&old, new, at).cloned());
-        let grant = self.audited(result, "renewed", new)?;
-        info!(grant = %grant.id, from = %old.short(), to = %new.short(), "certificate renewed");
-        Ok(grant)
+        let grant = self.audited(result, "renewed", new);
+        if let Ok(grant) = &grant {
+            info!(grant = %grant.id, from = %old.short(), to = %new.short(), "certificate renewed");
+        }
+        Some(grant)
+    }
+
+    fn renewals(&self) -> MutexGuard<'_, Renewals> {
+        self.renewals.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records a connection or a refusal in the audit log.

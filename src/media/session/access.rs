@@ -41,18 +41,6 @@ impl State {
         }
     }
 
-    /// The same session answering for another certificate (after `renew` moved its grant).
-    pub fn for_certificate(self, fingerprint: Fingerprint) -> Self {
-        match self {
-            Self::Unchecked => Self::Unchecked,
-            Self::PreAuth { until, .. } => Self::PreAuth { fingerprint, until },
-            Self::Granted { access, .. } => Self::Granted {
-                fingerprint,
-                access,
-            },
-        }
-    }
-
     pub fn fingerprint(&self) -> Option<Fingerprint> {
         match self {
             Self::Unchecked => None,

@@ -320,13 +320,7 @@ impl<'a> Session<'a> {
                     // The channel can beat the certificate notification to this task.
                     self.peer_certificate().await?;
                     let (reply, change) = self.control.handle(event, &self.state, self.context).await;
-                    if let Some((fingerprint, access)) = change {
-                        let renewed = self.state.fingerprint().is_some_and(|fp| fp != fingerprint);
-                        self.state = self.state.for_certificate(fingerprint);
-                        if renewed && self.state.media_allowed() {
-                            // The owner's list must show this session under the new certificate.
-                            self.context.connected.set(self.id, Some(fingerprint));
-                        }
+                    if let Some((_, access)) = change {
                         self.regrant(access)?;
                     }
                     if let Some(reply) = reply {
@@ -457,7 +451,17 @@ impl<'a> Session<'a> {
             );
             return Err("the DTLS certificate differs from the answer's fingerprint".into());
         }
-        self.state = State::checked(peer, grants.check(&peer), Instant::now());
+        let mut access = grants.check(&peer);
+        if access.is_none() && grants.renewal_offered(&peer) {
+            // A renewed certificate proving its key: the grant moves to it now.
+            let service = grants.clone();
+            match tokio::task::spawn_blocking(move || service.complete_renewal(peer)).await {
+                Ok(Some(Ok(_))) => access = grants.check(&peer),
+                Ok(Some(Err(error))) => warn!(%error, "renewal could not be completed"),
+                Ok(None) | Err(_) => {}
+            }
+        }
+        self.state = State::checked(peer, access, Instant::now());
         match self.state.access() {
             Some(access) => {
                 info!(fingerprint = %peer.short(), role = ?access.role, "viewer authorised");
