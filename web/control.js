@@ -1,7 +1,7 @@
 // pipe viewer: the `control` datachannel the device opens in every session (docs/security.md
 // "The control channel"). JSON text, one message per datachannel message. The device answers
-// requests in order, so replies resolve waiting requests first in, first out; `access`
-// messages are announcements, not replies.
+// requests in order, so replies resolve waiting requests first in, first out; `access` and
+// `camera` messages are announcements, not replies.
 
 /** The device's limit on requests; a larger one is refused unread, so it is not sent. */
 export const MAX_CONTROL_BYTES = 16 * 1024;
@@ -18,12 +18,13 @@ export class ControlError extends Error {}
 export class Control {
   /**
    * @param {RTCDataChannel} channel the device's `control` channel
-   * @param {(access: object) => void} onAccess called with every `access` announcement
+   * @param {(msg: object) => void} onAnnounce called with every `access` and `camera`
+   *   announcement
    */
-  constructor(channel, onAccess) {
+  constructor(channel, onAnnounce) {
     this.channel = channel;
     this.waiting = []; // { resolve, reject, timer }, oldest first
-    channel.onmessage = (ev) => this.receive(ev.data, onAccess);
+    channel.onmessage = (ev) => this.receive(ev.data, onAnnounce);
     channel.onclose = () => this.fail('the connection to the camera closed');
   }
 
@@ -48,15 +49,15 @@ export class Control {
     });
   }
 
-  receive(data, onAccess) {
+  receive(data, onAnnounce) {
     if (typeof data !== 'string' || data.length > MAX_REPLY_CHARS) return;
     let msg = null;
     try {
       msg = JSON.parse(data);
     } catch { /* not ours to act on */ }
     if (typeof msg !== 'object' || msg === null || typeof msg.type !== 'string') return;
-    if (msg.type === 'access') {
-      onAccess(msg);
+    if (msg.type === 'access' || msg.type === 'camera') {
+      onAnnounce(msg);
       return;
     }
     const entry = this.waiting.shift();

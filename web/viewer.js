@@ -36,6 +36,7 @@ const MESSAGES = {
   unclaimed: 'This camera has no owner yet. To become its owner, open the claim link it printed (or its /local page, on the camera itself).',
   claimRefused: 'This claim link did not work: it was already used, or it is not for this camera.',
   inviteRefused: 'This invitation did not work: it was already used or has expired. Ask the owner for a new link.',
+  cameraLost: 'The camera stopped sending pictures. Waiting for it to come back…',
 };
 
 const $ = (id) => document.getElementById(id);
@@ -61,6 +62,7 @@ class SessionEnd extends Error {
 // The handle automated tests (and curious operators in devtools) use.
 const viewer = {
   state: 'starting', sessions: 0, pc: null, video: ui.video, stats: publicStats,
+  camera: null, // 'live' or 'lost', as the device last said
   fingerprint: null, // this browser's certificate, `AB:CD:...`
   access: null, // the device's last `access` message
   problem: null,
@@ -398,7 +400,7 @@ function createPeer(s, info) {
       return;
     }
     s.control?.close();
-    s.control = new Control(channel, (access) => onAccess(s, access).catch((err) => {
+    s.control = new Control(channel, (msg) => (msg.type === 'camera' ? onCamera(s, msg) : onAccess(s, msg)).catch((err) => {
       if (!(err instanceof ControlError)) s.end(err); // a closed channel: the session is ending anyway
     }));
   };
@@ -463,6 +465,24 @@ const unverified = () => new SessionEnd(MESSAGES.identityUnverified, { retry: fa
 
 // ---- access: claim, redeem, renew ------------------------------------------------------------
 
+/**
+ * The device says whether its camera delivers pictures. Lost: the picture is marked as not
+ * live (dimmed, with a message) instead of passing a frozen frame off as live; back: playing
+ * again with the first new frame decoded (`updateOverlay`).
+ */
+async function onCamera(s, msg) {
+  const live = msg.live !== false;
+  viewer.camera = live ? 'live' : 'lost';
+  if (!live) {
+    s.cameraLost = true;
+    setState('camera-lost', MESSAGES.cameraLost);
+  } else if (s.cameraLost) {
+    s.cameraLost = false;
+    s.resumeAfter = previous?.stats.video.framesDecoded ?? 0;
+    setState('connected', 'The camera is back. Waiting for the picture…');
+  }
+}
+
 async function onAccess(s, access) {
   mark('access');
   viewer.access = access;
@@ -491,7 +511,7 @@ async function onAccess(s, access) {
     hadBorrowerAccess = access.role === 'borrower';
     viewer.problem = null;
     forgetSecret(s); // this browser already has access: the link stays unused
-    if (!s.delivered && viewer.state !== 'playing') setState('connected', 'Waiting for the first picture…');
+    if (!s.delivered && !s.cameraLost && viewer.state !== 'playing') setState('connected', 'Waiting for the first picture…');
     await maybeRenew(s);
     return;
   }
@@ -620,7 +640,8 @@ function onConnectionState(s) {
   clearTimeout(s.graceTimer);
   if (state === 'connected') {
     clearTimeout(s.setupTimer);
-    if (s.delivered) setState('playing');
+    if (s.cameraLost) setState('camera-lost', MESSAGES.cameraLost);
+    else if (s.delivered) setState('playing');
     else if (!s.access) setState('connected', 'Checking access…');
   } else if (state === 'disconnected') {
     setState('interrupted', 'Connection interrupted…');
@@ -696,7 +717,7 @@ async function updateOverlay() {
   const pc = viewer.pc;
   const now = await publicStats();
   const v = now.video;
-  if (v.framesDecoded > 0 && current?.pc === pc) {
+  if (v.framesDecoded > (current?.resumeAfter ?? 0) && current?.pc === pc) {
     current.delivered = true;
     if (viewer.state === 'connected' || viewer.state === 'negotiating') setState('playing');
   }

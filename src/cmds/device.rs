@@ -16,7 +16,7 @@ use crate::demo_ui::{self, CaptureCamera, DemoUi};
 use crate::grants::links::{Links, qr_terminal};
 use crate::grants::{GrantsService, LendPolicy};
 use crate::identity::DeviceIdentity;
-use crate::media::capture::Capture;
+use crate::media::capture::{CameraState, Capture};
 use crate::media::pipeline::{self, Params, PipelineTemplate};
 use crate::media::select;
 use crate::media::session::admission::{Admission, Decision, Limits};
@@ -93,6 +93,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             serde_json::json!({
                 "pipeline": name,
                 "viewers": capture.viewer_count(),
+                "camera": match capture.camera_state() {
+                    CameraState::Live => "live",
+                    CameraState::Lost => "lost",
+                },
                 "viewer_pipelines": pipelines,
                 "viewer_elements": elements,
                 // Encoded frames since start: a stalled chain shows here (scripts/fresh-check).

@@ -125,6 +125,11 @@ pub enum Reply {
     Done {
         request: &'static str,
     },
+    /// Whether the camera delivers pictures: after every `access` that lets media flow, and
+    /// whenever the camera is lost or comes back.
+    Camera {
+        live: bool,
+    },
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]
         request: Option<&'static str>,

@@ -181,6 +181,15 @@ pub struct VideoOutput {
     pub bytes: u64,
 }
 
+/// Whether the capture chain delivers pictures. Viewers are told (`camera` on the control
+/// channel) so a lost camera shows as lost, not as a frozen picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CameraState {
+    Live,
+    /// The chain failed (camera unplugged, source ended) and is being rebuilt.
+    Lost,
+}
+
 /// The shared capture chain.
 pub struct Capture {
     fanout: Arc<Fanout>,
@@ -193,6 +202,7 @@ pub struct Capture {
     /// Set to true to stop the chain; the supervisor answers on `stopped`.
     stop: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
+    camera: watch::Sender<CameraState>,
 }
 
 impl Capture {
@@ -233,6 +243,7 @@ impl Capture {
             has_audio,
             stop,
             stopped,
+            camera: watch::channel(CameraState::Live).0,
         });
         tokio::spawn(supervise(
             first,
@@ -253,6 +264,15 @@ impl Capture {
 
     pub fn clock(&self) -> &gst::Clock {
         &self.clock
+    }
+
+    /// Changes whenever the camera is lost or comes back.
+    pub fn camera(&self) -> watch::Receiver<CameraState> {
+        self.camera.subscribe()
+    }
+
+    pub fn camera_state(&self) -> CameraState {
+        *self.camera.borrow()
     }
 
     pub fn has_audio(&self) -> bool {
@@ -449,6 +469,9 @@ async fn supervise(
     mut stop: watch::Receiver<bool>,
     stopped: watch::Sender<bool>,
 ) {
+    // After a rebuild the camera counts as back with its first encoded frame.
+    let mut back_after: Option<u64> = None;
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
     loop {
         let Some(bus) = pipeline.0.bus() else { return };
         let mut messages = bus.stream();
@@ -456,6 +479,14 @@ async fn supervise(
         let failure = loop {
             let msg = tokio::select! {
                 msg = messages.next() => msg,
+                _ = poll.tick(), if back_after.is_some() => {
+                    if back_after.is_some_and(|n| capture.fanout.video_frames.load(Ordering::Relaxed) > n) {
+                        info!("the camera is back: frames flow again");
+                        capture.camera.send_replace(CameraState::Live);
+                        back_after = None;
+                    }
+                    continue;
+                }
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => {
                     let chain = pipeline.0.clone();
                     let _ = tokio::task::spawn_blocking(move || chain.set_state(gst::State::Null)).await;
@@ -484,6 +515,8 @@ async fn supervise(
             }
         };
         error!(%failure, "capture chain failed; restarting in {} s", RESTART_DELAY.as_secs());
+        capture.camera.send_replace(CameraState::Lost);
+        back_after = Some(capture.fanout.video_frames.load(Ordering::Relaxed));
         let old = pipeline.0.clone();
         let _ = tokio::task::spawn_blocking(move || old.set_state(gst::State::Null)).await;
         loop {

@@ -11,6 +11,7 @@ use crate::grants::control::{self, AccessInfo, GrantView, Reply, Request};
 use crate::grants::links::qr_svg;
 use crate::grants::{Access, Role, Secret, service::ServiceError};
 use crate::identity::Fingerprint;
+use crate::media::capture::CameraState;
 use crate::media::webrtc;
 
 /// What the channel's callbacks forward (they run on GStreamer threads).
@@ -84,6 +85,19 @@ impl Control {
             closes_in,
         };
         self.send(&reply);
+        if state.media_allowed() {
+            self.camera(context.capture.camera_state());
+        }
+    }
+
+    /// Tells a viewer whether the camera delivers pictures (once the channel is open; an
+    /// announcement made before it opens carries the state then).
+    pub fn camera(&self, state: CameraState) {
+        if self.open {
+            self.send(&Reply::Camera {
+                live: state == CameraState::Live,
+            });
+        }
     }
 
     /// Serves one event. Returns the reply to send and the change the request made: the

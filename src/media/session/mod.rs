@@ -271,6 +271,7 @@ impl<'a> Session<'a> {
             .expect("a pipeline has a bus")
             .stream();
         let mut grants_changed = self.context.grants.subscribe();
+        let mut camera = self.context.capture.camera();
         let connect_deadline = tokio::time::sleep(CONNECT_TIMEOUT);
         tokio::pin!(connect_deadline);
         let answer_deadline = tokio::time::sleep(ANSWER_TIMEOUT);
@@ -325,6 +326,12 @@ impl<'a> Session<'a> {
                     }
                     if let Some(reply) = reply {
                         self.control.send(&reply);
+                    }
+                }
+                Ok(()) = camera.changed() => {
+                    let state = *camera.borrow_and_update();
+                    if self.state.media_allowed() {
+                        self.control.camera(state);
                     }
                 }
                 _ = grants_changed.changed() => {
