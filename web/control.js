@@ -32,6 +32,13 @@ export class Control {
     return this.channel.readyState === 'open';
   }
 
+  /** Sends `message`, which the device does not answer (`alive`); false if not sent. */
+  notify(message) {
+    if (!this.open) return false;
+    this.channel.send(JSON.stringify(message));
+    return true;
+  }
+
   /** Sends `message` and resolves with the device's reply (`error` replies included). */
   request(message) {
     const text = JSON.stringify(message);

@@ -16,6 +16,7 @@ import {
 performance.mark('pipe:modules'); // this page's modules loaded and run: it starts working here
 
 const PING_MS = 10_000; // the server closes sockets silent for 30 s
+const ALIVE_MS = 5_000; // the device ends a session without signalling after 30 s of silence
 const STATS_MS = 1_000;
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 10_000;
@@ -63,6 +64,7 @@ class SessionEnd extends Error {
 const viewer = {
   state: 'starting', sessions: 0, pc: null, video: ui.video, stats: publicStats,
   camera: null, // 'live' or 'lost', as the device last said
+  signalling: false, // whether this session's signalling socket is open
   fingerprint: null, // this browser's certificate, `AB:CD:...`
   access: null, // the device's last `access` message
   problem: null,
@@ -189,7 +191,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 function runSession() {
   return new Promise((resolve) => {
     const s = { ws: null, pc: null, id: null, deviceId: null, chain: Promise.resolve(), pendingIce: [],
-      setupTimer: 0, graceTimer: 0, pingTimer: 0, delivered: false, done: false,
+      setupTimer: 0, graceTimer: 0, pingTimer: 0, aliveTimer: 0, delivered: false, done: false,
       link: {}, paired: null, cert: null, certReady: null, peerReady: null, control: null, access: null, redeeming: false, proxy: null, proxyClosed: false };
     s.end = (err) => {
       if (s.done) return;
@@ -310,11 +312,24 @@ function openSocket(s, info) {
   let opened = false;
   ws.onopen = () => {
     opened = true;
+    viewer.signalling = true;
     // Browsers cannot send WebSocket pings; an app-level ping keeps the server's 30 s timer fed.
     s.pingTimer = setInterval(() => send(s, { type: 'ping' }), PING_MS);
   };
   ws.onmessage = (ev) => onMessage(s, info, ev.data);
-  ws.onclose = () => s.end(new SessionEnd(opened ? 'Lost contact with the camera.' : "Can't reach the camera."));
+  ws.onclose = () => {
+    // Media is peer to peer: a connected session outlives its signalling (a rendezvous that
+    // restarts, a proxy that drops the socket). It says `alive` on the control channel, so the
+    // device ends it soon after this page is gone; a later session opens a new socket.
+    if (s.pc?.connectionState === 'connected' && s.control?.open) {
+      console.info('pipe viewer: signalling closed; the connected session goes on');
+      clearInterval(s.pingTimer);
+      s.ws = null;
+      viewer.signalling = false;
+      return;
+    }
+    s.end(new SessionEnd(opened ? 'Lost contact with the camera.' : "Can't reach the camera."));
+  };
 }
 
 function send(s, msg) {
@@ -403,6 +418,12 @@ function createPeer(s, info) {
     s.control = new Control(channel, (msg) => (msg.type === 'camera' ? onCamera(s, msg) : onAccess(s, msg)).catch((err) => {
       if (!(err instanceof ControlError)) s.end(err); // a closed channel: the session is ending anyway
     }));
+    // "Still here": what keeps this session once its signalling socket is gone (`openSocket`).
+    const alive = () => s.control?.notify({ type: 'alive' });
+    channel.addEventListener('open', alive);
+    alive();
+    clearInterval(s.aliveTimer);
+    s.aliveTimer = setInterval(alive, ALIVE_MS);
   };
 }
 
@@ -658,6 +679,7 @@ function teardown(s, end) {
   clearTimeout(s.setupTimer);
   clearTimeout(s.graceTimer);
   clearInterval(s.pingTimer);
+  clearInterval(s.aliveTimer);
   s.control?.close();
   s.proxy?.close('session ended');
   if (viewer.proxy === s.proxy) viewer.proxy = null;

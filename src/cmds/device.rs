@@ -216,8 +216,10 @@ async fn supervise(
                     }
                     None => warn!(session = %id, "signal for an unknown session"),
                 },
+                // The handle stays until the task ends (reaped below): a connected session
+                // whose viewer only lost its socket goes on (`media::session`, `alive`).
                 Some(Event::End(id, reason)) => {
-                    if let Some(handle) = sessions.remove(&id) {
+                    if let Some(handle) = sessions.get(&id) {
                         let reason = protocol::printable_reason(&reason);
                         let _ = handle.commands.try_send(Command::End(reason));
                     }

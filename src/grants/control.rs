@@ -23,8 +23,11 @@ pub enum Request {
     Grants,
     /// (Owner) revoke a grant.
     Revoke { id: String },
-    /// Move this session's grant to a new browser certificate (renewal before expiry).
+    /// Offer a new browser certificate for this session's grant (renewal before expiry).
     Renew { fingerprint: String },
+    /// "Still here", every few seconds, never answered: lets a session whose signalling
+    /// socket closed go on while the viewer is alive, and end soon after it is not.
+    Alive,
 }
 
 impl Request {
@@ -36,6 +39,7 @@ impl Request {
             Self::Grants => "grants",
             Self::Revoke { .. } => "revoke",
             Self::Renew { .. } => "renew",
+            Self::Alive => "alive",
         }
     }
 

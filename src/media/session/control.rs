@@ -33,6 +33,8 @@ pub struct Control {
     pending: bool,
     /// Claim and redeem attempts made on this session (`MAX_ATTEMPTS`).
     attempts: std::sync::atomic::AtomicU32,
+    /// When the viewer last said `alive` (viewers that never do are not held to it).
+    last_alive: Option<std::time::Instant>,
 }
 
 /// Claim or redeem attempts one session may make: a person mistyping gets a few tries, a
@@ -90,6 +92,11 @@ impl Control {
         }
     }
 
+    /// When the viewer last said `alive`; None if it never has.
+    pub fn last_alive(&self) -> Option<std::time::Instant> {
+        self.last_alive
+    }
+
     /// Tells a viewer whether the camera delivers pictures (once the channel is open; an
     /// announcement made before it opens carries the state then).
     pub fn camera(&self, state: CameraState) {
@@ -118,6 +125,10 @@ impl Control {
                 (None, None)
             }
             ControlEvent::Message(text) => match control::decode(&text) {
+                Ok(Request::Alive) => {
+                    self.last_alive = Some(std::time::Instant::now());
+                    (None, None)
+                }
                 Ok(request) => {
                     let name = request.name();
                     match self.serve(request, state, context).await {
@@ -210,6 +221,8 @@ impl Control {
                 grants.offer_renewal(me, new).map_err(|e| e.to_string())?;
                 Ok((done, None))
             }
+            // Taken in `handle` before anything is served; never answered.
+            Request::Alive => Err("`alive` is not answered".into()),
         }
     }
 

@@ -47,6 +47,12 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `disconnected` may last before the session counts as failed (no ICE restart in
 /// GStreamer 1.22, so the viewer starts a new session).
 const DISCONNECTED_GRACE: Duration = Duration::from_secs(5);
+/// A session whose viewer's signalling socket closed goes on while the viewer says `alive`
+/// on the control channel (every 5 s; background tabs may throttle timers to once a second,
+/// or less): silent this long, it ends.
+const ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The rendezvous's reason when a viewer's socket closed without an `end`.
+const VIEWER_GONE: &str = "viewer-gone";
 
 /// What the device's signalling loop tells a session.
 #[derive(Debug)]
@@ -277,18 +283,30 @@ impl<'a> Session<'a> {
         let answer_deadline = tokio::time::sleep(ANSWER_TIMEOUT);
         tokio::pin!(answer_deadline);
         let mut disconnected_since: Option<Instant> = None;
+        // Without signalling, nothing else can tell us the viewer left.
+        let mut signalling_lost = false;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::Remote(data)) => self.remote(data).await?,
-                    Some(Command::End(reason)) => return Ok(reason),
+                    Some(Command::End(reason)) => {
+                        // A viewer that says `alive` keeps a connected session without its
+                        // socket (media is peer to peer); it ends when the viewer goes silent.
+                        if reason == VIEWER_GONE && self.transport_up && self.control.last_alive().is_some() {
+                            info!("the viewer's signalling socket closed; the connected session goes on while it is alive");
+                            signalling_lost = true;
+                            continue;
+                        }
+                        return Ok(reason);
+                    }
                     Some(Command::Close(reason)) => return Err(reason),
                     Some(Command::RendezvousLost) => {
                         if !self.transport_up {
                             return Ok("rendezvous connection lost".into());
                         }
                         debug!("rendezvous connection lost; the connected session goes on");
+                        signalling_lost = true;
                     }
                     None => return Ok("device shutting down".into()),
                 },
@@ -352,6 +370,9 @@ impl<'a> Session<'a> {
                 _ = tick.tick() => {
                     if disconnected_since.is_some_and(|t| t.elapsed() > DISCONNECTED_GRACE) {
                         return Err("connection lost".into());
+                    }
+                    if signalling_lost && self.control.last_alive().is_some_and(|t| t.elapsed() > ALIVE_TIMEOUT) {
+                        return Ok("the viewer went silent after its signalling closed".into());
                     }
                     if let State::PreAuth { until, .. } = self.state
                         && Instant::now() >= until {
