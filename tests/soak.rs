@@ -5,7 +5,8 @@
 //! started (after a warm-up), and the watcher must never stall.
 //!
 //! PIPE_SOAK_SECS (default 60: scripts/test); `scripts/soak` runs 30 minutes and prints the
-//! samples as CSV (docs/benchmarks.md).
+//! samples as CSV (docs/benchmarks.md). PIPE_SOAK_SOURCES: how many attacker addresses the
+//! attacks cycle through (default 50,000: a new one each cycle).
 
 mod support;
 
@@ -67,6 +68,13 @@ async fn a_soak_of_churn_and_attacks_leaves_the_device_where_it_was() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
+    // Distinct attacker addresses, cycled (the per-source tables are capped at 4,096 sources:
+    // fewer than that shows whether memory is flat once every table is full).
+    let sources: u64 = std::env::var("PIPE_SOAK_SOURCES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50_000)
+        .clamp(1, 50_000);
     let device = Device::test_picture(320, 240, &["--bitrate", "300"]).unwrap();
     let id = DeviceId::parse(&device.device_id).unwrap();
     let (url, me, port) = (device.signal_url(), device.device_id.clone(), device.port);
@@ -108,7 +116,8 @@ async fn a_soak_of_churn_and_attacks_leaves_the_device_where_it_was() {
             extra.kill();
         }
         // The attacks, each from an address of its own.
-        let source = Ipv4Addr::new(127, 2, (cycles / 200 % 250) as u8, (cycles % 200 + 1) as u8);
+        let n = cycles % sources;
+        let source = Ipv4Addr::new(127, 2, (n / 200 % 250) as u8, (n % 200 + 1) as u8);
         let mut stranger = Raw::open_from(&url, source).await;
         let session = stranger.connect_until_offer(&me).await;
         stranger
