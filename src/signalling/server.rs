@@ -251,8 +251,7 @@ async fn serve(
                     Some(Ok(_)) => {} // ping/pong: only proof of life
                     Some(Err(error)) => {
                         debug!(conn, %error, "signalling socket read failed");
-                        let too_big = error.to_string().contains("too long") || error.to_string().contains("too big");
-                        break too_big.then_some((close_code::SIZE, "message over the 1 MiB limit"));
+                        break too_big(error).then_some((close_code::SIZE, "message over the 1 MiB limit"));
                     }
                 }
             }
@@ -296,5 +295,16 @@ async fn send(sink: &mut futures::stream::SplitSink<WebSocket, Message>, message
     matches!(
         tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
         Ok(Ok(()))
+    )
+}
+
+/// Did the socket fail because a message was over the size limit? Decided by the error's type
+/// (axum wraps tungstenite's), not by its text.
+fn too_big(error: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    use tokio_tungstenite::tungstenite::error::CapacityError;
+    matches!(
+        error.into_inner().downcast_ref::<Error>(),
+        Some(Error::Capacity(CapacityError::MessageTooLong { .. }))
     )
 }

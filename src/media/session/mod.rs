@@ -5,6 +5,7 @@
 
 mod access;
 pub mod admission;
+mod attached;
 mod ceiling;
 mod control;
 mod proxy;
@@ -24,6 +25,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 pub use viewer::Registry;
 
 use self::access::State;
+use self::attached::Attached;
 use self::proxy::Proxy;
 use self::viewer::{GstEvent, Viewer};
 use super::capture::Capture;
@@ -178,11 +180,18 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
     );
     context.registry.add(&viewer.pipeline);
     context.capture.attach(viewer.feed.clone());
+    // From here on, whatever ends this task (the session's end, a failure, or the
+    // supervisor's `abort`) gives all of that back.
+    let attached = Attached::new(
+        context.capture.clone(),
+        viewer.feed.clone(),
+        context.connected.clone(),
+        id.clone(),
+        viewer.pipeline.clone(),
+    );
     let mut session = Session::new(&id, &context, &viewer, proxy, &slot);
     let outcome = session.drive(&mut commands, &mut events).await;
     drop(session);
-    context.capture.detach(&viewer.feed);
-    context.connected.set(&id, None);
     match outcome {
         Ok(reason) => info!(%reason, "session ended"),
         Err(reason) => {
@@ -190,9 +199,7 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
             end(&id, &context, &reason).await;
         }
     }
-    let pipeline = viewer.pipeline;
-    // Never block tokio on a state change: webrtcbin joins its threads on the way to NULL.
-    let _ = tokio::task::spawn_blocking(move || webrtc::stop_pipeline(&pipeline)).await;
+    attached.release().await;
 }
 
 /// The state one session task keeps.
