@@ -31,8 +31,9 @@ use common::{
 };
 use gst::prelude::*;
 use pipe::media::pipeline::{Params, PipelineTemplate};
-use pipe::media::{keyframe, receiver, stamp};
+use pipe::media::{keyframe, stamp};
 use pipe::signalling::protocol::DeviceId;
+use pipe_testkit::receiver;
 use serde_json::Value;
 use support::chromium::{Browser, Page};
 use support::device::Device;

@@ -123,7 +123,8 @@ pub struct DeviceArgs {
     #[arg(long, env = "PIPE_UI_UPSTREAM", value_name = "URL")]
     pub ui_upstream: Option<String>,
     /// Benchmark hook: serve a `bench-ceiling` datachannel flooded with 64 KiB messages
-    /// (docs/benchmarks.md). Hidden: never needed in use.
+    /// (docs/benchmarks.md). Only in builds with the `bench-hooks` feature.
+    #[cfg(feature = "bench-hooks")]
     #[arg(long, hide = true)]
     pub bench_datachannel: bool,
 }
@@ -238,7 +239,10 @@ impl DeviceArgs {
         if self.ui_upstream.is_some() {
             config.ui.upstream = self.ui_upstream;
         }
-        config.ui.bench_datachannel |= self.bench_datachannel;
+        #[cfg(feature = "bench-hooks")]
+        {
+            config.ui.bench_datachannel |= self.bench_datachannel;
+        }
         config.validate()?;
         Ok(config)
     }

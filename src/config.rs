@@ -203,8 +203,9 @@ pub struct UiConfig {
     pub response_timeout_secs: u64,
     /// Seconds a body may stall (no byte either way) before the exchange is reset. Default `60`.
     pub idle_timeout_secs: u64,
-    /// Not a config key: the hidden `--bench-datachannel` flag sets it, and the device then
-    /// measures the raw datachannel ceiling for the benchmark (docs/benchmarks.md).
+    /// Not a config key: the hidden `--bench-datachannel` flag (`bench-hooks` builds only)
+    /// sets it, and the device then serves the raw datachannel ceiling for the benchmark.
+    #[cfg(feature = "bench-hooks")]
     #[serde(skip)]
     pub bench_datachannel: bool,
 }
@@ -218,6 +219,7 @@ impl Default for UiConfig {
             max_response_bytes: 1 << 30,
             response_timeout_secs: 10,
             idle_timeout_secs: 60,
+            #[cfg(feature = "bench-hooks")]
             bench_datachannel: false,
         }
     }

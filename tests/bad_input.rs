@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use pipe::media::receiver::{self, Receiver};
 use pipe::signalling::protocol::DeviceId;
+use pipe_testkit::receiver::{self, Receiver};
 use serde_json::{Value, json};
 use support::device::Device;
 use support::raw::{ANSWER, Raw};

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use pipe::media::receiver::{self, Receiver};
 use pipe::signalling::protocol::DeviceId;
+use pipe_testkit::receiver::{self, Receiver};
 use support::device::Device;
 
 /// Join/leave cycles of the extra viewer; even ones leave with `end`, odd ones vanish.

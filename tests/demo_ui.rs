@@ -8,8 +8,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use pipe::media::receiver;
 use pipe::signalling::protocol::DeviceId;
+use pipe_testkit::receiver;
 use serde_json::Value;
 use support::device::Device;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

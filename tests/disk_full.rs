@@ -10,7 +10,7 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pipe::media::receiver::Options;
+use pipe_testkit::receiver::Options;
 use support::device::Device;
 use support::grants::{ended_at, reply, stranger, viewer, watching};
 
@@ -56,7 +56,7 @@ fn fill(dir: &std::path::Path) -> u64 {
 }
 
 /// Lends `secs` of `view` and returns the invite token.
-async fn lend(owner: &pipe::media::receiver::Receiver, secs: u64, device: &Device) -> String {
+async fn lend(owner: &pipe_testkit::receiver::Receiver, secs: u64, device: &Device) -> String {
     let seen = owner.stats().control.len();
     assert!(owner.control(&format!(
         r#"{{"type":"lend","scope":"view","secs":{secs}}}"#

@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use pipe::media::receiver::Options;
+use pipe_testkit::receiver::Options;
 use serde_json::{Value, json};
 use support::grants::{device, ended_at, reply, stranger, viewer, watching};
 

@@ -1,5 +1,5 @@
 //! The web-UI proxy end to end: the real `pipe device`, an in-process GStreamer viewer speaking
-//! the proxy protocol (`pipe::proxy::client`) over its four datachannels, and a real HTTP and
+//! the proxy protocol (`pipe_testkit::proxy_client`) over its four datachannels, and a real HTTP and
 //! WebSocket upstream started by the test (`support/upstream.rs`).
 
 mod support;
@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use pipe::media::receiver::{self, Options, PeerIdentity, Receiver};
-use pipe::proxy::client::{Client, ClientError, WsEvent};
 use pipe::proxy::frame::{Body, ResetCode};
 use pipe::signalling::protocol::DeviceId;
+use pipe_testkit::proxy_client::{Client, ClientError, WsEvent};
+use pipe_testkit::receiver::{self, Options, PeerIdentity, Receiver};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use support::device::Device;

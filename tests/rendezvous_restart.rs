@@ -8,8 +8,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use pipe::media::receiver;
 use pipe::signalling::protocol::DeviceId;
+use pipe_testkit::receiver;
 use serde_json::json;
 use support::device::Device;
 use support::rendezvous::Rendezvous;

@@ -6,8 +6,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipe::media::receiver::{self, Options, PeerIdentity};
 use pipe::signalling::protocol::DeviceId;
+use pipe_testkit::receiver::{self, Options, PeerIdentity};
 use support::device::Device;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,8 +13,8 @@ mod support;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use pipe::media::receiver;
 use pipe::signalling::protocol::DeviceId;
+use pipe_testkit::receiver;
 use serde_json::json;
 use support::device::Device;
 use support::raw::Raw;

@@ -4,8 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use pipe::media::receiver;
 use pipe::signalling::protocol::DeviceId;
+use pipe_testkit::receiver;
 use support::device::Device;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

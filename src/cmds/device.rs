@@ -145,6 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let upstream = crate::proxy::upstream::Upstream::new(ui_upstream.as_str(), &config.ui)?;
     let context = SessionContext {
         upstream: Arc::new(upstream),
+        #[cfg(feature = "bench-hooks")]
         bench_datachannel: config.ui.bench_datachannel,
         capture: capture.clone(),
         ice: config.ice.clone(),

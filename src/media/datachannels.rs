@@ -31,9 +31,6 @@ pub const LOW_WATER: u64 = 256 << 10;
 /// heads, credits, ends and resets add a little. 20 MiB is therefore never reached by a peer
 /// that keeps to the rules.
 pub const INBOUND_BYTES: usize = 20 << 20;
-/// The same for the opener's side (the Rust client): the device may have 64 streams x 1 MiB
-/// (`flow::ACCEPTOR_WINDOW`) in flight toward it, plus the same slack.
-pub const OPENER_INBOUND_BYTES: usize = 68 << 20;
 /// Messages waiting for the owner. Every stream's whole window in full 64 KiB frames is 64 x 4
 /// = 256 messages; 8192 allows the same in 2 KiB frames (a browser's usual chunk is larger).
 /// Beyond it the peer is flooding tiny frames faster than the owner takes them.
@@ -84,12 +81,9 @@ impl Tap {
         Self::with_limit(INBOUND_BYTES)
     }
 
-    /// The opener's tap (the Rust client), bounded by `OPENER_INBOUND_BYTES`.
-    pub fn opener() -> (Arc<Tap>, Inbound) {
-        Self::with_limit(OPENER_INBOUND_BYTES)
-    }
-
-    fn with_limit(limit: usize) -> (Arc<Tap>, Inbound) {
+    /// A tap whose queue holds at most `limit` bytes (the opener's side, in the test kit,
+    /// needs a larger one: the device may have 64 x 1 MiB in flight toward it).
+    pub fn with_limit(limit: usize) -> (Arc<Tap>, Inbound) {
         let (tx, rx) = mpsc::channel(INBOUND_MESSAGES);
         let shared = Arc::new(Shared {
             tx,

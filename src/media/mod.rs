@@ -12,7 +12,6 @@ pub mod pipeline;
 pub mod playout;
 pub mod plugins;
 pub mod probe;
-pub mod receiver;
 pub mod sdp;
 pub mod select;
 pub mod session;

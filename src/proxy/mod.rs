@@ -6,10 +6,8 @@
 //! - `upstream`: the one upstream, its limits, and head rewriting (pure).
 //! - `bridge`: the device's task per viewer session, feeding frames to a `flow::Streams` and
 //!   running each stream's `exchange` with the upstream (HTTP or WebSocket).
-//! - `client`: the opener's side in Rust, over an in-process viewer (tests, benchmarks).
 
 pub mod bridge;
-pub mod client;
 pub mod exchange;
 pub mod flow;
 pub mod frame;

@@ -15,7 +15,7 @@ pub struct Device {
     /// The one-time claim link, if the device printed one (it has no owner).
     pub claim_link: Option<String>,
     /// The certificate `owner()` receivers present.
-    owner: std::sync::Arc<pipe::media::receiver::PeerIdentity>,
+    owner: std::sync::Arc<pipe_testkit::receiver::PeerIdentity>,
     pub device_id: String,
     pub port: u16,
     log: Arc<Mutex<Vec<String>>>,
@@ -135,7 +135,7 @@ impl Device {
             child,
             device_id: device_id.to_string(),
             claim_link,
-            owner: std::sync::Arc::new(pipe::media::receiver::PeerIdentity::generate()?),
+            owner: std::sync::Arc::new(pipe_testkit::receiver::PeerIdentity::generate()?),
             port,
             url,
             log,
@@ -151,8 +151,8 @@ impl Device {
 
     /// Receiver options for the device's owner: one certificate shared by every receiver a
     /// test makes, which claims the device on first use (later claims are refused, harmlessly).
-    pub fn owner(&self, decode: bool) -> pipe::media::receiver::Options {
-        let options = pipe::media::receiver::Options::new(self.owner.clone(), decode);
+    pub fn owner(&self, decode: bool) -> pipe_testkit::receiver::Options {
+        let options = pipe_testkit::receiver::Options::new(self.owner.clone(), decode);
         match self.claim_secret() {
             Some(secret) => options.claim(&secret),
             None => options,

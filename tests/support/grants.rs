@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pipe::media::receiver::{self, Options, PeerIdentity, Receiver};
 use pipe::signalling::protocol::DeviceId;
+use pipe_testkit::receiver::{self, Options, PeerIdentity, Receiver};
 use serde_json::Value;
 
 use super::device::Device;

@@ -21,6 +21,7 @@ SRC_URI = "file://Cargo.toml;subdir=pipe \
            file://web;subdir=pipe \
            file://pipelines;subdir=pipe \
            file://benches;subdir=pipe \
+           file://testkit;subdir=pipe \
            file://pipe.service \
            file://pipe.toml \
            "

@@ -6,6 +6,7 @@
 mod access;
 pub mod admission;
 mod attached;
+#[cfg(feature = "bench-hooks")]
 mod ceiling;
 mod control;
 mod proxy;
@@ -108,6 +109,7 @@ pub struct SessionContext {
     pub links: Links,
     pub connected: Connected,
     /// The hidden `--bench-datachannel` flag: serve the `bench-ceiling` channel (`ceiling`).
+    #[cfg(feature = "bench-hooks")]
     pub bench_datachannel: bool,
     /// The camera UI the web-UI proxy forwards to, with its limits.
     pub upstream: Arc<crate::proxy::upstream::Upstream>,
@@ -602,6 +604,7 @@ impl<'a> Session<'a> {
             return;
         }
         debug!(%label, "viewer opened a channel");
+        #[cfg(feature = "bench-hooks")]
         if label == ceiling::LABEL && self.context.bench_datachannel {
             ceiling::start(channel.clone());
             return;

@@ -7,10 +7,10 @@ use bytes::Bytes;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::{ClientError, WsEvent};
-use crate::media::datachannels::{Inbound, LinkEvent, Outlet};
-use crate::proxy::CHANNELS;
-use crate::proxy::flow::{DEFAULT_MAX_STREAMS, Delivery, Role, State, Streams};
-use crate::proxy::frame::{self, Body, Frame, RequestHead, ResetCode, StreamId, WsKind};
+use pipe::media::datachannels::{Inbound, LinkEvent, Outlet};
+use pipe::proxy::CHANNELS;
+use pipe::proxy::flow::{DEFAULT_MAX_STREAMS, Delivery, Role, State, Streams};
+use pipe::proxy::frame::{self, Body, Frame, RequestHead, ResetCode, StreamId, WsKind};
 
 pub(super) enum Command {
     Open {

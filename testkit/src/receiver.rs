@@ -11,9 +11,9 @@ use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{MediaError, webrtc};
-use crate::config::IceConfig;
-use crate::signalling::protocol::{
+use pipe::config::IceConfig;
+use pipe::media::{MediaError, webrtc};
+use pipe::signalling::protocol::{
     self, ClientMessage, DeviceId, IceCandidate, Sdp, SdpKind, ServerMessage, SessionId, SignalData,
 };
 
@@ -45,13 +45,12 @@ pub struct ReceiverStats {
 /// A viewer's certificate: what the device's grants know it by.
 pub struct PeerIdentity {
     pem: String,
-    pub fingerprint: crate::identity::Fingerprint,
+    pub fingerprint: pipe::identity::Fingerprint,
 }
 
 impl PeerIdentity {
-    pub fn generate() -> Result<Self, crate::identity::IdentityError> {
-        let (cert_pem, key_pem, fingerprint) =
-            crate::identity::generate_certificate("pipe viewer")?;
+    pub fn generate() -> Result<Self, pipe::identity::IdentityError> {
+        let (cert_pem, key_pem, fingerprint) = pipe::identity::generate_certificate("pipe viewer")?;
         Ok(Self {
             pem: format!("{cert_pem}{}", key_pem.expose()),
             fingerprint,
@@ -69,7 +68,7 @@ pub struct Options {
     /// Requests to send on the control channel as soon as it opens (a `claim`, a `redeem`).
     pub on_open: Vec<String>,
     /// The device fingerprint the offer must announce (what a paired browser checks).
-    pub expect_device: Option<crate::identity::Fingerprint>,
+    pub expect_device: Option<pipe::identity::Fingerprint>,
 }
 
 impl Options {
@@ -180,7 +179,7 @@ pub async fn connect(
     device_id: DeviceId,
     options: Options,
 ) -> Result<Receiver, MediaError> {
-    super::init()?;
+    pipe::media::init()?;
     let (socket, _) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_tungstenite::connect_async(signal_url),
@@ -295,8 +294,8 @@ async fn linger(
 /// receiver's own.
 struct Peers<'a> {
     device_id: &'a DeviceId,
-    expect: Option<crate::identity::Fingerprint>,
-    identity: crate::identity::Fingerprint,
+    expect: Option<pipe::identity::Fingerprint>,
+    identity: pipe::identity::Fingerprint,
 }
 
 async fn session(
@@ -340,14 +339,14 @@ async fn session(
                     ServerMessage::Signal { data: SignalData::Sdp(offer), session_id: id } if offer.kind == SdpKind::Offer => {
                         // What a paired browser does: refuse a device other than the one paired with.
                         if let Some(expected) = expect
-                            && super::sdp::fingerprint(&offer.sdp) != Some(expected) {
+                            && pipe::media::sdp::fingerprint(&offer.sdp) != Some(expected) {
                                 return "refused: the offer's device fingerprint is not the paired one".into();
                             }
                         match answer(webrtc, &offer.sdp).await {
                             // webrtcbin's own fingerprint line is wrong for a certificate set
                             // by PEM (see `dtls`): announce the real one, as the device does.
                             Ok(sdp) => {
-                                let sdp = super::sdp::set_fingerprint(&sdp, &identity);
+                                let sdp = pipe::media::sdp::set_fingerprint(&sdp, &identity);
                                 let data = SignalData::Sdp(Sdp { kind: SdpKind::Answer, sdp });
                                 let msg = ClientMessage::Signal { session_id: id, data };
                                 if sink.send(Message::text(protocol::encode(&msg))).await.is_err() { return "rendezvous closed".into(); }
@@ -423,7 +422,7 @@ fn build(
 ) -> Result<(gst::Pipeline, gst::Element, mpsc::Receiver<Local>), MediaError> {
     let decode = options.decode;
     let pipeline = gst::Pipeline::new();
-    super::dtls::Dtls::install(&pipeline, Some(options.identity.pem.clone()), || {});
+    pipe::media::dtls::Dtls::install(&pipeline, Some(options.identity.pem.clone()), || {});
     let webrtc = gst::ElementFactory::make("webrtcbin")
         .property_from_str("bundle-policy", "max-bundle")
         .build()

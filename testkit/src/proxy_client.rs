@@ -18,11 +18,16 @@ use futures::stream::BoxStream;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use self::task::{Command, Opened, run};
-use super::frame::{
+use crate::receiver::Receiver;
+use pipe::media::datachannels::Tap;
+use pipe::proxy::frame::{
     self, Body, Frame, FrameError, Headers, MAX_DATA, RequestHead, ResetCode, StreamId, WsClose,
 };
-use crate::media::datachannels::Tap;
-use crate::media::receiver::Receiver;
+
+/// Bytes of received messages the opener's tap holds: the device may have 64 streams x 1 MiB
+/// (`flow::ACCEPTOR_WINDOW`) in flight toward it, plus the slack of the device's own tap
+/// (`datachannels::INBOUND_BYTES`).
+pub const OPENER_INBOUND_BYTES: usize = 68 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
@@ -186,9 +191,9 @@ impl Drop for Client {
 impl Client {
     /// Opens the four proxy channels on a connected receiver and waits until they are open.
     pub async fn open(receiver: &Receiver) -> Result<Client, ClientError> {
-        let (tap, inbound) = Tap::opener();
+        let (tap, inbound) = Tap::with_limit(OPENER_INBOUND_BYTES);
         let mut channels = Vec::new();
-        for (index, label) in super::CHANNEL_LABELS.iter().enumerate() {
+        for (index, label) in pipe::proxy::CHANNEL_LABELS.iter().enumerate() {
             let channel = receiver
                 .open_channel(label)
                 .ok_or_else(|| ClientError::NotOpen(format!("cannot create {label}")))?;
