@@ -5,8 +5,8 @@ use qrcode::QrCode;
 use qrcode::render::{svg, unicode};
 
 use super::secret::Secret;
+use crate::identity::DeviceId;
 use crate::identity::Fingerprint;
-use crate::signalling::protocol::DeviceId;
 
 /// Links for one canonical origin: a browser's identity is per origin, so the device always
 /// points people at the same one.

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::persist;
-use crate::signalling::protocol::DeviceId;
+
+mod device_id;
+pub use device_id::{BadDeviceId, DeviceId};
 
 pub const CERT_FILE: &str = "device-cert.pem";
 pub const KEY_FILE: &str = "device-key.pem";

@@ -19,7 +19,9 @@ use gst::glib;
 use gst_webrtc::WebRTCDataChannel;
 use tokio::sync::{Notify, mpsc};
 
-use crate::proxy::CHANNELS;
+/// How many datachannels the proxy's transport carries. Defined here, the lower layer, and
+/// used by `proxy` (which spreads streams over them, `proxy::CHANNELS`).
+pub const CHANNELS: usize = 4;
 
 /// Above this many bytes buffered in a channel, no more flow-controlled frames go on it.
 pub const HIGH_WATER: u64 = 1 << 20;

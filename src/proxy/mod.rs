@@ -17,7 +17,7 @@ pub mod upstream;
 /// How many proxy datachannels the browser opens. A stream's frames, both ways, travel on
 /// channel `id % CHANNELS`: one lost packet then stalls only a quarter of the streams, and
 /// frames of one stream stay in order (`docs/proxy.md`, "Channels").
-pub const CHANNELS: usize = 4;
+pub const CHANNELS: usize = crate::media::datachannels::CHANNELS;
 
 /// The labels of the proxy channels, indexed by channel number.
 pub const CHANNEL_LABELS: [&str; CHANNELS] = ["proxy-0", "proxy-1", "proxy-2", "proxy-3"];
