@@ -30,6 +30,14 @@ const MAX_CLOSE_REASON = 123;
  */
 const BUFFER_HIGH = 512 * 1024;
 const BUFFER_LOW = 128 * 1024;
+/**
+ * The limits the device shares (src/proxy/{frame,flow}.rs): tests/js/proxy.test.mjs checks
+ * them, and the codec, against tests/data/proxy-frames.json, which the device's code writes.
+ */
+export const LIMITS = Object.freeze({
+  MAX_FRAME, HEADER_LEN, MAX_DATA, MAX_WS_FRAGMENT, MAX_JSON, MAX_HEADERS, MAX_CLOSE_REASON,
+  MAX_WS_MESSAGE, CHANNELS, SEND_WINDOW, RECV_WINDOW, MAX_STREAMS,
+});
 /** The channels open within one round trip or two; the device may refuse them (no `view+ui`). */
 const OPEN_TIMEOUT_MS = 10_000;
 /** A refused stream (the device's count was behind ours) is retried this often, then fails. */
