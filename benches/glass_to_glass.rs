@@ -30,7 +30,7 @@ use common::{
     status_kb, tree_ticks, verdict,
 };
 use gst::prelude::*;
-use pipe::media::pipeline::{Params, PipelineTemplate};
+use pipe::chains::pipeline::{Params, PipelineTemplate};
 use pipe::media::{keyframe, stamp};
 use pipe::signalling::protocol::DeviceId;
 use pipe_testkit::receiver;

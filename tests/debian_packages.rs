@@ -1,6 +1,6 @@
 //! The packages pipe needs, checked against what installs them, without asking the machine.
 //!
-//! The element -> package table (`src/media/plugins.rs`) and the builtin pipelines' `requires:`
+//! The element -> package table (`src/chains/plugins.rs`) and the builtin pipelines' `requires:`
 //! say which Debian packages the device needs; `scripts/setup-deps --print MODE` says what the
 //! README's commands install; the Dockerfile's last stage says what the container has; the
 //! Buildroot defconfigs and meta-pipe's bbappends say what the Raspberry Pi images build. A
@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pipe::media::pipeline::{self, PipelineTemplate};
-use pipe::media::plugins::{self, Requirement};
-use pipe::media::probe::Board;
+use pipe::chains::machine::Board;
+use pipe::chains::pipeline::{self, PipelineTemplate};
+use pipe::chains::plugins::{self, Requirement};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -60,7 +60,7 @@ fn needs(board: Option<&Board>) -> Vec<Need> {
 fn requirement(need: &Need) -> &'static Requirement {
     plugins::requirement(&need.element).unwrap_or_else(|| {
         panic!(
-            "element '{}' ({}) has no entry in src/media/plugins.rs",
+            "element '{}' ({}) has no entry in src/chains/plugins.rs",
             need.element, need.by
         )
     })

@@ -5,9 +5,9 @@
 //! The SDP checks and the proxy framing have their own property tests next to their code
 //! (media/sdp/remote/tests.rs, proxy/frame/tests.rs).
 
+use pipe::chains::pipeline::PipelineTemplate;
 use pipe::config::Config;
 use pipe::grants::control;
-use pipe::media::pipeline::PipelineTemplate;
 use pipe::signalling::protocol;
 use proptest::prelude::*;
 

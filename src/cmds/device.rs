@@ -11,14 +11,15 @@ use anyhow::{Context, bail};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::chains::pipeline::{self, Params, PipelineTemplate};
+use crate::chains::plugins::{CORE, MissingElements};
+use crate::chains::select;
 use crate::config::{Config, UiConfig};
 use crate::demo_ui::{self, CaptureCamera, DemoUi};
 use crate::grants::links::{Links, qr_terminal};
 use crate::grants::{GrantsService, LendPolicy};
 use crate::identity::DeviceIdentity;
 use crate::media::capture::{CameraState, Capture};
-use crate::media::pipeline::{self, Params, PipelineTemplate};
-use crate::media::select;
 use crate::media::session::admission::{Admission, Decision, Limits};
 use crate::media::session::{self, Command, SessionContext, SessionHandle};
 use crate::media::{plugins, probe};
@@ -32,9 +33,9 @@ const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(3);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::media::init()?;
-    let missing = plugins::missing(plugins::CORE)?;
+    let missing = plugins::missing(CORE)?;
     if !missing.is_empty() {
-        bail!("{}", plugins::MissingElements(missing));
+        bail!("{}", MissingElements(missing));
     }
     let identity = DeviceIdentity::load_or_create(&config.device.state_dir)
         .with_context(|| format!("state directory {}", config.device.state_dir.display()))?;
@@ -317,7 +318,7 @@ fn choose_pipeline(config: &Config) -> anyhow::Result<(PipelineTemplate, Params)
         bail!(
             "pipeline {} cannot run here:\n{}",
             template.name,
-            plugins::MissingElements(missing)
+            MissingElements(missing)
         );
     }
     Ok((template, params))

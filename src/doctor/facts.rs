@@ -12,9 +12,10 @@ use anyhow::Context;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::{Facts, RendezvousFacts, StateDirFacts};
+use crate::chains::pipeline;
 use crate::config::Config;
 use crate::identity::{CERT_FILE, KEY_FILE};
-use crate::media::{pipeline, probe};
+use crate::media::probe;
 
 /// How long each network check and `cam -l` may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);

@@ -14,10 +14,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::media::pipeline::PipelineTemplate;
-use crate::media::plugins::{self, CORE, REQUIREMENTS};
-use crate::media::probe::{Backend, Probe};
-use crate::media::select;
+use crate::chains::machine::{Backend, Probe};
+use crate::chains::pipeline::PipelineTemplate;
+use crate::chains::plugins::{self, CORE, REQUIREMENTS};
+use crate::chains::select;
 
 /// Everything the report is built from.
 #[derive(Debug, Clone)]
@@ -318,7 +318,7 @@ fn pipeline(
 }
 
 fn cameras(facts: &Facts) -> CameraReport {
-    let camera = |d: &crate::media::probe::VideoDevice| Camera {
+    let camera = |d: &crate::chains::machine::VideoDevice| Camera {
         provider: match &d.backend {
             Backend::V4l2 => "v4l2".to_string(),
             Backend::Libcamera => "libcamera".to_string(),

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use super::*;
-use crate::media::pipeline::builtin;
-use crate::media::probe::{Backend, Board, VideoDevice, VideoFormat};
+use crate::chains::machine::{Backend, Board, VideoDevice, VideoFormat};
+use crate::chains::pipeline::builtin;
 
 /// Every element in the package table: a machine with all of GStreamer's plugins.
 fn everything() -> Probe {
@@ -365,7 +365,7 @@ fn rendezvous_checks() {
 #[test]
 fn a_configured_chain_is_checked_too() {
     let mut f = facts(without(everything(), &["v4l2src"]));
-    let template = crate::media::pipeline::resolve("v4l2-x264", None).unwrap();
+    let template = crate::chains::pipeline::resolve("v4l2-x264", None).unwrap();
     f.configured_pipeline = "v4l2-x264".into();
     f.configured_template = Some(Ok(template));
     let report = Report::build(&f);

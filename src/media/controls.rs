@@ -591,7 +591,7 @@ mod tests {
     /// The builtin test chain offers every hook, and each changes while it plays.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_virtual_webcam_changes_live() {
-        use crate::media::pipeline::{self, Params};
+        use crate::chains::pipeline::{self, Params};
         gst::init().expect("GStreamer initialises");
         let template = pipeline::resolve("virtual-webcam", None).expect("builtin");
         let params = Params {

@@ -268,7 +268,7 @@ mod tests {
     #[test]
     fn the_latency_probe_chain_has_the_hook() {
         let text = include_str!("../../pipelines/latency-probe.pipeline");
-        let template = crate::media::pipeline::PipelineTemplate::parse("latency-probe", text)
+        let template = crate::chains::pipeline::PipelineTemplate::parse("latency-probe", text)
             .expect("latency-probe.pipeline parses");
         assert!(template.description.contains(&format!("name={ELEMENT}")));
     }

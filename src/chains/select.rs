@@ -9,9 +9,9 @@
 
 use std::fmt::Write as _;
 
-use crate::media::pipeline::{PipelineTemplate, Profile, SourceKind};
-use crate::media::plugins;
-use crate::media::probe::{Board, Probe, VideoDevice};
+use crate::chains::machine::{Board, Probe, VideoDevice};
+use crate::chains::pipeline::{PipelineTemplate, Profile, SourceKind};
+use crate::chains::plugins;
 
 /// V4L2 drivers whose nodes are not cameras: the Pi exposes its codec, ISP and CSI receivers
 /// as capture-capable /dev/video nodes. The CSI receivers carry raw Bayer for libcamera.

@@ -1,6 +1,6 @@
 use super::*;
-use crate::media::pipeline::builtin;
-use crate::media::probe::{Backend, VideoFormat};
+use crate::chains::machine::{Backend, VideoFormat};
+use crate::chains::pipeline::builtin;
 use gst::prelude::*;
 
 const EVERYTHING: &[&str] = &[

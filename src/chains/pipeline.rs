@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::media::probe::Board;
+use crate::chains::machine::Board;
 
 /// Name of the appsink pipe prepends for the video output; chains link to `video.`.
 pub const VIDEO_SINK: &str = "video";
