@@ -1,3 +1,4 @@
+use super::launch::{Token, launch_tokens};
 use super::*;
 
 const MINIMAL: &str = "\
