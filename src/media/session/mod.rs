@@ -8,13 +8,12 @@ pub mod admission;
 mod attached;
 #[cfg(feature = "bench-hooks")]
 mod ceiling;
+mod context;
 mod control;
 mod proxy;
 mod viewer;
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -27,16 +26,14 @@ pub use viewer::Registry;
 
 use self::access::State;
 use self::attached::Attached;
+use self::context::Slot;
+pub use self::context::{Command, Connected, SessionContext, SessionHandle};
 use self::proxy::Proxy;
 use self::viewer::{GstEvent, Viewer};
-use super::capture::Capture;
 use super::playout::{self, PlayoutDelay};
 use super::sdp::{self, remote};
 use super::webrtc;
-use crate::config::IceConfig;
-use crate::grants::GrantsService;
-use crate::grants::links::Links;
-use crate::identity::{DeviceIdentity, Fingerprint};
+use crate::identity::Fingerprint;
 use crate::signalling::protocol::{
     ClientMessage, IceCandidate, Sdp, SdpKind, SessionId, SignalData,
 };
@@ -56,93 +53,6 @@ const DISCONNECTED_GRACE: Duration = Duration::from_secs(5);
 const ALIVE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The rendezvous's reason when a viewer's socket closed without an `end`.
 const VIEWER_GONE: &str = "viewer-gone";
-
-/// What the device's signalling loop tells a session.
-#[derive(Debug)]
-pub enum Command {
-    Remote(SignalData),
-    /// The other side or the device ended it; do not send `end` back.
-    End(String),
-    /// The device closes it (to make room for another viewer): tell the viewer why.
-    Close(String),
-    /// The link to the rendezvous dropped: a session still negotiating cannot finish and
-    /// ends; a connected one goes on (media is peer to peer).
-    RendezvousLost,
-}
-
-pub struct SessionHandle {
-    pub commands: mpsc::Sender<Command>,
-    pub task: tokio::task::JoinHandle<()>,
-}
-
-/// Which certificates are connected now, for the owner's list of grants.
-#[derive(Clone, Default)]
-pub struct Connected(Arc<Mutex<HashMap<SessionId, Fingerprint>>>);
-
-impl Connected {
-    pub fn contains(&self, fingerprint: &Fingerprint) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|f| f == fingerprint)
-    }
-
-    fn set(&self, id: &SessionId, fingerprint: Option<Fingerprint>) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match fingerprint {
-            Some(fp) => map.insert(id.clone(), fp),
-            None => map.remove(id),
-        };
-    }
-}
-
-/// Everything a session needs from the device.
-#[derive(Clone)]
-pub struct SessionContext {
-    pub capture: Arc<Capture>,
-    pub ice: IceConfig,
-    pub outgoing: mpsc::Sender<ClientMessage>,
-    pub registry: Registry,
-    pub identity: Arc<DeviceIdentity>,
-    pub grants: Arc<GrantsService>,
-    pub links: Links,
-    pub connected: Connected,
-    /// The hidden `--bench-datachannel` flag: serve the `bench-ceiling` channel (`ceiling`).
-    #[cfg(feature = "bench-hooks")]
-    pub bench_datachannel: bool,
-    /// The camera UI the web-UI proxy forwards to, with its limits.
-    pub upstream: Arc<crate::proxy::upstream::Upstream>,
-    /// Which viewers' packets carry the playout-delay hint (`[video] playout_delay`).
-    pub playout: PlayoutDelay,
-    /// Who holds a viewer slot, and in which phase (`admission`).
-    pub admission: Arc<Mutex<admission::Admission>>,
-}
-
-/// A session's slot: moved forward as the session answers and is verified, and given back
-/// when the session's task ends, however it ends (dropped with it).
-struct Slot {
-    admission: Arc<Mutex<admission::Admission>>,
-    id: SessionId,
-}
-
-impl Slot {
-    fn advance(&self, phase: admission::Phase) {
-        self.admission
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .advance(&self.id, phase);
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.admission
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .ended(&self.id);
-    }
-}
 
 pub fn spawn(id: SessionId, context: SessionContext) -> SessionHandle {
     // A session receives one answer and a few dozen candidates; 64 is plenty and a full queue
