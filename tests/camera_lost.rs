@@ -138,9 +138,16 @@ async fn lost_and_back(
         "the viewer left the camera-lost state while the camera was gone"
     );
     ensure!(
-        device.log().contains("capture chain still failing")
-            || device.log().contains("capture chain failed")
+        device.log().contains("capture chain still failing"),
+        "no failed rebuild while unplugged"
     );
+    // A failed rebuild leaves a half-started chain: disposing it un-stopped is a GStreamer
+    // critical, which crashed the device in a fresh container.
+    ensure!(
+        !device.log().contains("Trying to dispose element"),
+        "a failed capture chain was disposed without being stopped"
+    );
+    ensure!(camera_state(device).await == "lost", "the device is not answering");
 
     // Plugged back in: video resumes by itself, in the same session.
     let plugged = Instant::now();

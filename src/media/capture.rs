@@ -416,11 +416,15 @@ fn build(
     pipeline.set_start_time(gst::ClockTime::NONE);
     pipeline.set_base_time(base_time);
     *fanout.base_time.lock().unwrap_or_else(|p| p.into_inner()) = Some(base_time);
-    pipeline.set_state(gst::State::Playing).map_err(|_| {
-        MediaError::Pipeline(
-            first_error(&pipeline).unwrap_or_else(|| "the capture chain did not start".into()),
-        )
-    })?;
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        let why =
+            first_error(&pipeline).unwrap_or_else(|| "the capture chain did not start".into());
+        // Half started (a source that failed to open stays PAUSED): never dispose it so, which
+        // GStreamer reports as a critical and which crashed the device while a camera stayed
+        // unplugged (the rebuild failing every 2 s).
+        let _ = pipeline.set_state(gst::State::Null);
+        return Err(MediaError::Pipeline(why));
+    }
     Ok(pipeline)
 }
 
