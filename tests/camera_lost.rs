@@ -147,7 +147,10 @@ async fn lost_and_back(
         !device.log().contains("Trying to dispose element"),
         "a failed capture chain was disposed without being stopped"
     );
-    ensure!(camera_state(device).await == "lost", "the device is not answering");
+    ensure!(
+        camera_state(device).await == "lost",
+        "the device is not answering"
+    );
 
     // Plugged back in: video resumes by itself, in the same session.
     let plugged = Instant::now();
