@@ -15,5 +15,6 @@ pub mod identity;
 pub mod media;
 pub mod persist;
 pub mod proxy;
+pub mod session;
 pub mod signalling;
 pub mod web;

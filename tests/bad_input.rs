@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 /// How soon a vanished viewer's pipeline must be gone (docs/protocol.md, Lifetimes).
 const TEARDOWN: Duration = Duration::from_secs(2);
-/// The device's answer deadline (media/session): a viewer that never answers is ended then.
+/// The device's answer deadline (session::machine, `ANSWER_TIMEOUT`): a viewer that never answers is ended then.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest the watching viewer may go without a frame (at 30 fps, ~45 frames).
 const MAX_STALL: Duration = Duration::from_millis(1500);

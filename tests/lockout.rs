@@ -14,7 +14,7 @@ use serde_json::json;
 use support::device::Device;
 use support::raw::Raw;
 
-/// The device's answer deadline (media/session) plus the time to tear a pipeline down.
+/// The device's answer deadline (session::machine, `ANSWER_TIMEOUT`) plus the time to tear a pipeline down.
 const PARKED_GONE: Duration = Duration::from_secs(8);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,9 +20,9 @@ use crate::grants::links::{Links, qr_terminal};
 use crate::grants::{GrantsService, LendPolicy};
 use crate::identity::DeviceIdentity;
 use crate::media::capture::{CameraState, Capture};
-use crate::media::session::admission::{Admission, Decision, Limits};
-use crate::media::session::{self, Command, SessionContext, SessionHandle};
 use crate::media::{plugins, probe};
+use crate::session::admission::{Admission, Decision, Limits};
+use crate::session::{self, Command, SessionContext, SessionHandle};
 use crate::signalling::client::{self, Event};
 use crate::signalling::protocol::{self, ClientMessage, SessionId};
 use crate::signalling::server::Rendezvous;
@@ -219,7 +219,7 @@ async fn supervise(
                     None => warn!(session = %id, "signal for an unknown session"),
                 },
                 // The handle stays until the task ends (reaped below): a connected session
-                // whose viewer only lost its socket goes on (`media::session`, `alive`).
+                // whose viewer only lost its socket goes on (`session`, `alive`).
                 Some(Event::End(id, reason)) => {
                     if let Some(handle) = sessions.get(&id) {
                         let reason = protocol::printable_reason(&reason);

@@ -23,6 +23,14 @@ use tokio::sync::{Notify, mpsc};
 /// used by `proxy` (which spreads streams over them, `proxy::CHANNELS`).
 pub const CHANNELS: usize = 4;
 
+/// The labels of the proxy channels, indexed by channel number.
+pub const CHANNEL_LABELS: [&str; CHANNELS] = ["proxy-0", "proxy-1", "proxy-2", "proxy-3"];
+
+/// The channel number of a proxy datachannel label, `None` for any other label.
+pub fn channel_of_label(label: &str) -> Option<usize> {
+    CHANNEL_LABELS.iter().position(|l| *l == label)
+}
+
 /// Above this many bytes buffered in a channel, no more flow-controlled frames go on it.
 pub const HIGH_WATER: u64 = 1 << 20;
 /// `buffered-amount-low-threshold`: sending resumes once the channel drains to this.
@@ -151,6 +159,17 @@ impl Tap {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Closes every channel attached so far (on a blocking thread: `close` takes webrtcbin's
+    /// locks). What they still deliver is dropped with the `Inbound`.
+    pub fn close_all(&self) {
+        let channels = self.channels();
+        tokio::task::spawn_blocking(move || {
+            for channel in channels.into_iter().flatten() {
+                channel.close();
+            }
+        });
     }
 
     /// Starts the sending thread over the four channels; `None` unless all are attached.

@@ -1,9 +1,13 @@
 //! Everything that touches GStreamer lives below this module: the capture chain all viewers
-//! share (`capture`) and its live settings (`controls`), one pipeline per viewer (`session`),
-//! the chains as text (`pipeline`), what this machine has (`probe`, `plugins`) and which chain
-//! to run (`select`).
+//! share (`capture`) and its live settings (`controls`), one pipeline per viewer (`viewer`)
+//! with its datachannels (`datachannels` is the proxy's transport), the webrtcbin, SDP and
+//! DTLS wrappers (`webrtc`, `sdp`, `dtls`), and what this machine has (`probe`, `plugins`).
+//! The chains as data and the choice of one are `chains`, which has no GStreamer; the viewer
+//! session that drives a viewer pipeline is `session`, above this module.
 
 pub mod capture;
+#[cfg(feature = "bench-hooks")]
+pub mod ceiling;
 pub mod controls;
 pub mod datachannels;
 pub mod dtls;
@@ -12,8 +16,8 @@ pub mod playout;
 pub mod plugins;
 pub mod probe;
 pub mod sdp;
-pub mod session;
 pub mod stamp;
+pub mod viewer;
 pub mod webrtc;
 
 /// Errors at the media boundary.

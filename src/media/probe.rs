@@ -335,4 +335,84 @@ mod tests {
         assert!(probe.has_element("identity"));
         assert!(probe.has_element("fakesink"));
     }
+
+    /// Stand-ins registered under the hardware element names make this machine look like a
+    /// Pi 4 to `probe()`, which must then report them and lead to the hardware chain.
+    #[test]
+    fn stand_in_hardware_elements_are_probed_and_selected() {
+        use gst::prelude::*;
+        gst::init().expect("GStreamer initialises");
+        for name in ["v4l2h264enc", "libcamerasrc"] {
+            if gst::ElementFactory::find(name).is_none() {
+                gst::Element::register(
+                    None,
+                    name,
+                    gst::Rank::NONE,
+                    stand_in::StandIn::static_type(),
+                )
+                .expect("registers");
+            }
+        }
+        let mut probe = probe().expect("probe runs");
+        assert!(probe.has_element("v4l2h264enc") && probe.has_element("libcamerasrc"));
+
+        probe.board = crate::chains::machine::Board::RaspberryPi4;
+        probe.devices = vec![VideoDevice {
+            backend: Backend::V4l2,
+            path: Some("/dev/video0".into()),
+            name: "USB Camera".into(),
+            driver: Some("uvcvideo".into()),
+            capabilities: Some(0x0420_0001),
+            formats: vec![VideoFormat::Raw],
+        }];
+        let s = crate::chains::select::select(&probe, &crate::chains::pipeline::builtin(), None)
+            .expect("selects");
+        assert_eq!(
+            (s.pipeline.as_str(), s.device.as_deref()),
+            ("rpi-v4l2h264enc", Some("/dev/video0"))
+        );
+    }
+
+    /// An element type of its own for the stand-ins, so that no other test's `identity` (or any
+    /// real element) is mistaken for hardware, whatever order the tests run in.
+    mod stand_in {
+        use gst::glib;
+        use gst::subclass::prelude::*;
+        use std::sync::LazyLock;
+
+        glib::wrapper! {
+            pub struct StandIn(ObjectSubclass<imp::StandIn>) @extends gst::Element, gst::Object;
+        }
+
+        mod imp {
+            use super::*;
+
+            #[derive(Default)]
+            pub struct StandIn;
+
+            #[glib::object_subclass]
+            impl ObjectSubclass for StandIn {
+                const NAME: &'static str = "PipeTestStandIn";
+                type Type = super::StandIn;
+                type ParentType = gst::Element;
+            }
+
+            impl ObjectImpl for StandIn {}
+            impl GstObjectImpl for StandIn {}
+            impl ElementImpl for StandIn {
+                fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+                    static METADATA: LazyLock<gst::subclass::ElementMetadata> =
+                        LazyLock::new(|| {
+                            gst::subclass::ElementMetadata::new(
+                                "pipe test stand-in",
+                                "Testing",
+                                "Stands in for a hardware element this machine lacks",
+                                "pipe",
+                            )
+                        });
+                    Some(&METADATA)
+                }
+            }
+        }
+    }
 }

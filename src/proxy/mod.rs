@@ -16,16 +16,9 @@ pub mod upstream;
 
 /// How many proxy datachannels the browser opens. A stream's frames, both ways, travel on
 /// channel `id % CHANNELS`: one lost packet then stalls only a quarter of the streams, and
-/// frames of one stream stay in order (`docs/proxy.md`, "Channels").
-pub const CHANNELS: usize = crate::media::datachannels::CHANNELS;
-
-/// The labels of the proxy channels, indexed by channel number.
-pub const CHANNEL_LABELS: [&str; CHANNELS] = ["proxy-0", "proxy-1", "proxy-2", "proxy-3"];
-
-/// The channel number of a proxy datachannel label, `None` for any other label.
-pub fn channel_of_label(label: &str) -> Option<usize> {
-    CHANNEL_LABELS.iter().position(|l| *l == label)
-}
+/// frames of one stream stay in order (`docs/proxy.md`, "Channels"). The labels and their
+/// numbers belong to the transport below (`media::datachannels`).
+pub use crate::media::datachannels::{CHANNEL_LABELS, CHANNELS, channel_of_label};
 
 #[cfg(test)]
 mod tests {

@@ -196,6 +196,12 @@ impl Rendezvous {
     }
 }
 
+/// Whatever the HTTP server in front wants kept for as long as a WebSocket lives, opaque here:
+/// `web::serve` puts the connection's place under its caps in a request's extensions, so the
+/// cap counts a socket until it closes.
+#[derive(Clone)]
+pub struct KeepWhileOpen(pub std::sync::Arc<dyn std::any::Any + Send + Sync>);
+
 /// The peer address is there when the server runs with connect info (the device and
 /// `pipe rendezvous` both do); a router tested without it is simply not rate-limited.
 async fn upgrade(
@@ -208,9 +214,7 @@ async fn upgrade(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip());
     // The connection's place under the server's caps (web::serve), kept while the socket is.
-    let slot = extensions
-        .get::<crate::web::serve::ConnectionSlot>()
-        .cloned();
+    let slot = extensions.get::<KeepWhileOpen>().cloned();
     // What the peer says it dialled; a device signs its registration for it.
     let authority = headers
         .get(axum::http::header::HOST)

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use crate::signalling::limits::source_key;
+use crate::signalling::server::KeepWhileOpen;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -98,9 +99,10 @@ impl Connections {
 }
 
 /// A connection's place under the caps, given back when the last holder drops it. A request
-/// carries it (an extension), so a WebSocket handler can keep it after the upgrade.
+/// carries it (an extension, `signalling::server::KeepWhileOpen`), so a WebSocket handler can
+/// keep it after the upgrade.
 #[derive(Clone)]
-pub struct ConnectionSlot(#[allow(dead_code)] Arc<SlotGuard>);
+pub struct ConnectionSlot(Arc<SlotGuard>);
 
 struct SlotGuard {
     connections: Arc<Mutex<Connections>>,
@@ -180,7 +182,7 @@ async fn connection(
 ) {
     let app = app
         .layer(axum::Extension(ConnectInfo(peer)))
-        .layer(axum::Extension(slot));
+        .layer(axum::Extension(KeepWhileOpen(slot.0.clone())));
     let service = TowerToHyperService::new(app);
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

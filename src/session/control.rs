@@ -1,9 +1,7 @@
 //! The session's end of the `control` datachannel: announces the viewer's access and serves
 //! its requests through the grants service (on blocking threads: they write the store).
 
-use gst::prelude::*;
-use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::SessionContext;
 use super::access::State;
@@ -12,29 +10,31 @@ use crate::grants::links::qr_svg;
 use crate::grants::{Access, Role, Secret, service::ServiceError};
 use crate::identity::Fingerprint;
 use crate::media::capture::CameraState;
-use crate::media::webrtc;
+use crate::media::viewer::ControlChannel;
+pub use crate::media::viewer::ControlEvent;
 
-/// What the channel's callbacks forward (they run on GStreamer threads).
+/// What one control event came to.
 #[derive(Debug)]
-pub enum ControlEvent {
-    Open,
-    Message(String),
+pub enum Outcome {
+    /// Nothing to do (the channel opened; an announcement that waited for it went out).
+    Nothing,
+    /// The viewer said `alive`.
+    Alive,
+    /// A reply to send.
+    Reply(Reply),
+    /// A request (claim or redeem) changed what this session's certificate may do: the caller
+    /// applies the change first (so media opens without waiting for the reply's send), then
+    /// sends the reply with [`Control::send`].
+    Changed(Option<Access>, Reply),
 }
 
-/// A change a request made to this session: the certificate it now stands for, and what
-/// that certificate may do.
-pub type Change = (Fingerprint, Option<Access>);
-
-#[derive(Default)]
 pub struct Control {
-    channel: Option<gst_webrtc::WebRTCDataChannel>,
+    channel: ControlChannel,
     open: bool,
     /// An access announcement waits for the channel to open.
     pending: bool,
     /// Claim and redeem attempts made on this session (`MAX_ATTEMPTS`).
-    attempts: std::sync::atomic::AtomicU32,
-    /// When the viewer last said `alive` (viewers that never do are not held to it).
-    last_alive: Option<std::time::Instant>,
+    attempts: u32,
 }
 
 /// Claim or redeem attempts one session may make: a person mistyping gets a few tries, a
@@ -42,27 +42,13 @@ pub struct Control {
 pub const MAX_ATTEMPTS: u32 = 3;
 
 impl Control {
-    /// Creates the device's `control` channel (before the offer, so it is negotiated in it).
-    pub fn open(
-        &mut self,
-        webrtc: &gst::Element,
-        events: mpsc::Sender<ControlEvent>,
-    ) -> Result<(), String> {
-        let channel = webrtc::create_data_channel(webrtc, "control").map_err(|e| e.to_string())?;
-        let tx = events.clone();
-        channel.connect("on-open", false, move |_| {
-            let _ = tx.try_send(ControlEvent::Open);
-            None
-        });
-        channel.connect("on-message-string", false, move |values| {
-            if let Ok(Some(text)) = values[1].get::<Option<String>>() {
-                // A full queue means a viewer flooding requests: dropping is the answer.
-                let _ = events.try_send(ControlEvent::Message(text));
-            }
-            None
-        });
-        self.channel = Some(channel);
-        Ok(())
+    pub fn new(channel: ControlChannel) -> Self {
+        Self {
+            channel,
+            open: false,
+            pending: false,
+            attempts: 0,
+        }
     }
 
     /// Tells the viewer where it stands, now or as soon as the channel opens.
@@ -92,11 +78,6 @@ impl Control {
         }
     }
 
-    /// When the viewer last said `alive`; None if it never has.
-    pub fn last_alive(&self) -> Option<std::time::Instant> {
-        self.last_alive
-    }
-
     /// Tells a viewer whether the camera delivers pictures (once the channel is open; an
     /// announcement made before it opens carries the state then).
     pub fn camera(&self, state: CameraState) {
@@ -107,53 +88,48 @@ impl Control {
         }
     }
 
-    /// Serves one event. Returns the reply to send and the change the request made: the
-    /// caller applies the change first (so media opens without waiting for the reply's
-    /// send), then sends the reply with [`Control::send`].
+    /// Serves one event.
     pub async fn handle(
         &mut self,
         event: ControlEvent,
         state: &State,
         context: &SessionContext,
-    ) -> (Option<Reply>, Option<Change>) {
+    ) -> Outcome {
         match event {
             ControlEvent::Open => {
                 self.open = true;
                 if std::mem::take(&mut self.pending) {
                     self.announce(state, context);
                 }
-                (None, None)
+                Outcome::Nothing
             }
             ControlEvent::Message(text) => match control::decode(&text) {
-                Ok(Request::Alive) => {
-                    self.last_alive = Some(std::time::Instant::now());
-                    (None, None)
-                }
+                Ok(Request::Alive) => Outcome::Alive,
                 Ok(request) => {
                     let name = request.name();
                     match self.serve(request, state, context).await {
-                        Ok((reply, change)) => (Some(reply), change),
+                        Ok((reply, Some(access))) => Outcome::Changed(access, reply),
+                        Ok((reply, None)) => Outcome::Reply(reply),
                         Err(message) => {
                             debug!(request = name, %message, "control request refused");
-                            let error = Reply::Error {
+                            Outcome::Reply(Reply::Error {
                                 request: Some(name),
                                 message,
-                            };
-                            (Some(error), None)
+                            })
                         }
                     }
                 }
-                Err(reply) => (Some(reply), None),
+                Err(reply) => Outcome::Reply(reply),
             },
         }
     }
 
     async fn serve(
-        &self,
+        &mut self,
         request: Request,
         state: &State,
         context: &SessionContext,
-    ) -> Result<(Reply, Option<Change>), String> {
+    ) -> Result<(Reply, Option<Option<Access>>), String> {
         let Some(me) = state.fingerprint() else {
             return Err("the connection is not checked yet; try again in a moment".into());
         };
@@ -164,23 +140,21 @@ impl Control {
         let name = request.name();
         let done = Reply::Done { request: name };
         if matches!(request, Request::Claim { .. } | Request::Redeem { .. }) {
-            let made = self.attempts.load(std::sync::atomic::Ordering::Relaxed);
-            if made >= MAX_ATTEMPTS {
+            if self.attempts >= MAX_ATTEMPTS {
                 return Err(format!(
                     "{MAX_ATTEMPTS} attempts on this connection already; reload the page to try again"
                 ));
             }
-            self.attempts
-                .store(made + 1, std::sync::atomic::Ordering::Relaxed);
+            self.attempts += 1;
         }
         match request {
             Request::Claim { secret } => {
                 blocking(move || grants.claim(&Secret::presented(&secret), me)).await?;
-                Ok((done, Some((me, context.grants.check(&me)))))
+                Ok((done, Some(context.grants.check(&me))))
             }
             Request::Redeem { token } => {
                 blocking(move || grants.redeem(&Secret::presented(&token), me)).await?;
-                Ok((done, Some((me, context.grants.check(&me)))))
+                Ok((done, Some(context.grants.check(&me))))
             }
             Request::Lend { scope, secs } => {
                 let token = blocking(move || grants.lend(me, scope, secs)).await?;
@@ -227,12 +201,7 @@ impl Control {
     }
 
     pub fn send(&self, reply: &Reply) {
-        if let Some(channel) = &self.channel {
-            let text = control::encode(reply);
-            channel.emit_by_name::<()>("send-string", &[&Some(text.as_str())]);
-        } else {
-            warn!("no control channel to answer on");
-        }
+        self.channel.send(&control::encode(reply));
     }
 }
 

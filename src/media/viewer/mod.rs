@@ -1,44 +1,151 @@
 //! A viewer's own pipeline: appsrc -> payloader -> webrtcbin, with the device's certificate
-//! on its DTLS transport. Built on a blocking thread; its GStreamer callbacks only translate
-//! and forward to the session task.
+//! on its DTLS transport, and the `control` datachannel the device offers. Built on a blocking
+//! thread; its GStreamer callbacks only translate and forward to the session task. Everything
+//! the session does to it goes through [`Viewer`]'s methods, so the session never touches
+//! GStreamer.
+
+mod attached;
+mod channels;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures::{Stream, StreamExt};
 use gst::prelude::*;
-use gst_webrtc::WebRTCPeerConnectionState;
+use gst_webrtc::{WebRTCPeerConnectionState, WebRTCSDPType};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::super::capture::{Capture, Feed};
-use super::super::datachannels::{Inbound, Tap};
-use super::super::dtls::Dtls;
-use super::super::{MediaError, playout, webrtc};
+pub use self::attached::Attached;
+pub use self::channels::{ControlChannel, ControlEvent, ViewerChannel};
+use super::capture::{Capture, Feed};
+use super::datachannels::{self, Inbound, Tap};
+use super::dtls::Dtls;
+use super::playout::PathEnd;
+use super::{MediaError, playout, webrtc};
 use crate::config::IceConfig;
+use crate::identity::Fingerprint;
+
+/// The peer connection's state, as the session needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    Connecting,
+    Connected,
+    /// Connectivity lost for now; it may come back.
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+impl From<WebRTCPeerConnectionState> for PeerState {
+    fn from(state: WebRTCPeerConnectionState) -> Self {
+        match state {
+            WebRTCPeerConnectionState::Connected => Self::Connected,
+            WebRTCPeerConnectionState::Disconnected => Self::Disconnected,
+            WebRTCPeerConnectionState::Failed => Self::Failed,
+            WebRTCPeerConnectionState::Closed => Self::Closed,
+            _ => Self::Connecting,
+        }
+    }
+}
 
 /// What webrtcbin's callbacks forward to the session task.
 #[derive(Debug)]
-pub enum GstEvent {
+pub enum ViewerEvent {
+    /// A local ICE candidate for m-line `.0`.
     Candidate(u32, String),
-    State(WebRTCPeerConnectionState),
-    /// The DTLS handshake showed the peer's certificate.
+    State(PeerState),
+    /// The DTLS handshake showed the peer's certificate (`Viewer::peer_fingerprint`).
     PeerCertificate,
     /// A datachannel the viewer opened.
-    ViewerChannel(gst_webrtc::WebRTCDataChannel),
+    Channel(ViewerChannel),
 }
 
 pub struct Viewer {
-    pub pipeline: gst::Pipeline,
-    pub webrtc: gst::Element,
-    pub feed: Arc<Feed>,
-    pub dtls: Dtls,
+    pipeline: gst::Pipeline,
+    webrtc: gst::Element,
+    feed: Arc<Feed>,
+    dtls: Dtls,
     /// Listens on the viewer's `proxy-N` channels from the moment they appear, so no frame
     /// is lost before the session task has checked the grant.
-    pub proxy_tap: Arc<Tap>,
+    proxy_tap: Arc<Tap>,
     /// Taken by the session's web-UI proxy.
-    pub proxy_inbound: Option<Inbound>,
+    proxy_inbound: Option<Inbound>,
+    /// The device's `control` channel (created before the offer, so it is negotiated in it).
+    control: ControlChannel,
     /// Set: the video packets carry the playout-delay hint (`playout`).
-    pub playout_hint: Arc<AtomicBool>,
+    playout_hint: Arc<AtomicBool>,
+}
+
+impl Viewer {
+    /// Makes the device's offer, sets it as the local description and returns its text.
+    pub async fn offer(&self) -> Result<String, MediaError> {
+        let offer = webrtc::create_offer(&self.webrtc).await?;
+        webrtc::set_local_description(&self.webrtc, &offer).await?;
+        offer
+            .sdp()
+            .as_text()
+            .map_err(|e| MediaError::Negotiation(format!("cannot write the offer: {e}")))
+    }
+
+    /// Hands webrtcbin the viewer's answer (written by `sdp::remote` from its checked model).
+    pub async fn set_answer(&self, sdp: &str) -> Result<(), MediaError> {
+        let desc = webrtc::description(WebRTCSDPType::Answer, sdp)?;
+        webrtc::set_remote_description(&self.webrtc, &desc).await
+    }
+
+    /// Hands webrtcbin a remote candidate (checked and rebuilt by `sdp::remote`).
+    pub fn add_candidate(&self, mline: u32, candidate: &str) {
+        webrtc::add_ice_candidate(&self.webrtc, mline, candidate);
+    }
+
+    /// The candidate pair ICE chose (either end may be unknown).
+    pub async fn selected_path(&self) -> (Option<PathEnd>, Option<PathEnd>) {
+        webrtc::selected_path(&self.webrtc).await
+    }
+
+    /// Whether this viewer's video packets carry the playout-delay hint from now on.
+    pub fn set_playout_hint(&self, on: bool) {
+        self.playout_hint.store(on, Ordering::Relaxed);
+    }
+
+    /// The certificate the peer showed in the DTLS handshake, once it has.
+    pub fn peer_fingerprint(&self) -> Option<Fingerprint> {
+        self.dtls.peer_fingerprint()
+    }
+
+    /// Lets frames flow to this viewer (from the next key frame); true the first time.
+    pub fn open_feed(&self) -> bool {
+        self.feed.open()
+    }
+
+    pub fn control(&self) -> &ControlChannel {
+        &self.control
+    }
+
+    /// The proxy's receiving side (all four channels' messages), once.
+    pub fn take_proxy_inbound(&mut self) -> Option<Inbound> {
+        self.proxy_inbound.take()
+    }
+
+    pub fn proxy_tap(&self) -> Arc<Tap> {
+        self.proxy_tap.clone()
+    }
+
+    /// The pipeline's errors, as text, for as long as it lives.
+    pub fn errors(&self) -> impl Stream<Item = String> + Unpin + use<> {
+        self.pipeline
+            .bus()
+            .expect("a pipeline has a bus")
+            .stream()
+            .filter_map(|message| async move {
+                match message.view() {
+                    gst::MessageView::Error(e) => Some(e.error().to_string()),
+                    _ => None,
+                }
+            })
+            .boxed()
+    }
 }
 
 /// Weak references to every viewer pipeline built. Counting the live ones shows a leaked
@@ -47,10 +154,10 @@ pub struct Viewer {
 pub struct Registry(Arc<std::sync::Mutex<Vec<gst::glib::WeakRef<gst::Pipeline>>>>);
 
 impl Registry {
-    pub fn add(&self, pipeline: &gst::Pipeline) {
+    pub fn add(&self, viewer: &Viewer) {
         let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
         list.retain(|weak| weak.upgrade().is_some());
-        list.push(pipeline.downgrade());
+        list.push(viewer.pipeline.downgrade());
     }
 
     /// Live viewer pipelines and the elements in them (recursively).
@@ -75,7 +182,8 @@ pub fn build(
     capture: &Capture,
     ice: &IceConfig,
     certificate_pem: String,
-    events: mpsc::Sender<GstEvent>,
+    events: mpsc::Sender<ViewerEvent>,
+    control_events: mpsc::Sender<ControlEvent>,
 ) -> Result<Viewer, MediaError> {
     let mut description = format!(
         "webrtcbin name=webrtc bundle-policy=max-bundle \
@@ -107,7 +215,7 @@ pub fn build(
     let dtls = {
         let events = events.clone();
         Dtls::install(&pipeline, Some(certificate_pem), move || {
-            let _ = events.try_send(GstEvent::PeerCertificate);
+            let _ = events.try_send(ViewerEvent::PeerCertificate);
         })
     };
     let webrtc = pipeline
@@ -139,7 +247,7 @@ pub fn build(
     let tx = events.clone();
     webrtc.connect("on-ice-candidate", false, move |values| {
         if let (Ok(mline), Ok(candidate)) = (values[1].get::<u32>(), values[2].get::<String>()) {
-            let _ = tx.try_send(GstEvent::Candidate(mline, candidate));
+            let _ = tx.try_send(ViewerEvent::Candidate(mline, candidate));
         }
         None
     });
@@ -149,15 +257,16 @@ pub fn build(
     webrtc.connect("on-data-channel", false, move |values| {
         if let Ok(channel) = values[1].get::<gst_webrtc::WebRTCDataChannel>() {
             let label = channel.label().unwrap_or_default();
-            if let Some(index) = crate::proxy::channel_of_label(&label) {
+            if let Some(index) = datachannels::channel_of_label(&label) {
                 tap.attach(index, &channel);
             }
-            let _ = tx.try_send(GstEvent::ViewerChannel(channel));
+            let _ = tx.try_send(ViewerEvent::Channel(ViewerChannel::new(channel)));
         }
         None
     });
     webrtc.connect_notify(Some("connection-state"), move |webrtc, _| {
-        let _ = events.try_send(GstEvent::State(webrtc::connection_state(webrtc)));
+        let state = webrtc::connection_state(webrtc).into();
+        let _ = events.try_send(ViewerEvent::State(state));
     });
     // A PLI or FIR from the viewer arrives as an upstream force-key-unit event at the appsrc:
     // forward it to the shared encoder's throttle.
@@ -184,9 +293,22 @@ pub fn build(
     // Nothing here waits for the clock, so the pipeline's latency is zero; saying so up front
     // also lets rtpsession timestamp RTCP before any latency query completes.
     pipeline.set_latency(gst::ClockTime::ZERO);
-    pipeline
-        .set_state(gst::State::Playing)
-        .map_err(|_| MediaError::Pipeline("the viewer pipeline did not start".into()))?;
+    if pipeline.set_state(gst::State::Playing).is_err() {
+        // Some elements may have started: stopped, not disposed while running.
+        webrtc::stop_pipeline(&pipeline);
+        return Err(MediaError::Pipeline(
+            "the viewer pipeline did not start".into(),
+        ));
+    }
+    // Created as the session's task created it before (on a PLAYING webrtcbin, before the
+    // offer); a pipeline that fails here is stopped, never dropped while PLAYING.
+    let control = match ControlChannel::create(&webrtc, control_events) {
+        Ok(control) => control,
+        Err(e) => {
+            webrtc::stop_pipeline(&pipeline);
+            return Err(e);
+        }
+    };
     let feed = Feed::new(video, audio, base_time);
     Ok(Viewer {
         pipeline,
@@ -195,6 +317,7 @@ pub fn build(
         dtls,
         proxy_tap,
         proxy_inbound: Some(proxy_inbound),
+        control,
         playout_hint,
     })
 }

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
 use super::admission;
-use super::viewer::Registry;
 use crate::config::IceConfig;
 use crate::grants::GrantsService;
 use crate::grants::links::Links;
 use crate::identity::{DeviceIdentity, Fingerprint};
 use crate::media::capture::Capture;
 use crate::media::playout::PlayoutDelay;
+use crate::media::viewer::Registry;
 use crate::signalling::protocol::{ClientMessage, SessionId, SignalData};
 
 /// What the device's signalling loop tells a session.
@@ -100,5 +100,23 @@ impl Drop for Slot {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .ended(&self.id);
+    }
+}
+
+/// A session's entry in `Connected`, removed when the session's task ends, however it ends.
+pub(super) struct ConnectedEntry {
+    pub(super) connected: Connected,
+    pub(super) id: SessionId,
+}
+
+impl ConnectedEntry {
+    pub(super) fn set(&self, fingerprint: Fingerprint) {
+        self.connected.set(&self.id, Some(fingerprint));
+    }
+}
+
+impl Drop for ConnectedEntry {
+    fn drop(&mut self) {
+        self.connected.set(&self.id, None);
     }
 }

@@ -1,6 +1,6 @@
 //! A benchmark hook, off unless the device runs with the hidden `--bench-datachannel` flag
 //! (docs/benchmarks.md, "Web-UI proxy"): a viewer allowed datachannels that opens one labelled
-//! `bench-ceiling` gets 64 KiB binary messages on it as fast as its `buffered-amount` allows,
+//! `bench-ceiling` (`session::machine::CEILING_LABEL`) gets 64 KiB binary messages on it as fast as its `buffered-amount` allows,
 //! until it closes the channel. The proxy's throughput is compared with this raw ceiling, so it
 //! keeps the channel as full as the proxy may (`HIGH_WATER`) and, like the proxy, sends from a
 //! thread of its own.
@@ -12,7 +12,6 @@ use tracing::{info, warn};
 
 use crate::media::datachannels::HIGH_WATER;
 
-pub const LABEL: &str = "bench-ceiling";
 /// The largest message webrtcbin delivers (it advertises no `max-message-size`).
 const MESSAGE_BYTES: usize = 64 << 10;
 /// How often a full channel is looked at again. Polling, not `on-buffered-amount-low`: no
