@@ -1,7 +1,8 @@
 //! `kill -9` at random moments while grants are written (a fault, not an attack): 200
 //! `pipe grants revoke` processes killed after a random delay each. The state always loads, no
 //! grant is lost (those not revoked are all there), none comes back once it was seen gone, and
-//! no temporary file piles up. Seeded (PIPE_CRASH_SEED, default 1) and reproducible.
+//! no temporary file piles up. Seeded (PIPE_CRASH_SEED, default 1); the delays scale with how
+//! long a whole revoke takes on the machine, so a slow or loaded one still splits the write.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -16,6 +17,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const INVITES: usize = 200;
+/// Whole revokes timed first, to spread the kills over the time one takes on this machine.
+const CALIBRATION: usize = 3;
 
 /// The ids of the invites and grants on disk now; the state must load.
 fn on_disk(dir: &Path) -> BTreeSet<String> {
@@ -52,9 +55,12 @@ fn grants_survive_kill_9_at_random_moments() {
         .update(|g| g.claim(&secret, owner, "owner-1".into(), at).map(|_| ()))
         .unwrap()
         .unwrap();
-    for n in 0..INVITES {
+    let ids = (0..INVITES)
+        .map(|n| format!("invite-{n}"))
+        .chain((0..CALIBRATION).map(|n| format!("calibration-{n}")));
+    for id in ids {
         let request = LendRequest {
-            invite_id: format!("invite-{n}"),
+            invite_id: id,
             scope: Scope::View,
             secs: 3600,
         };
@@ -73,22 +79,37 @@ fn grants_survive_kill_9_at_random_moments() {
             .unwrap();
     }
     let config = tempfile::NamedTempFile::new().unwrap();
+    let revoke = |id: &str| {
+        Command::new(env!("CARGO_BIN_EXE_pipe"))
+            .arg("--config")
+            .arg(config.path())
+            .args(["grants", "revoke", id, "--state-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // How long a whole revoke takes here (a loaded or slow machine takes longer): the kills
+    // are spread over 1.5 times that, so some land before the write and some after.
+    let whole = (0..CALIBRATION)
+        .map(|n| {
+            let started = std::time::Instant::now();
+            let status = revoke(&format!("calibration-{n}")).wait().unwrap();
+            assert!(status.success(), "a revoke failed: {status}");
+            started.elapsed()
+        })
+        .max()
+        .unwrap();
+    let spread = (whole.as_micros() as u64 * 3 / 2).max(2_000);
     let files_before = std::fs::read_dir(dir.path()).unwrap().count();
 
     let mut gone: BTreeSet<String> = BTreeSet::new();
     let (mut killed_before, mut revoked) = (0, 0);
     for n in 0..INVITES {
         let id = format!("invite-{n}");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pipe"))
-            .arg("--config")
-            .arg(config.path())
-            .args(["grants", "revoke", &id, "--state-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_micros(rng.random_range(0..12_000)));
+        let mut child = revoke(&id);
+        std::thread::sleep(Duration::from_micros(rng.random_range(0..spread)));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let now = on_disk(dir.path());
@@ -114,7 +135,9 @@ fn grants_survive_kill_9_at_random_moments() {
     }
     let files_after = std::fs::read_dir(dir.path()).unwrap().count();
     println!(
-        "  {INVITES} revokes killed at random (seed {seed}): {revoked} took effect, {killed_before} were killed first; files {files_before} -> {files_after}"
+        "  {INVITES} revokes killed at random over 0-{} ms (seed {seed}; a whole revoke took {} ms): {revoked} took effect, {killed_before} were killed first; files {files_before} -> {files_after}",
+        spread / 1000,
+        whole.as_millis()
     );
     assert!(
         revoked > 0 && killed_before > 0,
