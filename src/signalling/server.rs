@@ -6,11 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use axum::routing::get;
-use futures::{SinkExt, StreamExt};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -224,20 +224,26 @@ async fn upgrade(
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| async move {
-            serve(socket, rendezvous, source, authority).await;
+            let (sink, stream) = socket.split();
+            serve(sink, stream, rendezvous, source, authority).await;
             drop(slot);
         })
 }
 
-async fn serve(
-    socket: WebSocket,
+/// Serves one signalling socket until it closes. Generic over the transport (axum's WebSocket
+/// split in two, or channels in tests).
+async fn serve<W, R>(
+    mut sink: W,
+    mut stream: R,
     rendezvous: Arc<Rendezvous>,
     source: Option<IpAddr>,
     authority: Option<String>,
-) {
+) where
+    W: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
     let (conn, mut outbox) = rendezvous.open(source, authority);
     debug!(conn, "signalling socket open");
-    let (mut sink, mut stream) = socket.split();
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut last_heard = Instant::now();
     let hello_by = Instant::now() + HELLO_DEADLINE;
@@ -295,7 +301,7 @@ async fn serve(
 }
 
 /// Sends one frame with a deadline; false if the socket is gone or not reading.
-async fn send(sink: &mut futures::stream::SplitSink<WebSocket, Message>, message: Message) -> bool {
+async fn send<W: Sink<Message> + Unpin>(sink: &mut W, message: Message) -> bool {
     matches!(
         tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
         Ok(Ok(()))
@@ -311,4 +317,117 @@ fn too_big(error: axum::Error) -> bool {
         error.into_inner().downcast_ref::<Error>(),
         Some(Error::Capacity(CapacityError::MessageTooLong { .. }))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::channel::mpsc;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// A socket made of two channels: what the test sends, and what the server sent.
+    struct Socket {
+        to_server: mpsc::Sender<Result<Message, axum::Error>>,
+        from_server: mpsc::Receiver<Message>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn open(rendezvous: &Arc<Rendezvous>) -> Socket {
+        let (to_server, stream) = mpsc::channel(16);
+        let (sink, from_server) = mpsc::channel(16);
+        let task = tokio::spawn(serve(sink, stream, rendezvous.clone(), None, None));
+        Socket {
+            to_server,
+            from_server,
+            task,
+        }
+    }
+
+    impl Socket {
+        async fn send(&mut self, message: Value) {
+            let text = Message::Text(message.to_string().into());
+            self.to_server.send(Ok(text)).await.unwrap();
+        }
+
+        /// The next text message, skipping pings.
+        async fn recv(&mut self) -> Value {
+            loop {
+                let message = tokio::time::timeout(Duration::from_secs(5), self.from_server.next())
+                    .await
+                    .expect("a message within 5 s")
+                    .expect("the socket is open");
+                if let Message::Text(text) = message {
+                    return serde_json::from_str(text.as_str()).unwrap();
+                }
+            }
+        }
+    }
+
+    /// The transport is generic, so the server's socket handling runs here over channels: the
+    /// welcome, refusals of binary frames and of connects to a device nobody registered, and
+    /// the end of the socket.
+    #[tokio::test]
+    async fn a_socket_over_channels_is_welcomed_refused_and_closed() {
+        let rendezvous = Rendezvous::new("test");
+        let mut socket = open(&rendezvous);
+        let welcome = socket.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        assert_eq!(welcome["server"], "test");
+
+        socket
+            .to_server
+            .send(Ok(Message::Binary(vec![1, 2, 3].into())))
+            .await
+            .unwrap();
+        let refused = socket.recv().await;
+        assert_eq!(refused["type"], "error", "{refused}");
+
+        let id = crate::identity::Fingerprint::of_der(b"nobody").device_id();
+        socket
+            .send(json!({"type": "connect", "device_id": id.to_string()}))
+            .await;
+        let offline = socket.recv().await;
+        assert_eq!(
+            (offline["type"].as_str(), offline["code"].as_str()),
+            (Some("error"), Some("device-offline")),
+            "{offline}"
+        );
+
+        // The peer closes: the server ends the socket and forgets the connection.
+        socket.to_server.close_channel();
+        tokio::time::timeout(Duration::from_secs(5), socket.task)
+            .await
+            .expect("the server ends with the socket")
+            .unwrap();
+    }
+
+    /// A message over the limit closes the socket with 1009, decided by the error's type.
+    #[tokio::test]
+    async fn an_oversized_message_closes_with_1009() {
+        use tokio_tungstenite::tungstenite::Error;
+        use tokio_tungstenite::tungstenite::error::CapacityError;
+        let rendezvous = Rendezvous::new("test");
+        let mut socket = open(&rendezvous);
+        socket.recv().await;
+        let too_long = Error::Capacity(CapacityError::MessageTooLong {
+            size: 2 << 20,
+            max_size: MAX_FRAME_BYTES,
+        });
+        socket
+            .to_server
+            .send(Err(axum::Error::new(too_long)))
+            .await
+            .unwrap();
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(5), socket.from_server.next())
+                .await
+                .expect("a close within 5 s")
+                .expect("a close frame before the end");
+            if let Message::Close(frame) = message {
+                assert_eq!(frame.map(|f| f.code), Some(close_code::SIZE));
+                break;
+            }
+        }
+    }
 }
