@@ -1,4 +1,5 @@
 use super::*;
+use crate::proxy::frame::MAX_DATA;
 use crate::proxy::frame::{
     Data, Headers, RequestHead, ResponseHead, WsClose, WsMessage, decode, encode,
 };
