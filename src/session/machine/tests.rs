@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::grants::{Role, Scope};
+use crate::media::capture::CameraState;
+use crate::media::playout::PathEnd;
 
 fn sample(name: &str) -> String {
     let path = format!("{}/tests/data/sdp/{name}.sdp", env!("CARGO_MANIFEST_DIR"));
