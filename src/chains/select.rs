@@ -47,7 +47,47 @@ pub struct Selection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
     pub pipeline: String,
-    pub why: String,
+    pub why: Unfit,
+}
+
+/// Why a chain cannot run here, or has nothing to read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unfit {
+    #[error("made for {made_for}, this is {this}")]
+    OtherBoard { made_for: Board, this: Board },
+    #[error("it emits profile '{0}', which browsers may not decode")]
+    Undecodable(&'static str),
+    /// Elements missing, each with the Debian package that has it when known.
+    #[error("this machine lacks {}", .0.join(", "))]
+    Lacks(Vec<String>),
+    #[error("no RTSP URL is configured")]
+    NoRtspUrl,
+    #[error("no libcamera camera found")]
+    NoLibcamera,
+    #[error("no V4L2 camera found")]
+    NoV4l2,
+    #[error("no V4L2 camera gives H.264")]
+    NoH264,
+    /// Cameras give H.264, but none in a profile browsers decode: what each gives.
+    #[error("{}", .0.join(", "))]
+    NoDecodableH264(Vec<String>),
+    /// No camera gives raw video: what each gives.
+    #[error("no V4L2 camera gives raw video ({})", .0.join("; "))]
+    NoRaw(Vec<String>),
+    #[error("no V4L2 camera gives H.264 of unknown profile")]
+    NoUnverifiedH264,
+}
+
+/// `pipeline: why; ...`, or that there were no templates.
+fn list(rejected: &[Rejected]) -> String {
+    if rejected.is_empty() {
+        return "no pipeline templates were given".to_string();
+    }
+    let parts: Vec<String> = rejected
+        .iter()
+        .map(|r| format!("{}: {}", r.pipeline, r.why))
+        .collect();
+    parts.join("; ")
 }
 
 impl Selection {
@@ -69,10 +109,10 @@ impl Selection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SelectError {
-    #[error("an RTSP URL is configured but no RTSP pipeline can run: {0}")]
-    RtspUnusable(String),
-    #[error("no pipeline can run on this machine: {0}")]
-    NothingUsable(String),
+    #[error("an RTSP URL is configured but no RTSP pipeline can run: {}", list(.0))]
+    RtspUnusable(Vec<Rejected>),
+    #[error("no pipeline can run on this machine: {}", list(.0))]
+    NothingUsable(Vec<Rejected>),
 }
 
 /// Picks the chain; see the module documentation for the order.
@@ -87,9 +127,9 @@ pub fn select(
         if let Some(found) = s.first(SourceKind::Rtsp, rtsp_stream) {
             return Ok(s.finish(found));
         }
-        return Err(SelectError::RtspUnusable(s.rejections()));
+        return Err(SelectError::RtspUnusable(s.rejected));
     }
-    s.reject_all(SourceKind::Rtsp, "no RTSP URL is configured");
+    s.reject_all(SourceKind::Rtsp, Unfit::NoRtspUrl);
 
     let tiers: [(SourceKind, Finder); 5] = [
         (SourceKind::Libcamera, libcamera_camera),
@@ -103,12 +143,12 @@ pub fn select(
             return Ok(s.finish(found));
         }
     }
-    Err(SelectError::NothingUsable(s.rejections()))
+    Err(SelectError::NothingUsable(s.rejected))
 }
 
 /// What a chain found to read from: the device for `{device}` and the sentence saying why.
 type Found = (Option<String>, String);
-type Finder = fn(&Cameras, &PipelineTemplate) -> Result<Found, String>;
+type Finder = fn(&Cameras, &PipelineTemplate) -> Result<Found, Unfit>;
 
 struct Cameras<'a> {
     board: &'a Board,
@@ -200,19 +240,19 @@ impl<'a> Selector<'a> {
         None
     }
 
-    fn check(&self, template: &PipelineTemplate) -> Result<(), String> {
+    fn check(&self, template: &PipelineTemplate) -> Result<(), Unfit> {
         if let Some(board) = &template.meta.board
             && *board != self.probe.board
         {
-            return Err(format!("made for {board}, this is {}", self.probe.board));
+            return Err(Unfit::OtherBoard {
+                made_for: board.clone(),
+                this: self.probe.board.clone(),
+            });
         }
         let meta = &template.meta;
         let passes_through = matches!(meta.source, SourceKind::V4l2H264 | SourceKind::Rtsp);
         if !passes_through && !meta.profile.browser_decodable() {
-            return Err(format!(
-                "it emits profile '{}', which browsers may not decode",
-                meta.profile.as_str()
-            ));
+            return Err(Unfit::Undecodable(meta.profile.as_str()));
         }
         let requires: Vec<&str> = meta.requires.iter().map(String::as_str).collect();
         let missing = plugins::missing_in(&requires, |e| self.probe.has_element(e));
@@ -226,35 +266,22 @@ impl<'a> Selector<'a> {
                 None => m.element.clone(),
             })
             .collect();
-        Err(format!("this machine lacks {}", list.join(", ")))
+        Err(Unfit::Lacks(list))
     }
 
-    fn reject_all(&mut self, source: SourceKind, why: &str) {
+    fn reject_all(&mut self, source: SourceKind, why: Unfit) {
         for template in self.templates.iter().filter(|t| t.meta.source == source) {
             self.rejected.push(Rejected {
                 pipeline: template.name.clone(),
-                why: why.to_string(),
+                why: why.clone(),
             });
-        }
-    }
-
-    fn rejections(&self) -> String {
-        let parts: Vec<String> = self
-            .rejected
-            .iter()
-            .map(|r| format!("{}: {}", r.pipeline, r.why))
-            .collect();
-        if parts.is_empty() {
-            "no pipeline templates were given".to_string()
-        } else {
-            parts.join("; ")
         }
     }
 
     fn finish(self, (template, (device, why)): (&PipelineTemplate, Found)) -> Selection {
         let mut reason = format!("{}: {why}.", template.name);
         if !self.rejected.is_empty() {
-            let _ = write!(reason, " Not chosen: {}.", self.rejections());
+            let _ = write!(reason, " Not chosen: {}.", list(&self.rejected));
         }
         Selection {
             pipeline: template.name.clone(),
@@ -266,7 +293,7 @@ impl<'a> Selector<'a> {
     }
 }
 
-fn rtsp_stream(_: &Cameras, _: &PipelineTemplate) -> Result<Found, String> {
+fn rtsp_stream(_: &Cameras, _: &PipelineTemplate) -> Result<Found, Unfit> {
     Ok((
         None,
         "an RTSP URL is configured and its H.264 is passed through as the camera sends it"
@@ -274,7 +301,7 @@ fn rtsp_stream(_: &Cameras, _: &PipelineTemplate) -> Result<Found, String> {
     ))
 }
 
-fn test_picture(_: &Cameras, template: &PipelineTemplate) -> Result<Found, String> {
+fn test_picture(_: &Cameras, template: &PipelineTemplate) -> Result<Found, Unfit> {
     let why = format!(
         "no usable camera, so a test picture with a clock is streamed, encoded by {}",
         encoder(template)
@@ -282,11 +309,8 @@ fn test_picture(_: &Cameras, template: &PipelineTemplate) -> Result<Found, Strin
     Ok((None, why))
 }
 
-fn libcamera_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Found, String> {
-    let camera = cameras
-        .libcamera
-        .first()
-        .ok_or("no libcamera camera found")?;
+fn libcamera_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Found, Unfit> {
+    let camera = cameras.libcamera.first().ok_or(Unfit::NoLibcamera)?;
     Ok((
         None,
         format!(
@@ -298,7 +322,7 @@ fn libcamera_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Fo
     ))
 }
 
-fn decodable_h264_camera(cameras: &Cameras, _: &PipelineTemplate) -> Result<Found, String> {
+fn decodable_h264_camera(cameras: &Cameras, _: &PipelineTemplate) -> Result<Found, Unfit> {
     for camera in &cameras.v4l2 {
         let profiles = camera.h264_profiles().unwrap_or_default();
         if let Some(profile) = profiles
@@ -329,13 +353,13 @@ fn decodable_h264_camera(cameras: &Cameras, _: &PipelineTemplate) -> Result<Foun
         })
         .collect();
     if h264.is_empty() {
-        Err("no V4L2 camera gives H.264".to_string())
+        Err(Unfit::NoH264)
     } else {
-        Err(h264.join(", "))
+        Err(Unfit::NoDecodableH264(h264))
     }
 }
 
-fn raw_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Found, String> {
+fn raw_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Found, Unfit> {
     match cameras.v4l2.iter().find(|c| c.has_raw()) {
         Some(camera) => Ok((
             camera.path.clone(),
@@ -345,7 +369,7 @@ fn raw_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Found, S
                 encoder(template)
             ),
         )),
-        None if cameras.v4l2.is_empty() => Err("no V4L2 camera found".to_string()),
+        None if cameras.v4l2.is_empty() => Err(Unfit::NoV4l2),
         None => {
             let offers: Vec<String> = cameras
                 .v4l2
@@ -363,20 +387,17 @@ fn raw_camera(cameras: &Cameras, template: &PipelineTemplate) -> Result<Found, S
                     )
                 })
                 .collect();
-            Err(format!(
-                "no V4L2 camera gives raw video ({})",
-                offers.join("; ")
-            ))
+            Err(Unfit::NoRaw(offers))
         }
     }
 }
 
-fn unverified_h264_camera(cameras: &Cameras, _: &PipelineTemplate) -> Result<Found, String> {
+fn unverified_h264_camera(cameras: &Cameras, _: &PipelineTemplate) -> Result<Found, Unfit> {
     let camera = cameras
         .v4l2
         .iter()
         .find(|c| c.h264_profiles().is_some_and(|p| p.is_empty()))
-        .ok_or("no V4L2 camera gives H.264 of unknown profile")?;
+        .ok_or(Unfit::NoUnverifiedH264)?;
     Ok((
         camera.path.clone(),
         format!(

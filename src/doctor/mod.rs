@@ -277,7 +277,7 @@ fn pipeline(
                     .into_iter()
                     .map(|r| RejectedChain {
                         pipeline: r.pipeline,
-                        why: r.why,
+                        why: r.why.to_string(),
                     })
                     .collect();
                 report.not_cameras = selection.ignored_devices;

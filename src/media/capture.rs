@@ -15,9 +15,9 @@ use gst::prelude::*;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use super::MediaError;
 use super::controls::Controls;
 use super::keyframe::{Decision, KeyframeThrottle, MIN_INTERVAL};
+use super::{BusError, MediaError, Part};
 
 /// Encoded frames one viewer may have queued before it counts as stalled: ~0.5 s at 30 fps.
 const MAX_QUEUED_FRAMES: u64 = 15;
@@ -224,8 +224,7 @@ impl Capture {
                 tokio::task::spawn_blocking(move || {
                     build(&description, &fanout, &clock, has_audio, k)
                 })
-                .await
-                .map_err(|e| MediaError::Pipeline(e.to_string()))??,
+                .await??,
             )
         };
         let video_sink = Arc::new(Mutex::new(
@@ -351,9 +350,12 @@ fn build(
     keyframes: mpsc::Sender<()>,
 ) -> Result<gst::Pipeline, MediaError> {
     let pipeline = gst::parse::launch(description)
-        .map_err(|e| MediaError::Pipeline(format!("cannot build the capture chain: {e}")))?
+        .map_err(|error| MediaError::Build {
+            part: Part::Capture,
+            error,
+        })?
         .downcast::<gst::Pipeline>()
-        .map_err(|_| MediaError::Pipeline("the capture description is not a pipeline".into()))?;
+        .map_err(|_| MediaError::NotAPipeline(Part::Capture))?;
     super::stamp::install(&pipeline);
     pipeline.use_clock(Some(clock));
     let video = appsink(&pipeline, "video")?;
@@ -417,37 +419,38 @@ fn build(
     pipeline.set_base_time(base_time);
     *fanout.base_time.lock().unwrap_or_else(|p| p.into_inner()) = Some(base_time);
     if pipeline.set_state(gst::State::Playing).is_err() {
-        let why =
-            first_error(&pipeline).unwrap_or_else(|| "the capture chain did not start".into());
+        let error = first_error(&pipeline);
         // Half started (a source that failed to open stays PAUSED): never dispose it so, which
         // GStreamer reports as a critical and which crashed the device while a camera stayed
         // unplugged (the rebuild failing every 2 s).
         let _ = pipeline.set_state(gst::State::Null);
-        return Err(MediaError::Pipeline(why));
+        return Err(MediaError::DidNotStart {
+            part: Part::Capture,
+            error,
+        });
     }
     Ok(pipeline)
 }
 
-fn appsink(pipeline: &gst::Pipeline, name: &str) -> Result<gst_app::AppSink, MediaError> {
+fn appsink(pipeline: &gst::Pipeline, name: &'static str) -> Result<gst_app::AppSink, MediaError> {
     pipeline
         .by_name(name)
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or_else(|| {
-            MediaError::Pipeline(format!("the capture chain has no appsink named {name}"))
-        })
+        .ok_or_else(|| MediaError::NoAppsink(name))
 }
 
 /// The first error on the bus, for a start-up failure message.
-fn first_error(pipeline: &gst::Pipeline) -> Option<String> {
+fn first_error(pipeline: &gst::Pipeline) -> Option<BusError> {
     let bus = pipeline.bus()?;
     let msg = bus.timed_pop_filtered(
         gst::ClockTime::from_mseconds(100),
         &[gst::MessageType::Error],
     )?;
     match msg.view() {
-        gst::MessageView::Error(e) => {
-            Some(format!("{} ({})", e.error(), e.debug().unwrap_or_default()))
-        }
+        gst::MessageView::Error(e) => Some(BusError {
+            error: e.error(),
+            debug: e.debug().map(|d| d.to_string()),
+        }),
         _ => None,
     }
 }

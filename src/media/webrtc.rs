@@ -11,7 +11,9 @@ use crate::config::IceConfig;
 
 /// A promise and the future of its reply. Unlike `gst::Promise::new_future`, a promise that
 /// webrtcbin drops unanswered (it does on shutdown) becomes an error here, not a panic.
-fn promise() -> (
+fn promise(
+    request: &'static str,
+) -> (
     gst::Promise,
     impl Future<Output = Result<Option<gst::Structure>, MediaError>>,
 ) {
@@ -19,20 +21,20 @@ fn promise() -> (
     let promise = gst::Promise::with_change_func(move |reply| {
         let reply = match reply {
             Ok(structure) => Ok(structure.map(|s| s.to_owned())),
-            Err(e) => Err(format!("{e:?}")),
+            Err(e) => Err(e),
         };
         let _ = tx.send(reply);
     });
     let future = async move {
         let structure = rx
             .await
-            .map_err(|_| MediaError::Negotiation("webrtcbin dropped the request".into()))?
-            .map_err(|e| MediaError::Negotiation(format!("webrtcbin promise failed: {e}")))?;
+            .map_err(|_| MediaError::Dropped(request))?
+            .map_err(|error| MediaError::Promise { request, error })?;
         if let Some(error) = structure
             .as_ref()
             .and_then(|s| s.get::<glib::Error>("error").ok())
         {
-            return Err(MediaError::Negotiation(error.to_string()));
+            return Err(MediaError::Refused { request, error });
         }
         Ok(structure)
     };
@@ -40,32 +42,28 @@ fn promise() -> (
 }
 
 pub async fn create_offer(webrtc: &gst::Element) -> Result<WebRTCSessionDescription, MediaError> {
-    let (promise, reply) = promise();
+    let (promise, reply) = promise("create-offer");
     webrtc.emit_by_name::<()>("create-offer", &[&None::<gst::Structure>, &promise]);
-    let structure = reply
+    reply
         .await?
-        .ok_or_else(|| MediaError::Negotiation("create-offer gave no reply".into()))?;
-    structure
-        .get::<WebRTCSessionDescription>("offer")
-        .map_err(|e| MediaError::Negotiation(format!("create-offer gave no offer: {e}")))
+        .and_then(|s| s.get::<WebRTCSessionDescription>("offer").ok())
+        .ok_or(MediaError::NoResult("create-offer"))
 }
 
 pub async fn create_answer(webrtc: &gst::Element) -> Result<WebRTCSessionDescription, MediaError> {
-    let (promise, reply) = promise();
+    let (promise, reply) = promise("create-answer");
     webrtc.emit_by_name::<()>("create-answer", &[&None::<gst::Structure>, &promise]);
-    let structure = reply
+    reply
         .await?
-        .ok_or_else(|| MediaError::Negotiation("create-answer gave no reply".into()))?;
-    structure
-        .get::<WebRTCSessionDescription>("answer")
-        .map_err(|e| MediaError::Negotiation(format!("create-answer gave no answer: {e}")))
+        .and_then(|s| s.get::<WebRTCSessionDescription>("answer").ok())
+        .ok_or(MediaError::NoResult("create-answer"))
 }
 
 pub async fn set_local_description(
     webrtc: &gst::Element,
     desc: &WebRTCSessionDescription,
 ) -> Result<(), MediaError> {
-    let (promise, reply) = promise();
+    let (promise, reply) = promise("set-local-description");
     webrtc.emit_by_name::<()>("set-local-description", &[desc, &promise]);
     reply.await.map(drop)
 }
@@ -74,7 +72,7 @@ pub async fn set_remote_description(
     webrtc: &gst::Element,
     desc: &WebRTCSessionDescription,
 ) -> Result<(), MediaError> {
-    let (promise, reply) = promise();
+    let (promise, reply) = promise("set-remote-description");
     webrtc.emit_by_name::<()>("set-remote-description", &[desc, &promise]);
     reply.await.map(drop)
 }
@@ -92,11 +90,7 @@ pub fn create_data_channel(
             "create-data-channel",
             &[&label, &None::<gst::Structure>],
         )
-        .ok_or_else(|| {
-            MediaError::Negotiation(format!(
-                "webrtcbin refused to create data channel {label:?}"
-            ))
-        })
+        .ok_or_else(|| MediaError::DataChannel(label.to_string()))
 }
 
 /// webrtcbin's DTLS elements share one process-wide certificate besides ours, which the first
@@ -110,7 +104,7 @@ pub fn warm_up_dtls() {
 /// selected pair's candidates). The peer's end is the peer as the network sees it, whatever
 /// its signalling carried (browsers send mDNS names for host candidates, or none at all).
 pub async fn selected_path(webrtc: &gst::Element) -> (Option<PathEnd>, Option<PathEnd>) {
-    let (promise, reply) = promise();
+    let (promise, reply) = promise("get-stats");
     webrtc.emit_by_name::<()>("get-stats", &[&None::<gst::Pad>, &promise]);
     let Ok(Some(stats)) = reply.await else {
         return (None, None);
@@ -157,8 +151,7 @@ pub fn description(
     kind: WebRTCSDPType,
     text: &str,
 ) -> Result<WebRTCSessionDescription, MediaError> {
-    let sdp = gst_sdp::SDPMessage::parse_buffer(text.as_bytes())
-        .map_err(|_| MediaError::Negotiation("the peer's SDP does not parse".into()))?;
+    let sdp = gst_sdp::SDPMessage::parse_buffer(text.as_bytes()).map_err(MediaError::Sdp)?;
     Ok(WebRTCSessionDescription::new(kind, sdp))
 }
 

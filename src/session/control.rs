@@ -110,11 +110,11 @@ impl Control {
                     match self.serve(request, state, context).await {
                         Ok((reply, Some(access))) => Outcome::Changed(access, reply),
                         Ok((reply, None)) => Outcome::Reply(reply),
-                        Err(message) => {
-                            debug!(request = name, %message, "control request refused");
+                        Err(refusal) => {
+                            debug!(request = name, %refusal, "control request refused");
                             Outcome::Reply(Reply::Error {
                                 request: Some(name),
-                                message,
+                                message: refusal.to_string(),
                             })
                         }
                     }
@@ -129,21 +129,19 @@ impl Control {
         request: Request,
         state: &State,
         context: &SessionContext,
-    ) -> Result<(Reply, Option<Option<Access>>), String> {
+    ) -> Result<(Reply, Option<Option<Access>>), Refusal> {
         let Some(me) = state.fingerprint() else {
-            return Err("the connection is not checked yet; try again in a moment".into());
+            return Err(Refusal::NotChecked);
         };
         if state.access().is_none() && !request.allowed_before_access() {
-            return Err("this browser has no access to the camera".into());
+            return Err(Refusal::NoAccess);
         }
         let grants = context.grants.clone();
         let name = request.name();
         let done = Reply::Done { request: name };
         if matches!(request, Request::Claim { .. } | Request::Redeem { .. }) {
             if self.attempts >= MAX_ATTEMPTS {
-                return Err(format!(
-                    "{MAX_ATTEMPTS} attempts on this connection already; reload the page to try again"
-                ));
+                return Err(Refusal::TooManyAttempts);
             }
             self.attempts += 1;
         }
@@ -175,7 +173,7 @@ impl Control {
             }
             Request::Grants => {
                 if state.access().map(|a| a.role) != Some(Role::Owner) {
-                    return Err("only the owner can see the grants".into());
+                    return Err(Refusal::NotOwner);
                 }
                 let list = grants
                     .list()
@@ -189,14 +187,13 @@ impl Control {
                 Ok((done, None))
             }
             Request::Renew { fingerprint } => {
-                let new = Fingerprint::parse(&fingerprint)
-                    .ok_or("not a SHA-256 fingerprint (AB:CD:...)")?;
+                let new = Fingerprint::parse(&fingerprint).ok_or(Refusal::NotAFingerprint)?;
                 // Memory only; the grant moves when a session proves the new key (DTLS).
-                grants.offer_renewal(me, new).map_err(|e| e.to_string())?;
+                grants.offer_renewal(me, new)?;
                 Ok((done, None))
             }
             // Taken in `handle` before anything is served; never answered.
-            Request::Alive => Err("`alive` is not answered".into()),
+            Request::Alive => Err(Refusal::NotAnswered),
         }
     }
 
@@ -205,12 +202,30 @@ impl Control {
     }
 }
 
+/// Why a control request was refused; the text is what the viewer is told.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("the connection is not checked yet; try again in a moment")]
+    NotChecked,
+    #[error("this browser has no access to the camera")]
+    NoAccess,
+    #[error("{MAX_ATTEMPTS} attempts on this connection already; reload the page to try again")]
+    TooManyAttempts,
+    #[error("only the owner can see the grants")]
+    NotOwner,
+    #[error("not a SHA-256 fingerprint (AB:CD:...)")]
+    NotAFingerprint,
+    #[error("`alive` is not answered")]
+    NotAnswered,
+    #[error(transparent)]
+    Grants(#[from] ServiceError),
+    #[error("internal error: {0}")]
+    Internal(#[from] tokio::task::JoinError),
+}
+
 /// Runs a grants operation (it writes the store) off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(e) => Err(format!("internal error: {e}")),
-    }
+) -> Result<T, Refusal> {
+    Ok(tokio::task::spawn_blocking(f).await??)
 }

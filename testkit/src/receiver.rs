@@ -13,6 +13,20 @@ use tokio_tungstenite::tungstenite::Message;
 
 use pipe::config::IceConfig;
 use pipe::media::{MediaError, webrtc};
+
+/// Why the test viewer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    #[error(transparent)]
+    Media(#[from] MediaError),
+    #[error("rendezvous connection timed out")]
+    Timeout,
+    #[error("rendezvous: {0}")]
+    Rendezvous(#[from] tokio_tungstenite::tungstenite::Error),
+    /// Building or starting the test viewer's own elements.
+    #[error("test viewer: {0}")]
+    Setup(String),
+}
 use pipe::signalling::protocol::{
     self, ClientMessage, DeviceId, IceCandidate, Sdp, SdpKind, ServerMessage, SessionId, SignalData,
 };
@@ -178,15 +192,14 @@ pub async fn connect(
     signal_url: &str,
     device_id: DeviceId,
     options: Options,
-) -> Result<Receiver, MediaError> {
+) -> Result<Receiver, ReceiverError> {
     pipe::media::init()?;
     let (socket, _) = tokio::time::timeout(
         Duration::from_secs(10),
         tokio_tungstenite::connect_async(signal_url),
     )
     .await
-    .map_err(|_| MediaError::Negotiation("rendezvous connection timed out".into()))?
-    .map_err(|e| MediaError::Negotiation(format!("rendezvous: {e}")))?;
+    .map_err(|_| ReceiverError::Timeout)??;
     let stats = Arc::new(Mutex::new(ReceiverStats::default()));
     let (leave, leave_rx) = tokio::sync::oneshot::channel();
     // A test sends a handful of raw messages at a time; a full queue is its mistake.
@@ -401,10 +414,7 @@ async fn answer(webrtc: &gst::Element, offer: &str) -> Result<String, MediaError
     webrtc::set_remote_description(webrtc, &offer).await?;
     let answer: WebRTCSessionDescription = webrtc::create_answer(webrtc).await?;
     webrtc::set_local_description(webrtc, &answer).await?;
-    answer
-        .sdp()
-        .as_text()
-        .map_err(|e| MediaError::Negotiation(e.to_string()))
+    answer.sdp().as_text().map_err(MediaError::WriteSdp)
 }
 
 struct StopOnDrop(gst::Pipeline);
@@ -419,17 +429,17 @@ fn build(
     options: Options,
     stats: Arc<Mutex<ReceiverStats>>,
     channel: Arc<Mutex<Option<gst_webrtc::WebRTCDataChannel>>>,
-) -> Result<(gst::Pipeline, gst::Element, mpsc::Receiver<Local>), MediaError> {
+) -> Result<(gst::Pipeline, gst::Element, mpsc::Receiver<Local>), ReceiverError> {
     let decode = options.decode;
     let pipeline = gst::Pipeline::new();
     pipe::media::dtls::Dtls::install(&pipeline, Some(options.identity.pem.clone()), || {});
     let webrtc = gst::ElementFactory::make("webrtcbin")
         .property_from_str("bundle-policy", "max-bundle")
         .build()
-        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+        .map_err(|e| ReceiverError::Setup(e.to_string()))?;
     pipeline
         .add(&webrtc)
-        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+        .map_err(|e| ReceiverError::Setup(e.to_string()))?;
     webrtc::configure_ice(&webrtc, &IceConfig::default());
     // Candidates come in bursts; the session task drains them at once.
     let (tx, rx) = mpsc::channel(256);
@@ -476,7 +486,7 @@ fn build(
     });
     pipeline
         .set_state(gst::State::Playing)
-        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+        .map_err(|e| ReceiverError::Setup(e.to_string()))?;
     Ok((pipeline, webrtc, rx))
 }
 
@@ -486,7 +496,7 @@ fn link_output(
     media: &str,
     decode: bool,
     stats: Arc<Mutex<ReceiverStats>>,
-) -> Result<(), MediaError> {
+) -> Result<(), ReceiverError> {
     let description = match (media, decode) {
         ("video", true) => {
             "rtph264depay ! h264parse ! avdec_h264 ! videoconvert ! video/x-raw,format=I420 ! appsink name=out sync=false"
@@ -497,7 +507,7 @@ fn link_output(
         _ => "queue ! appsink name=out sync=false",
     };
     let bin = gst::parse::bin_from_description(description, true)
-        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+        .map_err(|e| ReceiverError::Setup(e.to_string()))?;
     let sink = bin
         .by_name("out")
         .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
@@ -539,12 +549,12 @@ fn link_output(
     );
     pipeline
         .add(&bin)
-        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+        .map_err(|e| ReceiverError::Setup(e.to_string()))?;
     bin.sync_state_with_parent()
-        .map_err(|e| MediaError::Pipeline(e.to_string()))?;
+        .map_err(|e| ReceiverError::Setup(e.to_string()))?;
     let sinkpad = bin.static_pad("sink").expect("ghost pad");
     pad.link(&sinkpad)
-        .map_err(|e| MediaError::Pipeline(format!("{e:?}")))?;
+        .map_err(|e| ReceiverError::Setup(format!("{e:?}")))?;
     Ok(())
 }
 

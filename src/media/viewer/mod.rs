@@ -22,7 +22,7 @@ use super::capture::{Capture, Feed};
 use super::datachannels::{self, Inbound, Tap};
 use super::dtls::Dtls;
 use super::playout::PathEnd;
-use super::{MediaError, playout, webrtc};
+use super::{MediaError, Part, playout, webrtc};
 use crate::config::IceConfig;
 use crate::identity::Fingerprint;
 
@@ -82,10 +82,7 @@ impl Viewer {
     pub async fn offer(&self) -> Result<String, MediaError> {
         let offer = webrtc::create_offer(&self.webrtc).await?;
         webrtc::set_local_description(&self.webrtc, &offer).await?;
-        offer
-            .sdp()
-            .as_text()
-            .map_err(|e| MediaError::Negotiation(format!("cannot write the offer: {e}")))
+        offer.sdp().as_text().map_err(MediaError::WriteSdp)
     }
 
     /// Hands webrtcbin the viewer's answer (written by `sdp::remote` from its checked model).
@@ -200,9 +197,12 @@ pub fn build(
         );
     }
     let pipeline = gst::parse::launch(&description)
-        .map_err(|e| MediaError::Pipeline(format!("cannot build a viewer pipeline: {e}")))?
+        .map_err(|error| MediaError::Build {
+            part: Part::Viewer,
+            error,
+        })?
         .downcast::<gst::Pipeline>()
-        .map_err(|_| MediaError::Pipeline("viewer description is not a pipeline".into()))?;
+        .map_err(|_| MediaError::NotAPipeline(Part::Viewer))?;
     pipeline.use_clock(Some(capture.clock()));
     // webrtcbin 1.22 puts a clocksync on every input stream, holding each frame until its
     // running time (plus latency). Our input is live and already paced by the camera, so the
@@ -296,9 +296,10 @@ pub fn build(
     if pipeline.set_state(gst::State::Playing).is_err() {
         // Some elements may have started: stopped, not disposed while running.
         webrtc::stop_pipeline(&pipeline);
-        return Err(MediaError::Pipeline(
-            "the viewer pipeline did not start".into(),
-        ));
+        return Err(MediaError::DidNotStart {
+            part: Part::Viewer,
+            error: None,
+        });
     }
     // Created as the session's task created it before (on a PLAYING webrtcbin, before the
     // offer); a pipeline that fails here is stopped, never dropped while PLAYING.
