@@ -10,6 +10,8 @@
 //!
 //! Run it with `scripts/bench`: it builds outside and runs this inside `scripts/netns`.
 //! - `PIPE_BENCH_SECS`: length of each of the two measuring phases (default 30 s);
+//! - `PIPE_BENCH_WINDOW`: Chromium's window size, e.g. `1400,900` (default 800x600);
+//! - `PIPE_BENCH_BARE=1`: hide all of the viewer page but the video, to see what the rest costs;
 //! - `PIPE_BENCH_PIPELINE`: another stamped chain (a `.pipeline` path) to measure;
 //! - `PIPE_BENCH_SAMPLES`: a CSV file to write every reading to;
 //! - `PIPE_BENCH_DEVICE_LOG`: print the device's log at the end (with `GST_DEBUG` or
@@ -134,7 +136,22 @@ async fn run() -> Result<()> {
         .to_string();
     owner.close().await;
     let profile = tempfile::tempdir()?;
-    let browser = Browser::launch(profile.path()).await?;
+    // Headless Chromium's window is 800x600 unless PIPE_BENCH_WINDOW says otherwise ("1400,900"):
+    // a larger window costs the page more to scale and composite each frame.
+    let window = std::env::var("PIPE_BENCH_WINDOW").ok();
+    let flags: Vec<String> = window
+        .iter()
+        .map(|w| format!("--window-size={w}"))
+        .collect();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    println!(
+        "  window    {}",
+        window.as_deref().unwrap_or("800,600 (default)")
+    );
+    if std::env::var("PIPE_BENCH_BARE").is_ok_and(|v| v == "1") {
+        println!("  page      bare: everything but the video hidden (PIPE_BENCH_BARE=1)");
+    }
+    let browser = Browser::launch_with(profile.path(), &flags).await?;
     // The owner's receiver had key frames forced: on joining, and on the PLI its GStreamer
     // receiver sends ~0.2 s later, which the coalescing serves up to 500 ms after the first. A
     // viewer joining within 500 ms of a forced key frame waits out the rest of that window;
@@ -216,6 +233,14 @@ async fn open_viewer(browser: &Browser, device: &Device, link: &str) -> Result<(
         .await
         .with_context(|| format!("no stamped frame was shown\n{}", device.log()))?;
     let first = FirstFrame::new(install, page.eval(FIRST_FRAME).await?, &device.log());
+    if std::env::var("PIPE_BENCH_BARE").is_ok_and(|v| v == "1") {
+        // What the page costs beyond playing the video: everything but the <video> hidden
+        // (the overlay, status, buttons, panels), the same stream and reader.
+        page.eval(
+            "document.querySelectorAll('body > :not(#video)').forEach((e) => { e.style.display = 'none'; }); true",
+        )
+        .await?;
+    }
     Ok((page, first))
 }
 

@@ -3,9 +3,14 @@
 // server end the session on the device ("viewer-gone"), so teardown cannot leak device state.
 // Identity is docs/security.md: this browser presents its own long-lived certificate, holds
 // the camera to the fingerprint it paired with, and claims or borrows over the `control`
-// channel (identity.js, control.js; the owner's share panel is owner.js).
+// channel (identity.js, control.js; the owner's share panel is owner.js). What a session's
+// events mean is decided in session.js, a pure reducer; this file holds the page's objects
+// (socket, peer connection, timers, DOM) and carries out its decisions (`dispatch`).
 
 import { Control, ControlError } from './control.js';
+import {
+  BACKOFF_MIN_MS, MESSAGES, SessionEnd, finalEnd, initial, nextAttempt, noAccessMessage, step, unverified,
+} from './session.js';
 import {
   CERT_TTL_MS, Identity, PairingError, RENEW_DAYS, certFingerprint, deviceIdOf, offerFingerprint, pair,
   pairFromLink, short, toColons,
@@ -18,27 +23,12 @@ performance.mark('pipe:modules'); // this page's modules loaded and run: it star
 const PING_MS = 10_000; // the server closes sockets silent for 30 s
 const ALIVE_MS = 5_000; // the device ends a session without signalling after 30 s of silence
 const STATS_MS = 1_000;
-const BACKOFF_MIN_MS = 1_000;
-const BACKOFF_MAX_MS = 10_000;
-/** A browser without access is closed after 10 s; it retries slowly, in case that changes. */
-const NO_ACCESS_BACKOFF_MAX_MS = 30_000;
 const DISCONNECTED_GRACE_MS = 5_000; // 'disconnected' often heals by itself (a Wi-Fi blip)
 const SETUP_TIMEOUT_MS = 20_000; // socket opened -> ICE connected
 const INFO_TIMEOUT_MS = 5_000;
 const DEVICE_ID_RE = /^[a-z2-7]{16}$/; // protocol.md "Addressing"
 /** How long the camera UI's requests wait for a session with open proxy channels. */
 const PROXY_WAIT_MS = 15_000;
-
-const MESSAGES = {
-  identityChanged: 'This is not your camera: its identity changed. Someone may be intercepting the connection.',
-  identityUnverified: "This is not your camera: it could not prove its identity. Someone may be intercepting the connection.",
-  noAccess: 'This browser has no access to this camera. Ask its owner for a link.',
-  accessEnded: 'Your access to this camera has ended. Ask its owner for a new link.',
-  unclaimed: 'This camera has no owner yet. To become its owner, open the claim link it printed (or its /local page, on the camera itself).',
-  claimRefused: 'This claim link did not work: it was already used, or it is not for this camera.',
-  inviteRefused: 'This invitation did not work: it was already used or has expired. Ask the owner for a new link.',
-  cameraLost: 'The camera stopped sending pictures. Waiting for it to come back…',
-};
 
 const $ = (id) => document.getElementById(id);
 const ui = { video: $('video'), audio: $('audio'), status: $('status'), stats: $('stats'), unmute: $('unmute'),
@@ -48,17 +38,6 @@ const forceRelay = query.get('relay') === '1';
 /** A positive number from the query (test hooks: cert_ttl_ms, renew_days, lend_secs), or null. */
 const positive = (name) => (Number(query.get(name)) > 0 ? Number(query.get(name)) : null);
 const identity = new Identity({ ttlMs: positive('cert_ttl_ms') ?? CERT_TTL_MS, renewDays: positive('renew_days') ?? RENEW_DAYS });
-
-/**
- * Why a session ended, in the owner's words; `retry: false` when trying again cannot help.
- * `problem` names it for tests and styles (`identity-changed`, `no-access`, `bad-link`).
- */
-class SessionEnd extends Error {
-  constructor(message, { retry = true, immediate = false, sendEnd = true, problem = null, noAccess = false } = {}) {
-    super(message);
-    Object.assign(this, { retry, immediate, sendEnd, problem, noAccess });
-  }
-}
 
 // The handle automated tests (and curious operators in devtools) use.
 const viewer = {
@@ -161,15 +140,13 @@ async function main() {
   for (;;) {
     const end = await runSession();
     viewer.problem = end.problem;
-    if (!end.retry) {
+    const next = nextAttempt(backoff, end);
+    if (next.stop) {
       setState('stopped', end.message);
       break;
     }
-    if (end.delivered) backoff = BACKOFF_MIN_MS; // a session that worked earns a quick retry
-    if (end.immediate) continue;
-    const max = end.noAccess ? NO_ACCESS_BACKOFF_MAX_MS : BACKOFF_MAX_MS;
-    await countdown(end.message, Math.min(backoff, max));
-    backoff = Math.min(backoff * 2, max);
+    backoff = next.backoff;
+    if (next.waitMs > 0) await countdown(end.message, next.waitMs);
   }
   running = false;
 }
@@ -190,24 +167,60 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Runs one session to its end; resolves (never rejects) with the SessionEnd plus `delivered`. */
 function runSession() {
   return new Promise((resolve) => {
-    const s = { ws: null, pc: null, id: null, deviceId: null, chain: Promise.resolve(), pendingIce: [],
-      setupTimer: 0, graceTimer: 0, pingTimer: 0, aliveTimer: 0, delivered: false, done: false,
-      link: {}, paired: null, cert: null, certReady: null, peerReady: null, control: null, access: null, redeeming: false, proxy: null, proxyClosed: false };
+    // `st` is what session.js decides on; the rest are the objects this page holds for it.
+    const s = { st: initial(null), ws: null, pc: null, deviceId: null, chain: Promise.resolve(), pendingIce: [],
+      setupTimer: 0, graceTimer: 0, pingTimer: 0, aliveTimer: 0, done: false,
+      link: {}, paired: null, cert: null, certReady: null, peerReady: null, control: null, redeeming: false, proxy: null, proxyClosed: false };
     s.end = (err) => {
       if (s.done) return;
       s.done = true;
-      let end = err instanceof SessionEnd ? err : unexpected(err);
-      // The device closes a browser without access after 10 s: keep saying why, retry slowly.
-      if (s.access && !s.access.role && !s.redeeming && end.retry && !end.immediate) {
-        end = new SessionEnd(noAccessMessage(s.access), { sendEnd: end.sendEnd, problem: 'no-access', noAccess: true });
-      }
+      const end = finalEnd(s.st, err instanceof SessionEnd ? err : unexpected(err), page(s));
+      s.st = { ...s.st, done: true };
       teardown(s, end);
-      resolve(Object.assign(end, { delivered: s.delivered }));
+      resolve(Object.assign(end, { delivered: s.st.delivered }));
     };
     current = s;
     viewer.access = null; // until this session's device says
     startSession(s).catch(s.end);
   });
+}
+
+/** What the page knows beyond one session, for how an ending is worded. */
+const page = (s) => ({ redeeming: s.redeeming, linkRefused, hadBorrowerAccess });
+
+/** Hands session.js one event and carries out what it decides, in order. */
+function dispatch(s, event) {
+  const { state, effects } = step(s.st, event);
+  s.st = state;
+  for (const effect of effects) {
+    switch (effect.do) {
+      case 'send': send(s, effect.msg); break;
+      case 'show': setState(effect.state, effect.message); break;
+      case 'end': s.end(effect.end); break;
+      // Serialised with the signals that follow, which need the peer connection.
+      case 'peer-ready': s.chain = s.chain.then(() => s.peerReady).catch(s.end); break;
+      case 'signal': s.chain = s.chain.then(() => onSignal(s, effect.data)).catch(s.end); break;
+      case 'counted':
+        viewer.sessions += 1;
+        mark('session');
+        break;
+      case 'ping':
+        clearInterval(s.pingTimer);
+        if (effect.on) s.pingTimer = setInterval(() => send(s, { type: 'ping' }), PING_MS);
+        break;
+      case 'grace':
+        clearTimeout(s.graceTimer);
+        if (effect.on) s.graceTimer = setTimeout(() => s.end(new SessionEnd(MESSAGES.lost)), DISCONNECTED_GRACE_MS);
+        break;
+      case 'set-up': clearTimeout(s.setupTimer); break;
+      case 'signalling-lost':
+        console.info('pipe viewer: signalling closed; the connected session goes on');
+        s.ws = null;
+        viewer.signalling = false;
+        break;
+      default: throw new Error(`unknown effect ${effect.do}`);
+    }
+  }
 }
 
 function unexpected(err) {
@@ -233,6 +246,7 @@ async function startSession(s) {
   const info = await fetchInfo();
   mark('info');
   s.deviceId = pickDeviceId(info);
+  s.st = { ...s.st, deviceId: s.deviceId };
   s.uiDomain = info.ui_domain ?? null;
   s.link = readLink();
   try {
@@ -309,85 +323,21 @@ function signalUrl(path) {
 function openSocket(s, info) {
   const ws = new WebSocket(signalUrl(info.signal_path));
   s.ws = ws;
-  let opened = false;
   ws.onopen = () => {
-    opened = true;
     viewer.signalling = true;
-    // Browsers cannot send WebSocket pings; an app-level ping keeps the server's 30 s timer fed.
-    s.pingTimer = setInterval(() => send(s, { type: 'ping' }), PING_MS);
+    dispatch(s, { type: 'socket-open' });
   };
-  ws.onmessage = (ev) => onMessage(s, info, ev.data);
-  ws.onclose = () => {
-    // Media is peer to peer: a connected session outlives its signalling (a rendezvous that
-    // restarts, a proxy that drops the socket). It says `alive` on the control channel, so the
-    // device ends it soon after this page is gone; a later session opens a new socket.
-    if (s.pc?.connectionState === 'connected' && s.control?.open) {
-      console.info('pipe viewer: signalling closed; the connected session goes on');
-      clearInterval(s.pingTimer);
-      s.ws = null;
-      viewer.signalling = false;
-      return;
-    }
-    s.end(new SessionEnd(opened ? 'Lost contact with the camera.' : "Can't reach the camera."));
-  };
+  ws.onmessage = (ev) => dispatch(s, { type: 'message', text: ev.data });
+  // A connected session outlives its socket while it says `alive` (session.js decides).
+  ws.onclose = () => dispatch(s, { type: 'socket-closed', controlOpen: Boolean(s.control?.open) });
 }
 
 function send(s, msg) {
   if (s.ws?.readyState === WebSocket.OPEN) s.ws.send(JSON.stringify(msg));
 }
 
-function onMessage(s, info, text) {
-  let msg = null;
-  try {
-    msg = JSON.parse(text);
-  } catch { /* a garbled frame is not worth dropping a working stream over */ }
-  if (typeof msg !== 'object' || msg === null) return;
-  const ours = s.id != null && msg.session_id === s.id;
-  switch (msg.type) {
-    case 'welcome':
-      send(s, { type: 'connect', device_id: s.deviceId });
-      break;
-    case 'session':
-      if (s.id) break; // one session per socket; never expected
-      s.id = msg.session_id;
-      viewer.sessions += 1;
-      setState('negotiating', 'Starting video…');
-      mark('session');
-      // Serialised with the signals that follow, which need the peer connection.
-      s.chain = s.chain.then(() => s.peerReady).catch(s.end);
-      break;
-    case 'signal':
-      // Serialised so a candidate never races the offer it belongs to.
-      if (ours) s.chain = s.chain.then(() => onSignal(s, msg.data)).catch(s.end);
-      break;
-    case 'end':
-      if (ours) s.end(endedByServer(msg.reason));
-      break;
-    case 'error':
-      // Errors about `connect` carry no session id; errors about another session are not ours.
-      if (msg.session_id == null || ours) s.end(errorFromServer(msg));
-      break;
-  }
-}
 
-function endedByServer(reason) {
-  const opts = { sendEnd: false }; // the session is already gone
-  switch (reason) {
-    case 'device-gone': return new SessionEnd('The camera went offline.', opts);
-    case 'replaced': return new SessionEnd('The camera restarted.', opts);
-    default: return new SessionEnd('The camera stopped the stream.', opts);
-  }
-}
 
-function errorFromServer({ code, message }) {
-  switch (code) {
-    case 'device-offline': return new SessionEnd('The camera is offline.');
-    case 'bad-device-id': return new SessionEnd('This camera id is not valid. Check the link you were given.', { retry: false });
-    default:
-      console.warn('pipe viewer: server error', code, message);
-      return new SessionEnd(`The connection to the camera failed (${code}).`);
-  }
-}
 
 // ---- WebRTC ----------------------------------------------------------------------------------
 
@@ -405,7 +355,7 @@ function createPeer(s, info) {
     // null (and Firefox's empty string) mean end-of-candidates, which the device does not need.
     if (!candidate?.candidate) return;
     const ice = { candidate: candidate.candidate, sdp_m_line_index: candidate.sdpMLineIndex ?? 0 };
-    send(s, { type: 'signal', session_id: s.id, data: { ice } });
+    send(s, { type: 'signal', session_id: s.st.id, data: { ice } });
   };
   pc.ontrack = ({ track, receiver }) => attachTrack(track, receiver);
   pc.onconnectionstatechange = () => onConnectionState(s);
@@ -439,7 +389,7 @@ async function onSignal(s, data) {
     if (videoRejected(pc.localDescription.sdp)) {
       throw new SessionEnd("This browser can't play the camera's H.264 video. Please try another browser.", { retry: false });
     }
-    send(s, { type: 'signal', session_id: s.id, data: { sdp: { type: 'answer', sdp: pc.localDescription.sdp } } });
+    send(s, { type: 'signal', session_id: s.st.id, data: { sdp: { type: 'answer', sdp: pc.localDescription.sdp } } });
     mark('answer');
   } else if (data?.ice?.candidate) {
     const ice = { candidate: data.ice.candidate, sdpMLineIndex: data.ice.sdp_m_line_index ?? 0 };
@@ -482,7 +432,6 @@ function watchDtls(s) {
   }
 }
 
-const unverified = () => new SessionEnd(MESSAGES.identityUnverified, { retry: false, problem: 'identity-changed' });
 
 // ---- access: claim, redeem, renew ------------------------------------------------------------
 
@@ -494,20 +443,13 @@ const unverified = () => new SessionEnd(MESSAGES.identityUnverified, { retry: fa
 async function onCamera(s, msg) {
   const live = msg.live !== false;
   viewer.camera = live ? 'live' : 'lost';
-  if (!live) {
-    s.cameraLost = true;
-    setState('camera-lost', MESSAGES.cameraLost);
-  } else if (s.cameraLost) {
-    s.cameraLost = false;
-    s.resumeAfter = previous?.stats.video.framesDecoded ?? 0;
-    setState('connected', 'The camera is back. Waiting for the picture…');
-  }
+  dispatch(s, { type: 'camera', live, framesDecoded: previous?.stats.video.framesDecoded ?? 0 });
 }
 
 async function onAccess(s, access) {
   mark('access');
   viewer.access = access;
-  s.access = access;
+  dispatch(s, { type: 'access', access, shown: viewer.state });
   // Not awaited: a claim or redeem below goes out at once. Updates keep their order (one promise).
   extras().then((parts) => {
     parts.updateOwnerPanel(access);
@@ -532,7 +474,6 @@ async function onAccess(s, access) {
     hadBorrowerAccess = access.role === 'borrower';
     viewer.problem = null;
     forgetSecret(s); // this browser already has access: the link stays unused
-    if (!s.delivered && !s.cameraLost && viewer.state !== 'playing') setState('connected', 'Waiting for the first picture…');
     await maybeRenew(s);
     return;
   }
@@ -546,15 +487,10 @@ async function onAccess(s, access) {
     s.end(new SessionEnd('Switching to this browser\'s renewed identity…', { immediate: true }));
   } else {
     viewer.problem = 'no-access';
-    setState('no-access', noAccessMessage(access));
+    setState('no-access', noAccessMessage(access, page(s)));
   }
 }
 
-function noAccessMessage(access) {
-  if (linkRefused) return linkRefused;
-  if (!access.claimed) return MESSAGES.unclaimed;
-  return hadBorrowerAccess ? MESSAGES.accessEnded : MESSAGES.noAccess;
-}
 
 /** Presents a claim secret or an invite; either works once, so it leaves the URL either way. */
 async function redeem(s, request) {
@@ -568,7 +504,7 @@ async function redeem(s, request) {
   console.warn('pipe viewer:', request.type, 'refused:', reply.message);
   viewer.problem = 'no-access';
   linkRefused = request.type === 'claim' ? MESSAGES.claimRefused : MESSAGES.inviteRefused;
-  setState('no-access', noAccessMessage(s.access));
+  setState('no-access', noAccessMessage(s.st.access, page(s)));
 }
 
 /**
@@ -658,19 +594,8 @@ function lowLatency(receiver) {
 
 function onConnectionState(s) {
   const state = s.pc.connectionState;
-  clearTimeout(s.graceTimer);
-  if (state === 'connected') {
-    clearTimeout(s.setupTimer);
-    if (s.cameraLost) setState('camera-lost', MESSAGES.cameraLost);
-    else if (s.delivered) setState('playing');
-    else if (!s.access) setState('connected', 'Checking access…');
-  } else if (state === 'disconnected') {
-    setState('interrupted', 'Connection interrupted…');
-    s.graceTimer = setTimeout(() => s.end(new SessionEnd('The connection to the camera was lost.')), DISCONNECTED_GRACE_MS);
-  } else if (state === 'failed' || state === 'closed') {
-    // GStreamer 1.22 cannot do an ICE restart, so a failed connection is only ever replaced.
-    s.end(dtlsFailed(s.pc) ? unverified() : new SessionEnd('The connection to the camera was lost.'));
-  }
+  const failed = state === 'failed' || state === 'closed';
+  dispatch(s, { type: 'peer', state, dtlsFailed: failed && dtlsFailed(s.pc) });
 }
 
 // ---- teardown --------------------------------------------------------------------------------
@@ -690,7 +615,7 @@ function teardown(s, end) {
   if (s.ws) {
     s.ws.onclose = s.ws.onmessage = null;
     // Say why, so the device logs something better than "viewer-gone" (skip if already ended).
-    if (s.id && end.sendEnd) send(s, { type: 'end', session_id: s.id, reason: end.retry ? 'viewer-reconnecting' : 'viewer-stopped' });
+    if (s.st.id && end.sendEnd) send(s, { type: 'end', session_id: s.st.id, reason: end.retry ? 'viewer-reconnecting' : 'viewer-stopped' });
     s.ws.close(1000); // queued after the `end` above
   }
   if (current === s) current = null;
@@ -739,10 +664,7 @@ async function updateOverlay() {
   const pc = viewer.pc;
   const now = await publicStats();
   const v = now.video;
-  if (v.framesDecoded > (current?.resumeAfter ?? 0) && current?.pc === pc) {
-    current.delivered = true;
-    if (viewer.state === 'connected' || viewer.state === 'negotiating') setState('playing');
-  }
+  if (current && current.pc === pc) dispatch(current, { type: 'frames', decoded: v.framesDecoded ?? 0, shown: viewer.state });
   const prev = previous?.pc === pc ? previous.stats : null;
   const secs = prev?.timestamp != null && now.timestamp != null ? (now.timestamp - prev.timestamp) / 1000 : 0;
   const rate = (key) => (secs > 0 && v[key] != null && prev.video[key] != null ? (v[key] - prev.video[key]) / secs : null);

@@ -24,6 +24,7 @@ const STYLE_CSS: &str = include_str!("../../web/style.css");
 /// The viewer's ES modules: `viewer.js` imports the others by these paths.
 const SCRIPTS: &[(&str, &str)] = &[
     ("/viewer.js", include_str!("../../web/viewer.js")),
+    ("/session.js", include_str!("../../web/session.js")),
     ("/identity.js", include_str!("../../web/identity.js")),
     ("/control.js", include_str!("../../web/control.js")),
     ("/owner.js", include_str!("../../web/owner.js")),
