@@ -61,6 +61,37 @@ pub fn spawn(
     Client { events, outgoing }
 }
 
+/// Why the link to the rendezvous dropped (logged; the client reconnects with backoff).
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("connection timed out")]
+    ConnectTimeout,
+    #[error("no welcome from the rendezvous")]
+    NoWelcome,
+    #[error("closed before its welcome")]
+    ClosedBeforeWelcome,
+    #[error(transparent)]
+    Socket(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("cannot sign the registration: {0}")]
+    Sign(#[from] crate::identity::IdentityError),
+    #[error("the device certificate is not PEM")]
+    Certificate,
+    #[error("closed by the server: {0}")]
+    ClosedByServer(String),
+    #[error("connection closed")]
+    Closed,
+    #[error("rendezvous went silent")]
+    Silent,
+    #[error("the rendezvous is not reading")]
+    NotReading,
+    #[error("replaced by another registration: {0}")]
+    Replaced(String),
+    /// A refused registration leaves the device unreachable: loud, and retried with backoff
+    /// (a rendezvous that restarts with another --public-url, say).
+    #[error("the rendezvous refused the registration: {0}")]
+    Refused(String),
+}
+
 /// Where and as whom the device registers.
 struct Registration {
     url: url::Url,
@@ -70,15 +101,15 @@ struct Registration {
 impl Registration {
     /// `register` for the connection that was sent `nonce`: signed for the authority this
     /// client dialled, with the time in milliseconds as the counter.
-    fn register(&self, nonce: &str) -> Result<ClientMessage, String> {
+    fn register(&self, nonce: &str) -> Result<ClientMessage, LinkError> {
         let authority = authority(&self.url);
         let counter = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let id = &self.identity;
         let message = proof::signed_message(&authority, nonce, &id.device_id, counter);
-        let signature = id.sign(&message).map_err(|e| e.to_string())?;
-        let certificate = id.cert_der().ok_or("the device certificate is not PEM")?;
+        let signature = id.sign(&message)?;
+        let certificate = id.cert_der().ok_or(LinkError::Certificate)?;
         Ok(ClientMessage::Register {
             device_id: id.device_id.clone(),
             proof: Some(RegisterProof {
@@ -143,7 +174,7 @@ async fn connect_once(
     outgoing: &mut mpsc::Receiver<ClientMessage>,
     shutdown: &mut watch::Receiver<bool>,
     backoff: &mut Backoff,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
@@ -154,13 +185,12 @@ async fn connect_once(
     );
     let (socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
-        .map_err(|_| "connection timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| LinkError::ConnectTimeout)??;
     let (mut sink, mut stream) = socket.split();
     // The server speaks first: its `welcome` carries the nonce the registration signs.
     let nonce = tokio::time::timeout(CONNECT_TIMEOUT, welcome_nonce(&mut stream))
         .await
-        .map_err(|_| "no welcome from the rendezvous".to_string())??;
+        .map_err(|_| LinkError::NoWelcome)??;
     let register = registration.register(&nonce)?;
     send(&mut sink, protocol::encode(&register)).await?;
 
@@ -176,11 +206,11 @@ async fn connect_once(
                             && events.send(event).await.is_err() { return Ok(()); }
                     }
                     Some(Ok(Message::Close(frame))) => {
-                        return Err(format!("closed by the server: {}", frame.map(|f| f.reason.to_string()).unwrap_or_default()));
+                        return Err(LinkError::ClosedByServer(frame.map(|f| f.reason.to_string()).unwrap_or_default()));
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => return Err(e.to_string()),
-                    None => return Err("connection closed".into()),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(LinkError::Closed),
                 }
             }
             message = outgoing.recv() => {
@@ -188,7 +218,7 @@ async fn connect_once(
                 send(&mut sink, protocol::encode(&message)).await?;
             }
             _ = tokio::time::sleep_until(last_heard + SILENCE_LIMIT) => {
-                return Err("rendezvous went silent".into());
+                return Err(LinkError::Silent);
             }
             _ = ping.tick() => {
                 send(&mut sink, protocol::encode(&ClientMessage::Ping)).await?;
@@ -202,7 +232,7 @@ async fn connect_once(
 }
 
 /// Reads up to the server's `welcome` and returns its nonce.
-async fn welcome_nonce<S>(stream: &mut S) -> Result<String, String>
+async fn welcome_nonce<S>(stream: &mut S) -> Result<String, LinkError>
 where
     S: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
@@ -215,15 +245,15 @@ where
                     return Ok(nonce);
                 }
             }
-            Some(Ok(Message::Close(_))) | None => return Err("closed before its welcome".into()),
+            Some(Ok(Message::Close(_))) | None => return Err(LinkError::ClosedBeforeWelcome),
             Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(e.to_string()),
+            Some(Err(e)) => return Err(e.into()),
         }
     }
 }
 
 /// Turns a server message into an event for the device, or an error that drops the link.
-fn interpret(text: &str, backoff: &mut Backoff) -> Result<Option<Event>, String> {
+fn interpret(text: &str, backoff: &mut Backoff) -> Result<Option<Event>, LinkError> {
     let message: ServerMessage = match serde_json::from_str(text) {
         Ok(message) => message,
         Err(error) => {
@@ -247,18 +277,14 @@ fn interpret(text: &str, backoff: &mut Backoff) -> Result<Option<Event>, String>
             message,
             ..
         } => {
-            return Err(format!("replaced by another registration: {message}"));
+            return Err(LinkError::Replaced(message));
         }
-        // A refused registration leaves the device unreachable: loud, and retried with
-        // backoff (a rendezvous that restarts with another --public-url, say).
         ServerMessage::Error {
             code: protocol::ErrorCode::NotAllowed,
             message,
             session_id: None,
         } => {
-            return Err(format!(
-                "the rendezvous refused the registration: {message}"
-            ));
+            return Err(LinkError::Refused(message));
         }
         ServerMessage::Error {
             code,
@@ -272,13 +298,13 @@ fn interpret(text: &str, backoff: &mut Backoff) -> Result<Option<Event>, String>
     })
 }
 
-async fn send<S>(sink: &mut S, text: String) -> Result<(), String>
+async fn send<S>(sink: &mut S, text: String) -> Result<(), LinkError>
 where
     S: futures::Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
     match tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::text(text))).await {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err("the rendezvous is not reading".into()),
+        Ok(result) => Ok(result?),
+        Err(_) => Err(LinkError::NotReading),
     }
 }
 
