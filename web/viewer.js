@@ -33,13 +33,20 @@ const PROXY_WAIT_MS = 15_000;
 const $ = (id) => document.getElementById(id);
 const ui = { video: $('video'), audio: $('audio'), status: $('status'), stats: $('stats'), unmute: $('unmute'),
   who: $('who') };
-const query = new URLSearchParams(location.search);
-const forceRelay = query.get('relay') === '1';
-/** A positive number from the query (test hooks: cert_ttl_ms, renew_days, lend_secs), or null. */
-const positive = (name) => (Number(query.get(name)) > 0 ? Number(query.get(name)) : null);
+/**
+ * Test hooks, set only by the test harness before this page's scripts run (Chromium's
+ * DevTools, tests/support/chromium.rs), never by a link: a link that could shorten a
+ * visitor's certificate lifetime or force relay-only ICE would be a lever for whoever sends
+ * it. `handle` exposes `window.pipeViewer`; `relay`, `cert_ttl_ms`, `renew_days`, `lend_secs`
+ * and `ui_chunks` shorten or force what tests need.
+ */
+const hooks = globalThis.__pipeTestHooks ?? {};
+const forceRelay = hooks.relay === '1';
+/** A positive number from the hooks, or null. */
+const positive = (name) => (Number(hooks[name]) > 0 ? Number(hooks[name]) : null);
 const identity = new Identity({ ttlMs: positive('cert_ttl_ms') ?? CERT_TTL_MS, renewDays: positive('renew_days') ?? RENEW_DAYS });
 
-// The handle automated tests (and curious operators in devtools) use.
+// The handle automated tests use (exposed only with the `handle` hook).
 const viewer = {
   state: 'starting', sessions: 0, pc: null, video: ui.video, stats: publicStats,
   camera: null, // 'live' or 'lost', as the device last said
@@ -54,7 +61,7 @@ const viewer = {
   control: (request) => (current?.control ? current.control.request(request)
     : Promise.reject(new Error('no session with the camera'))),
 };
-window.pipeViewer = viewer;
+if (hooks.handle) window.pipeViewer = viewer;
 
 let current = null; // the live session, if any
 let wake = null; // cuts the reconnect wait short (network back, camera changed)
@@ -72,7 +79,7 @@ let extrasLoading = null;
 function extras() {
   extrasLoading ??= Promise.all([import('./owner.js'), import('./proxy.js'), import('./uiframe.js')])
     .then(([{ ownerPanel }, { UiProxy }, { uiPanel }]) => {
-      const updateUiPanel = uiPanel(liveProxy, { chunks: query.get('ui_chunks') === '1' });
+      const updateUiPanel = uiPanel(liveProxy, { chunks: hooks.ui_chunks === '1' });
       viewer.ui = updateUiPanel.panel;
       return {
         updateOwnerPanel: ownerPanel((request) => viewer.control(request), { extraLendSecs: positive('lend_secs') }),

@@ -46,6 +46,17 @@ const FLAGS: &[&str] = &[
     "--remote-debugging-port=0", // Chromium picks a free port and writes it to the profile
 ];
 
+/// Turns the viewer URL's hook parameters into `__pipeTestHooks`, and asks for the
+/// `window.pipeViewer` handle tests read the viewer's state through.
+const TEST_HOOKS: &str = r#"(() => {
+  const query = new URLSearchParams(location.search);
+  const hooks = { handle: true };
+  for (const name of ['relay', 'cert_ttl_ms', 'renew_days', 'lend_secs', 'ui_chunks']) {
+    if (query.has(name)) hooks[name] = query.get(name);
+  }
+  globalThis.__pipeTestHooks = hooks;
+})();"#;
+
 type WsSink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
 
 /// A running Chromium. Dropping it kills the browser and its child processes.
@@ -290,6 +301,14 @@ impl Page {
         for domain in ["Runtime.enable", "Log.enable"].iter().chain(extra) {
             page.call(domain, json!({})).await?;
         }
+        // The viewer's test hooks: set here, before any of the page's scripts run, never by a
+        // link (web/viewer.js reads `__pipeTestHooks` only). Tests still write them as query
+        // parameters of the viewer's URL; this turns those into hooks.
+        page.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            json!({ "source": TEST_HOOKS }),
+        )
+        .await?;
         Ok(page)
     }
 
