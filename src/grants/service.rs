@@ -36,6 +36,11 @@ pub struct GrantsService {
     /// Memory holds a revocation or expiry the disk does not have yet (the write failed):
     /// the disk is not read back over it, and the write is retried every tick.
     unsaved: AtomicBool,
+    /// Held across every change and refresh, so memory and disk move in one order: a refresh
+    /// never reads the disk back over a change made in memory first (a revocation the disk
+    /// could not take yet), and no change starts from a disk that is behind memory. Taken
+    /// before `state`, never while holding it.
+    writing: Mutex<()>,
     audit: Mutex<AuditLimiter>,
     /// Certificates named by `renew`, waiting for a session to prove them (memory only).
     renewals: Mutex<Renewals>,
@@ -62,6 +67,7 @@ impl GrantsService {
             policy,
             changed: watch::channel(0).0,
             unsaved: AtomicBool::new(false),
+            writing: Mutex::new(()),
             audit: Mutex::new(AuditLimiter::default()),
             renewals: Mutex::new(Renewals::default()),
         }))
@@ -249,11 +255,19 @@ impl GrantsService {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies a change through the store and, if it succeeded, to memory; announces it.
+    fn writing(&self) -> MutexGuard<'_, ()> {
+        self.writing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a change through the store and, if it succeeded, to memory; announces it. If
+    /// memory is ahead of the disk, the disk catches up first (or the change is refused): the
+    /// change starts from what is on disk, and that must not bring back what memory took away.
     fn change<T>(
         &self,
         change: impl FnOnce(&mut Grants) -> Result<T, GrantError>,
     ) -> Result<T, ServiceError> {
+        let _writing = self.writing();
+        self.catch_up()?;
         let (grants, value) = self.store.update(change)??;
         *self.state() = grants;
         self.changed.send_modify(|n| *n += 1);
@@ -327,21 +341,47 @@ impl GrantsService {
         &self,
         change: impl Fn(&mut Grants) -> Result<T, GrantError>,
     ) -> Result<T, ServiceError> {
+        let _writing = self.writing();
+        self.first_in_memory(change)
+    }
+
+    /// `change_first_in_memory` for a caller that holds `writing` already.
+    fn first_in_memory<T>(
+        &self,
+        change: impl Fn(&mut Grants) -> Result<T, GrantError>,
+    ) -> Result<T, ServiceError> {
         let value = change(&mut self.state())?;
         self.changed.send_modify(|n| *n += 1);
-        match self.store.update(|g| change(g)) {
-            // The disk had it already (the CLI made the same change): fine either way.
-            Ok(_) => {}
-            Err(error) => {
-                error!(%error, "cannot write grants: the change holds in memory and is retried");
-                self.unsaved.store(true, Ordering::Relaxed);
-            }
+        let written = if self.unsaved.load(Ordering::Relaxed) {
+            // The disk is behind by more than this change: write all of memory.
+            self.catch_up()
+        } else {
+            // `Ok(Err(_))`: the disk had it already (the CLI made the same change). Fine.
+            self.store.update(|g| change(g)).map(|_| ())
+        };
+        if let Err(error) = written {
+            error!(%error, "cannot write grants: the change holds in memory and is retried");
+            self.unsaved.store(true, Ordering::Relaxed);
         }
         Ok(value)
     }
 
+    /// If memory is ahead of the disk (a write failed), writes memory over it. The caller
+    /// holds `writing`.
+    fn catch_up(&self) -> Result<(), StoreError> {
+        if !self.unsaved.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let current = self.state().clone();
+        self.store.replace(&current)?;
+        self.unsaved.store(false, Ordering::Relaxed);
+        info!("grants written to disk again");
+        Ok(())
+    }
+
     /// Expires lapsed grants and picks up edits made on disk by the CLI.
     fn refresh(&self) -> Result<(), StoreError> {
+        let _writing = self.writing();
         let at = now();
         // Summaries of refusal floods are written when their minute is over, even if no
         // further event comes.
@@ -350,7 +390,7 @@ impl GrantsService {
             || self.state().invites.iter().any(|i| i.redeem_by <= at);
         if due {
             let lapsed = self
-                .change_first_in_memory(|g| Ok(g.expire(at)))
+                .first_in_memory(|g| Ok(g.expire(at)))
                 .expect("expire cannot fail");
             for grant in &lapsed {
                 info!(grant = %grant.id, "grant expired");
@@ -367,11 +407,7 @@ impl GrantsService {
         if self.unsaved.load(Ordering::Relaxed) {
             // Memory is ahead of the disk: write it, and do not read the disk back over it
             // (that would undo a revocation) until that worked.
-            let current = self.state().clone();
-            self.store.replace(&current)?;
-            self.unsaved.store(false, Ordering::Relaxed);
-            info!("grants written to disk again");
-            return Ok(());
+            return self.catch_up();
         }
         if let Some(on_disk) = self.store.reload()? {
             let differs = {
@@ -388,3 +424,6 @@ impl GrantsService {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -264,7 +264,15 @@ impl Shell<'_> {
                 event,
                 fingerprint,
                 detail,
-            } => self.context.grants.record(event, fingerprint, detail),
+            } => {
+                // An fsync'd line (and, for "connected", a grants write): off the runtime.
+                let service = self.context.grants.clone();
+                let recorded =
+                    tokio::task::spawn_blocking(move || service.record(event, fingerprint, detail));
+                if let Err(error) = recorded.await {
+                    warn!(%error, "the audit record was lost");
+                }
+            }
             Action::MarkConnected(fingerprint) => self.connected.set(fingerprint),
             Action::Announce(state) => self.control.announce(&state, self.context),
             Action::TellCamera(state) => self.control.camera(state),
