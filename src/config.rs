@@ -17,8 +17,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("config {path}: {error}")]
+    Parse { path: PathBuf, error: SyntaxError },
     #[error("config key `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
 }
@@ -293,11 +293,14 @@ impl Config {
             }
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path, message })
+        Self::from_toml(&text).map_err(|error| ConfigError::Parse { path, error })
     }
 
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.message().to_string() + &location(text, e.span()))
+    pub fn from_toml(text: &str) -> Result<Self, SyntaxError> {
+        toml::from_str(text).map_err(|e| SyntaxError {
+            message: e.message().to_string(),
+            at: e.span().map(|span| Location::of(text, span.start)),
+        })
     }
 
     /// Checks what serde cannot; run after flags and environment are applied.
@@ -434,14 +437,29 @@ impl Config {
 }
 
 /// " at line L, column C" for a TOML error span.
-fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    let Some(span) = span else {
-        return String::new();
-    };
-    let before = &text[..span.start.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, str::len) + 1;
-    format!(" (line {line}, column {column})")
+/// A config file that is not valid TOML, or names a key or value pipe does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}{}", at.map(|a| format!(" (line {}, column {})", a.line, a.column)).unwrap_or_default())]
+pub struct SyntaxError {
+    pub message: String,
+    pub at: Option<Location>,
+}
+
+/// Where in a file, counted from 1 (columns in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub column: usize,
+}
+
+impl Location {
+    fn of(text: &str, offset: usize) -> Self {
+        let before = &text[..offset.min(text.len())];
+        Self {
+            line: before.matches('\n').count() + 1,
+            column: before.rsplit('\n').next().map_or(0, str::len) + 1,
+        }
+    }
 }
 
 /// Why `domain` cannot hold the camera UI's origins for a viewer at `viewer` (an `https://`
@@ -537,11 +555,15 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected_by_name() {
         let err = Config::from_toml("[video]\nwidht = 640\n").unwrap_err();
+        assert_eq!(err.at.map(|a| a.line), Some(2));
+        let err = err.to_string();
         assert!(err.contains("widht"), "{err}");
         assert!(err.contains("line 2"), "{err}");
-        let err = Config::from_toml("[camera]\n").unwrap_err();
+        let err = Config::from_toml("[camera]\n").unwrap_err().to_string();
         assert!(err.contains("camera"), "{err}");
-        let err = Config::from_toml("[video]\nplayout_delay = \"wan\"\n").unwrap_err();
+        let err = Config::from_toml("[video]\nplayout_delay = \"wan\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("wan") && err.contains("never"), "{err}");
     }
 

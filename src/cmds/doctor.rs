@@ -22,7 +22,7 @@ pub async fn run(args: DoctorArgs, file: Config) -> anyhow::Result<()> {
             "" => facts::local_health_url(config.device.listen, config.device.port),
             _ => url,
         };
-        facts::health(&url).await.map_err(anyhow::Error::msg)?;
+        facts::health(&url).await?;
         println!("healthy: {url}");
         return Ok(());
     }

@@ -7,13 +7,14 @@ use futures::future::BoxFuture;
 use super::settings::{Settings, SettingsPatch};
 use super::status::Output;
 use crate::media::capture::Capture;
+use crate::media::controls::ControlError;
 
 /// What the UI needs from a camera. A trait so the router is tested without GStreamer.
 pub trait Camera: Send + Sync + 'static {
     /// The settings now, read back from the camera; `None` fields it cannot change.
-    fn settings(&self) -> BoxFuture<'_, Result<Settings, String>>;
+    fn settings(&self) -> BoxFuture<'_, Result<Settings, ControlError>>;
     /// Applies a validated change; the error says which setting failed and why.
-    fn apply(&self, patch: SettingsPatch) -> BoxFuture<'_, Result<(), String>>;
+    fn apply(&self, patch: SettingsPatch) -> BoxFuture<'_, Result<(), ControlError>>;
     /// Encoded video produced so far.
     fn output(&self) -> Output;
     fn viewers(&self) -> usize;
@@ -23,21 +24,15 @@ pub trait Camera: Send + Sync + 'static {
 pub struct CaptureCamera(pub Arc<Capture>);
 
 impl Camera for CaptureCamera {
-    fn settings(&self) -> BoxFuture<'_, Result<Settings, String>> {
+    fn settings(&self) -> BoxFuture<'_, Result<Settings, ControlError>> {
         Box::pin(async move {
-            let values = self.0.controls().read().await.map_err(|e| e.to_string())?;
+            let values = self.0.controls().read().await?;
             Ok(Settings::from_controls(&values))
         })
     }
 
-    fn apply(&self, patch: SettingsPatch) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            self.0
-                .controls()
-                .set(patch.to_controls())
-                .await
-                .map_err(|e| e.to_string())
-        })
+    fn apply(&self, patch: SettingsPatch) -> BoxFuture<'_, Result<(), ControlError>> {
+        Box::pin(async move { self.0.controls().set(patch.to_controls()).await })
     }
 
     fn output(&self) -> Output {

@@ -61,6 +61,8 @@ pub use camera::{Camera, CaptureCamera};
 use settings::{Settings, SettingsError, SettingsPatch};
 use status::{RateMeter, Status};
 
+use crate::media::controls::ControlError;
+
 const STYLE_CSS: &str = include_str!("assets/style.css");
 const APP_JS: &str = include_str!("assets/app.js");
 const LOGO_SVG: &str = include_str!("assets/logo.svg");
@@ -81,8 +83,8 @@ pub enum DemoUiError {
     Bind { port: u16, source: std::io::Error },
     #[error(transparent)]
     Invalid(#[from] SettingsError),
-    #[error("{0}")]
-    Camera(String),
+    #[error(transparent)]
+    Camera(#[from] ControlError),
 }
 
 impl DemoUiError {
@@ -284,7 +286,7 @@ fn json_error(status: StatusCode, error: &str) -> Response {
 async fn get_settings(State(shared): State<Arc<Shared>>) -> Response {
     match shared.camera.settings().await {
         Ok(settings) => Json(settings).into_response(),
-        Err(error) => json_error(StatusCode::SERVICE_UNAVAILABLE, &error),
+        Err(error) => json_error(StatusCode::SERVICE_UNAVAILABLE, &error.to_string()),
     }
 }
 

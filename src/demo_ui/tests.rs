@@ -14,7 +14,7 @@ use super::*;
 struct FakeCamera {
     settings: Mutex<Settings>,
     /// When set, `apply` fails with this after applying nothing.
-    refuse: Option<String>,
+    refuse: Option<ControlError>,
 }
 
 impl FakeCamera {
@@ -32,12 +32,15 @@ impl FakeCamera {
 }
 
 impl Camera for FakeCamera {
-    fn settings(&self) -> futures::future::BoxFuture<'_, Result<Settings, String>> {
+    fn settings(&self) -> futures::future::BoxFuture<'_, Result<Settings, ControlError>> {
         let s = self.settings.lock().unwrap().clone();
         Box::pin(async move { Ok(s) })
     }
 
-    fn apply(&self, patch: SettingsPatch) -> futures::future::BoxFuture<'_, Result<(), String>> {
+    fn apply(
+        &self,
+        patch: SettingsPatch,
+    ) -> futures::future::BoxFuture<'_, Result<(), ControlError>> {
         if let Some(why) = &self.refuse {
             let why = why.clone();
             return Box::pin(async move { Err(why) });
@@ -177,7 +180,7 @@ async fn what_the_camera_cannot_do_is_said() {
             bitrate_kbps: Some(2000),
             ..Default::default()
         }),
-        refuse: Some("the capture chain has no element named pipe-overlay".into()),
+        refuse: Some(ControlError::Missing("pipe-overlay")),
     };
     let shared = shared(camera);
     let (status, _, body) = send(&shared, form("overlay_text=x")).await;

@@ -136,12 +136,15 @@ pub fn local_health_url(listen: IpAddr, port: u16) -> String {
 
 /// A GET of `url` (plain http) that must answer 200 within `CHECK_TIMEOUT`: a health check
 /// with nothing but the binary (no curl in the container image).
-pub async fn health(url: &str) -> Result<(), String> {
-    let url = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+pub async fn health(url: &str) -> Result<(), HealthError> {
+    let url = url::Url::parse(url).map_err(|e| HealthError::Url(url.into(), e))?;
     if url.scheme() != "http" {
-        return Err(format!("{url}: only http:// is supported"));
+        return Err(HealthError::NotHttp(url));
     }
-    let host = url.host_str().ok_or(format!("{url}: no host"))?.to_string();
+    let host = url
+        .host_str()
+        .ok_or_else(|| HealthError::NoHost(url.clone()))?
+        .to_string();
     let port = url.port_or_known_default().unwrap_or(80);
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
@@ -168,14 +171,31 @@ pub async fn health(url: &str) -> Result<(), String> {
     };
     let head = tokio::time::timeout(CHECK_TIMEOUT, exchange)
         .await
-        .map_err(|_| format!("{url}: no answer within {} s", CHECK_TIMEOUT.as_secs()))?
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|_| HealthError::Timeout(url.clone()))?
+        .map_err(|e| HealthError::Io(url.clone(), e))?;
     let status = String::from_utf8_lossy(&head);
     let status = status.lines().next().unwrap_or_default();
     match status.split_whitespace().nth(1) {
         Some("200") => Ok(()),
-        _ => Err(format!("{url}: answered `{status}`")),
+        _ => Err(HealthError::Status(url, status.to_string())),
     }
+}
+
+/// Why `health` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    #[error("{0}: {1}")]
+    Url(String, url::ParseError),
+    #[error("{0}: only http:// is supported")]
+    NotHttp(url::Url),
+    #[error("{0}: no host")]
+    NoHost(url::Url),
+    #[error("{0}: no answer within {secs} s", secs = CHECK_TIMEOUT.as_secs())]
+    Timeout(url::Url),
+    #[error("{0}: {1}")]
+    Io(url::Url, std::io::Error),
+    #[error("{0}: answered `{1}`")]
+    Status(url::Url, String),
 }
 
 /// libcamera's own list of cameras, when its `cam` tool is installed.

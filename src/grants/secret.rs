@@ -78,16 +78,22 @@ impl From<SecretHash> for String {
     }
 }
 
+/// A stored secret hash that is not one (a hand-edited or damaged `grants.json`).
+#[derive(Debug, thiserror::Error)]
+pub enum SecretHashError {
+    #[error("a secret hash is lowercase hex: {0}")]
+    NotHex(#[from] data_encoding::DecodeError),
+    #[error("a secret hash is 32 bytes, not {0}")]
+    Length(usize),
+}
+
 impl TryFrom<String> for SecretHash {
-    type Error = String;
-    fn try_from(text: String) -> Result<Self, String> {
-        let bytes = data_encoding::HEXLOWER
-            .decode(text.as_bytes())
-            .map_err(|e| e.to_string())?;
+    type Error = SecretHashError;
+    fn try_from(text: String) -> Result<Self, SecretHashError> {
+        let bytes = data_encoding::HEXLOWER.decode(text.as_bytes())?;
+        let len = bytes.len();
         Ok(Self(
-            bytes
-                .try_into()
-                .map_err(|_| "a secret hash is 32 bytes".to_string())?,
+            bytes.try_into().map_err(|_| SecretHashError::Length(len))?,
         ))
     }
 }
