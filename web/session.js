@@ -6,8 +6,13 @@
 //
 // What is decided here: what a signalling message means (docs/protocol.md), what the socket
 // closing means for a connected session, what the peer connection's state means, the camera
-// being lost and back, when the first picture counts as delivered, how an ended session is
-// worded, and how long to wait before the next one.
+// being lost and back, when the first picture counts as delivered, what the device's `access`
+// message asks of this browser (claim, redeem, renew, or tell the user why not; docs/security.md),
+// how an ended session is worded, and how long to wait before the next one.
+//
+// A session's state holds `page`, what the page remembers from one session to the next (why
+// the link was refused, whether this browser had a borrower's access, a renewal under way):
+// `carry(state, end)` hands it to the next session's `initial`.
 
 export const BACKOFF_MIN_MS = 1_000;
 export const BACKOFF_MAX_MS = 10_000;
@@ -31,18 +36,27 @@ export const MESSAGES = {
  * `problem` names it for tests and styles (`identity-changed`, `no-access`, `bad-link`).
  */
 export class SessionEnd extends Error {
-  constructor(message, { retry = true, immediate = false, sendEnd = true, problem = null, noAccess = false } = {}) {
+  constructor(message, { retry = true, immediate = false, sendEnd = true, problem = null, noAccess = false, newLink = false } = {}) {
     super(message);
-    Object.assign(this, { retry, immediate, sendEnd, problem, noAccess });
+    Object.assign(this, { retry, immediate, sendEnd, problem, noAccess, newLink });
   }
 }
 
 export const unverified = () => new SessionEnd(MESSAGES.identityUnverified, { retry: false, problem: 'identity-changed' });
 
-/** A new session toward `deviceId`. */
-export function initial(deviceId) {
+/** What a page starts with, and what a new link resets. */
+export const FRESH_PAGE = Object.freeze({
+  linkRefused: null, // why the claim or invite in the link did not work
+  hadBorrowerAccess: false, // so a lapsed borrower hears "ended", not "no access"
+  renewing: false, // a certificate renewal is under way (once per page)
+});
+
+/** A new session toward `deviceId`, with what the page carried over from the last one. */
+export function initial(deviceId, page = FRESH_PAGE) {
   return {
     deviceId,
+    page,
+    redeeming: false, // a claim or redeem is in flight: its answer decides
     id: null, // the rendezvous's session id, once given
     signalling: false, // the socket is open
     connected: false, // the peer connection is
@@ -64,11 +78,22 @@ const end = (sessionEnd) => ({ do: 'end', end: sessionEnd });
  * - `{ type: 'peer', state, dtlsFailed }`: the peer connection's state changed
  * - `{ type: 'camera', live, framesDecoded }`: the device says whether pictures come
  * - `{ type: 'frames', decoded, shown }`: frames decoded so far, and what the page shows now
- * - `{ type: 'access', access }`: the device said what this browser may do
+ * - `{ type: 'access', access, shown, link, trying, renewalDue }`: the device said what this
+ *   browser may do; `link` is the claim or invite secret in the address (`{ claim, invite }`),
+ *   `trying` whether this session presents a renewed certificate not yet committed,
+ *   `renewalDue` whether the page's certificate is close to expiry
+ * - `{ type: 'redeemed', request, ok }`: the device's answer to a claim or redeem
+ * - `{ type: 'adopted', ok }`: whether a renewal proven earlier was found and adopted
+ * - `{ type: 'renewal', outcome }`: `offered` (the device took the new certificate),
+ *   `refused`, or `interrupted`
  * Effects: `send {msg}`, `show {state, message}`, `end {end}`, `signal {data}` (an offer or
  * candidate, handled in order), `peer-ready` (wait for the peer connection, in order),
  * `counted` (a session started), `ping {on}`, `grace {on}` (the disconnection timer),
- * `set-up` (the setup deadline is met), `signalling-lost` (the session goes on without it).
+ * `set-up` (the setup deadline is met), `signalling-lost` (the session goes on without it),
+ * `problem {problem}` (what is wrong, for tests and styles; null when nothing),
+ * `forget-secret` (the link's secret leaves the address), `redeem {request}` (answered by
+ * `redeemed`), `adopt-pending` (answered by `adopted`), `renew` (answered by `renewal`),
+ * `commit-renewal`, `abandon-renewal`.
  */
 export function step(state, event) {
   if (state.done) return { state, effects: [] };
@@ -121,12 +146,77 @@ export function step(state, event) {
       if (event.access.role && !s.delivered && !s.cameraLost && event.shown !== 'playing') {
         effects.push(show('connected', 'Waiting for the first picture…'));
       }
+      access(s, event, effects);
+      break;
+    case 'redeemed':
+      s.redeeming = false;
+      effects.push({ do: 'forget-secret' }); // it works once, so it leaves the address either way
+      if (!event.ok) {
+        s.page = { ...s.page, linkRefused: event.request === 'claim' ? MESSAGES.claimRefused : MESSAGES.inviteRefused };
+        refuse(s, effects);
+      }
+      // Done: the device has announced the new access (just before its answer).
+      break;
+    case 'adopted':
+      // A renewal a session proved but the page did not commit: the replacement has the grant.
+      if (event.ok) effects.push(end(new SessionEnd('Switching to this browser\'s renewed identity…', { immediate: true })));
+      else refuse(s, effects);
+      break;
+    case 'renewal':
+      if (event.outcome === 'offered') {
+        // The next session presents the new certificate, which proves its key; the device moves
+        // the grant then. `renewing` stays set: once per page.
+        effects.push(end(new SessionEnd('Switching to this browser\'s renewed identity…', { immediate: true })));
+      } else {
+        if (event.outcome === 'refused') effects.push({ do: 'abandon-renewal' });
+        s.page = { ...s.page, renewing: false }; // the next session tries again
+      }
       break;
     default:
       throw new Error(`unknown event ${event.type}`);
   }
   if (effects.some((e) => e.do === 'end')) s.done = true;
   return { state: s, effects };
+}
+
+/** What the device's `access` message asks of this browser. */
+function access(s, { access: a, link = {}, trying = false, renewalDue = false }, effects) {
+  if (trying) {
+    // This session presented a renewed certificate: let in, it is this browser's identity now;
+    // refused, the current one stays (the device keeps the grant where it was).
+    if (a.role) {
+      effects.push({ do: 'commit-renewal' });
+    } else if (a.claimed) {
+      effects.push({ do: 'abandon-renewal' }, end(new SessionEnd('Switching back to this browser\'s identity…', { immediate: true })));
+      return;
+    }
+  }
+  if (a.role) {
+    s.page = { ...s.page, hadBorrowerAccess: a.role === 'borrower' };
+    effects.push({ do: 'problem', problem: null }, { do: 'forget-secret' }); // the link stays unused
+    if (renewalDue && !s.page.renewing) {
+      s.page = { ...s.page, renewing: true };
+      effects.push({ do: 'renew' });
+    }
+    return;
+  }
+  if (s.redeeming) return; // the answer to our claim or redeem decides
+  const request = link.claim ? { type: 'claim', secret: link.claim }
+    : link.invite ? { type: 'redeem', token: link.invite } : null;
+  if (request) {
+    s.redeeming = true;
+    effects.push(show('claiming', request.type === 'claim' ? 'Claiming this camera…' : 'Accepting the invitation…'),
+      { do: 'redeem', request });
+  } else if (a.claimed) {
+    effects.push({ do: 'adopt-pending' });
+  } else {
+    refuse(s, effects);
+  }
+}
+
+/** No access: say why, and go on showing it until the device closes the session. */
+function refuse(s, effects) {
+  effects.push({ do: 'problem', problem: 'no-access' }, show('no-access', noAccessMessage(s.access, s.page)));
 }
 
 function message(s, text, effects) {
@@ -207,13 +297,17 @@ export function errorFromServer({ code }) {
 /**
  * What an ending means once the session is over. The device closes a browser without access
  * after 10 s: that session keeps saying why (`noAccessMessage`) and retries slowly.
- * `page`: `{ redeeming, linkRefused, hadBorrowerAccess }`.
  */
-export function finalEnd(s, sessionEnd, page) {
-  if (s.access && !s.access.role && !page.redeeming && sessionEnd.retry && !sessionEnd.immediate) {
-    return new SessionEnd(noAccessMessage(s.access, page), { sendEnd: sessionEnd.sendEnd, problem: 'no-access', noAccess: true });
+export function finalEnd(s, sessionEnd) {
+  if (s.access && !s.access.role && !s.redeeming && sessionEnd.retry && !sessionEnd.immediate) {
+    return new SessionEnd(noAccessMessage(s.access, s.page), { sendEnd: sessionEnd.sendEnd, problem: 'no-access', noAccess: true });
   }
   return sessionEnd;
+}
+
+/** What the next session starts from: this one's page, unless the link changed (`newLink`). */
+export function carry(s, ended) {
+  return ended.newLink ? { ...s.page, linkRefused: null } : s.page;
 }
 
 export function noAccessMessage(access, { linkRefused = null, hadBorrowerAccess = false } = {}) {

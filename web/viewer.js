@@ -9,7 +9,7 @@
 
 import { Control, ControlError } from './control.js';
 import {
-  BACKOFF_MIN_MS, MESSAGES, SessionEnd, finalEnd, initial, nextAttempt, noAccessMessage, step, unverified,
+  BACKOFF_MIN_MS, FRESH_PAGE, MESSAGES, SessionEnd, carry, finalEnd, initial, nextAttempt, step, unverified,
 } from './session.js';
 import {
   CERT_TTL_MS, Identity, PairingError, RENEW_DAYS, certFingerprint, deviceIdOf, offerFingerprint, pair,
@@ -64,11 +64,8 @@ const viewer = {
 if (hooks.handle) window.pipeViewer = viewer;
 
 let current = null; // the live session, if any
-let wake = null; // cuts the reconnect wait short (network back, camera changed)
+let wake = null; // cuts the reconnect wait short (network back, a new link)
 let running = false;
-let hadBorrowerAccess = false; // so a lapsed borrower hears "ended", not "no access"
-let linkRefused = null; // why the claim or invite in the link did not work
-let renewing = false;
 let extrasLoading = null;
 
 /**
@@ -144,8 +141,10 @@ function setState(state, message = '') {
 async function main() {
   running = true;
   let backoff = BACKOFF_MIN_MS;
+  let page = FRESH_PAGE; // what session.js carries from one session to the next
   for (;;) {
-    const end = await runSession();
+    const end = await runSession(page);
+    page = end.page;
     viewer.problem = end.problem;
     const next = nextAttempt(backoff, end);
     if (next.stop) {
@@ -153,38 +152,46 @@ async function main() {
       break;
     }
     backoff = next.backoff;
-    if (next.waitMs > 0) await countdown(end.message, next.waitMs);
+    if (next.waitMs > 0 && (await countdown(end.message, next.waitMs))?.newLink) {
+      page = carry({ page }, { newLink: true });
+    }
   }
   running = false;
 }
 
+/** Waits `ms`, or until woken; resolves with what woke it (`{ newLink }`), if anything did. */
 async function countdown(message, ms) {
   const until = Date.now() + ms;
   const early = new Promise((resolve) => { wake = resolve; });
-  while (Date.now() < until) {
+  let woke = null;
+  while (Date.now() < until && !woke) {
     const secs = Math.ceil((until - Date.now()) / 1000);
     setState('reconnecting', `${message} Trying again in ${secs} s…`);
-    if (await Promise.race([early.then(() => true), sleep(Math.min(1000, until - Date.now()))])) break;
+    woke = await Promise.race([early.then((why) => why ?? {}), sleep(Math.min(1000, until - Date.now()))]);
   }
   wake = null;
+  return woke;
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Runs one session to its end; resolves (never rejects) with the SessionEnd plus `delivered`. */
-function runSession() {
+/**
+ * Runs one session to its end; resolves (never rejects) with the SessionEnd plus `delivered`
+ * and the `page` state for the next session.
+ */
+function runSession(page) {
   return new Promise((resolve) => {
     // `st` is what session.js decides on; the rest are the objects this page holds for it.
-    const s = { st: initial(null), ws: null, pc: null, deviceId: null, chain: Promise.resolve(), pendingIce: [],
+    const s = { st: initial(null, page), ws: null, pc: null, deviceId: null, chain: Promise.resolve(), pendingIce: [],
       setupTimer: 0, graceTimer: 0, pingTimer: 0, aliveTimer: 0, done: false,
-      link: {}, paired: null, cert: null, certReady: null, peerReady: null, control: null, redeeming: false, proxy: null, proxyClosed: false };
+      link: {}, paired: null, cert: null, certReady: null, peerReady: null, control: null, proxy: null, proxyClosed: false };
     s.end = (err) => {
       if (s.done) return;
       s.done = true;
-      const end = finalEnd(s.st, err instanceof SessionEnd ? err : unexpected(err), page(s));
+      const end = finalEnd(s.st, err instanceof SessionEnd ? err : unexpected(err));
       s.st = { ...s.st, done: true };
       teardown(s, end);
-      resolve(Object.assign(end, { delivered: s.st.delivered }));
+      resolve(Object.assign(end, { delivered: s.st.delivered, page: carry(s.st, end) }));
     };
     current = s;
     viewer.access = null; // until this session's device says
@@ -192,42 +199,75 @@ function runSession() {
   });
 }
 
-/** What the page knows beyond one session, for how an ending is worded. */
-const page = (s) => ({ redeeming: s.redeeming, linkRefused, hadBorrowerAccess });
-
 /** Hands session.js one event and carries out what it decides, in order. */
 function dispatch(s, event) {
   const { state, effects } = step(s.st, event);
   s.st = state;
-  for (const effect of effects) {
-    switch (effect.do) {
-      case 'send': send(s, effect.msg); break;
-      case 'show': setState(effect.state, effect.message); break;
-      case 'end': s.end(effect.end); break;
-      // Serialised with the signals that follow, which need the peer connection.
-      case 'peer-ready': s.chain = s.chain.then(() => s.peerReady).catch(s.end); break;
-      case 'signal': s.chain = s.chain.then(() => onSignal(s, effect.data)).catch(s.end); break;
-      case 'counted':
-        viewer.sessions += 1;
-        mark('session');
-        break;
-      case 'ping':
-        clearInterval(s.pingTimer);
-        if (effect.on) s.pingTimer = setInterval(() => send(s, { type: 'ping' }), PING_MS);
-        break;
-      case 'grace':
-        clearTimeout(s.graceTimer);
-        if (effect.on) s.graceTimer = setTimeout(() => s.end(new SessionEnd(MESSAGES.lost)), DISCONNECTED_GRACE_MS);
-        break;
-      case 'set-up': clearTimeout(s.setupTimer); break;
-      case 'signalling-lost':
-        console.info('pipe viewer: signalling closed; the connected session goes on');
-        s.ws = null;
-        viewer.signalling = false;
-        break;
-      default: throw new Error(`unknown effect ${effect.do}`);
+  carryOut(s, effects);
+}
+
+/** Carries out effects in order; one that returns a promise holds the rest back until it settles. */
+function carryOut(s, effects) {
+  for (let i = 0; i < effects.length; i += 1) {
+    const pending = carryOutOne(s, effects[i]);
+    if (pending) {
+      pending.then(() => carryOut(s, effects.slice(i + 1)), (err) => failed(s, err));
+      return;
     }
   }
+}
+
+/** An error in the access flow: a closed control channel means the session is ending anyway. */
+function failed(s, err) {
+  if (!(err instanceof ControlError)) s.end(err);
+}
+
+/** Carries out one effect; returns a promise when the effects after it must wait for it. */
+function carryOutOne(s, effect) {
+  switch (effect.do) {
+    case 'send': send(s, effect.msg); break;
+    case 'show': setState(effect.state, effect.message); break;
+    case 'end': s.end(effect.end); break;
+    // Serialised with the signals that follow, which need the peer connection.
+    case 'peer-ready': s.chain = s.chain.then(() => s.peerReady).catch(s.end); break;
+    case 'signal': s.chain = s.chain.then(() => onSignal(s, effect.data)).catch(s.end); break;
+    case 'counted':
+      viewer.sessions += 1;
+      mark('session');
+      break;
+    case 'ping':
+      clearInterval(s.pingTimer);
+      if (effect.on) s.pingTimer = setInterval(() => send(s, { type: 'ping' }), PING_MS);
+      break;
+    case 'grace':
+      clearTimeout(s.graceTimer);
+      if (effect.on) s.graceTimer = setTimeout(() => s.end(new SessionEnd(MESSAGES.lost)), DISCONNECTED_GRACE_MS);
+      break;
+    case 'set-up': clearTimeout(s.setupTimer); break;
+    case 'signalling-lost':
+      console.info('pipe viewer: signalling closed; the connected session goes on');
+      s.ws = null;
+      viewer.signalling = false;
+      break;
+    case 'problem': viewer.problem = effect.problem; break;
+    case 'forget-secret': forgetSecret(s); break;
+    case 'redeem': redeem(s, effect.request).catch((err) => failed(s, err)); break;
+    case 'adopt-pending':
+      identity.adoptPending().then((ok) => dispatch(s, { type: 'adopted', ok })).catch((err) => failed(s, err));
+      break;
+    case 'renew': renew(s); break;
+    // The ending that may follow waits for these: the next session must present the right certificate.
+    case 'commit-renewal':
+      return identity.commitRenewal().then(() => {
+        viewer.renewedTo = viewer.fingerprint;
+        console.info('pipe viewer: certificate renewed, now', viewer.fingerprint.slice(0, 11));
+      });
+    case 'abandon-renewal':
+      console.warn('pipe viewer: the renewed certificate was not used; keeping the current one');
+      return identity.abandonRenewal();
+    default: throw new Error(`unknown effect ${effect.do}`);
+  }
+  return null;
 }
 
 function unexpected(err) {
@@ -453,89 +493,56 @@ async function onCamera(s, msg) {
   dispatch(s, { type: 'camera', live, framesDecoded: previous?.stats.video.framesDecoded ?? 0 });
 }
 
+/** The device says what this browser may do; session.js decides what follows. */
 async function onAccess(s, access) {
   mark('access');
   viewer.access = access;
-  dispatch(s, { type: 'access', access, shown: viewer.state });
-  // Not awaited: a claim or redeem below goes out at once. Updates keep their order (one promise).
+  dispatch(s, {
+    type: 'access',
+    access,
+    shown: viewer.state,
+    link: s.link,
+    trying: identity.trying(s.cert),
+    renewalDue: s.cert === identity.cert && identity.needsRenewal(),
+  });
+  // Not awaited: a claim or redeem goes out at once. Updates keep their order (one promise).
   extras().then((parts) => {
     parts.updateOwnerPanel(access);
     updateUi(s, access, parts);
   }).catch(s.end);
   showWho();
-  if (identity.trying(s.cert)) {
-    // This session presented a renewed certificate: let in, it is this browser's identity now;
-    // refused, the current one stays (the device keeps the grant where it was).
-    if (access.role) {
-      await identity.commitRenewal();
-      viewer.renewedTo = viewer.fingerprint;
-      console.info('pipe viewer: certificate renewed, now', viewer.fingerprint.slice(0, 11));
-    } else if (access.claimed) {
-      console.warn('pipe viewer: the renewed certificate was not let in; keeping the current one');
-      await identity.abandonRenewal();
-      s.end(new SessionEnd('Switching back to this browser\'s identity…', { immediate: true }));
-      return;
-    }
-  }
-  if (access.role) {
-    hadBorrowerAccess = access.role === 'borrower';
-    viewer.problem = null;
-    forgetSecret(s); // this browser already has access: the link stays unused
-    await maybeRenew(s);
-    return;
-  }
-  if (s.redeeming) return; // the answer to our claim or redeem decides
-  const request = s.link.claim ? { type: 'claim', secret: s.link.claim }
-    : s.link.invite ? { type: 'redeem', token: s.link.invite } : null;
-  if (request) {
-    await redeem(s, request);
-  } else if (access.claimed && await identity.adoptPending()) {
-    // A renewal a session proved but the page did not commit: the replacement has the grant.
-    s.end(new SessionEnd('Switching to this browser\'s renewed identity…', { immediate: true }));
-  } else {
-    viewer.problem = 'no-access';
-    setState('no-access', noAccessMessage(access, page(s)));
-  }
 }
 
-
-/** Presents a claim secret or an invite; either works once, so it leaves the URL either way. */
+/** Presents a claim secret or an invite (the `redeem` effect); the answer goes back to session.js. */
 async function redeem(s, request) {
-  s.redeeming = true;
-  setState('claiming', request.type === 'claim' ? 'Claiming this camera…' : 'Accepting the invitation…');
   await identity.saved; // the grant will belong to this certificate: it must outlive the page
   const reply = await s.control.request(request);
-  s.redeeming = false;
-  forgetSecret(s);
-  if (reply.type === 'done') return; // the device has announced the new access (just before)
-  console.warn('pipe viewer:', request.type, 'refused:', reply.message);
-  viewer.problem = 'no-access';
-  linkRefused = request.type === 'claim' ? MESSAGES.claimRefused : MESSAGES.inviteRefused;
-  setState('no-access', noAccessMessage(s.st.access, page(s)));
+  if (reply.type !== 'done') console.warn('pipe viewer:', request.type, 'refused:', reply.message);
+  dispatch(s, { type: 'redeemed', request: request.type, ok: reply.type === 'done' });
 }
 
 /**
- * Close to expiry, this browser makes a new certificate and offers it; the next session
- * presents it, which proves the key, and the device moves the grant then (docs/security.md).
+ * Close to expiry (the `renew` effect), this browser makes a new certificate and offers it; the
+ * next session presents it, which proves the key, and the device moves the grant then
+ * (docs/security.md).
  */
-async function maybeRenew(s) {
-  if (renewing || s.cert !== identity.cert || !identity.needsRenewal()) return;
-  renewing = true;
+async function renew(s) {
+  let outcome = 'interrupted';
   try {
     const next = await identity.prepareRenewal();
     const reply = await s.control.request({ type: 'renew', fingerprint: toColons(next) });
     if (reply.type === 'done') {
       await identity.offerRenewal();
       console.info('pipe viewer: renewal offered, reconnecting with', short(next));
-      s.end(new SessionEnd('Switching to this browser\'s renewed identity…', { immediate: true }));
-      return; // once per page
+      outcome = 'offered';
+    } else {
+      console.warn('pipe viewer: renewal refused:', reply.message);
+      outcome = 'refused';
     }
-    console.warn('pipe viewer: renewal refused:', reply.message);
-    await identity.abandonRenewal();
   } catch (err) {
     console.warn('pipe viewer: renewal interrupted; the next session tries again', err);
   }
-  renewing = false;
+  dispatch(s, { type: 'renewal', outcome });
 }
 
 function showWho() {
@@ -694,17 +701,14 @@ ui.unmute.addEventListener('click', () => {
   ui.unmute.textContent = ui.audio.muted ? 'Unmute' : 'Mute';
 });
 
-/** Start over at once, without backoff: the owner asked for a different camera. */
+/** Start over at once, without backoff: the owner opened a different link (a new link gets its own chance). */
 function restartNow(message) {
-  current?.end(new SessionEnd(message, { immediate: true }));
-  wake?.();
+  current?.end(new SessionEnd(message, { immediate: true, newLink: true }));
+  wake?.({ newLink: true });
   if (!running) main();
 }
 
-window.addEventListener('hashchange', () => {
-  linkRefused = null; // a new link gets its own chance
-  restartNow('Switching camera…');
-});
+window.addEventListener('hashchange', () => restartNow('Switching camera…'));
 window.addEventListener('online', () => { if (viewer.state === 'reconnecting') wake?.(); });
 setInterval(() => updateOverlay().catch((err) => console.warn('pipe viewer: stats', err)), STATS_MS);
 main();

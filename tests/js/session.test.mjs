@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import {
-  BACKOFF_MAX_MS, BACKOFF_MIN_MS, MESSAGES, NO_ACCESS_BACKOFF_MAX_MS, SessionEnd, finalEnd, initial, nextAttempt,
+  BACKOFF_MAX_MS, BACKOFF_MIN_MS, MESSAGES, NO_ACCESS_BACKOFF_MAX_MS, SessionEnd, carry, finalEnd, initial, nextAttempt,
   noAccessMessage, step,
 } from '../../web/session.js';
 
@@ -125,16 +125,92 @@ test('the first picture, the camera lost and back', () => {
 test('a browser without access is told why when the device closes it, and retries slowly', () => {
   const noAccess = run([{ type: 'access', access: { role: null, claimed: true }, shown: 'connected' }]).state;
   const closed = new SessionEnd(MESSAGES.lost);
-  let end = finalEnd(noAccess, closed, { redeeming: false, linkRefused: null, hadBorrowerAccess: false });
+  let end = finalEnd(noAccess, closed);
   assert.equal(end.message, MESSAGES.noAccess);
   assert.equal(end.noAccess, true);
-  end = finalEnd(noAccess, closed, { redeeming: false, linkRefused: null, hadBorrowerAccess: true });
+  end = finalEnd({ ...noAccess, page: { ...noAccess.page, hadBorrowerAccess: true } }, closed);
   assert.equal(end.message, MESSAGES.accessEnded);
-  assert.equal(finalEnd(noAccess, closed, { redeeming: true }), closed, 'a claim in flight decides');
+  assert.equal(finalEnd({ ...noAccess, redeeming: true }, closed), closed, 'a claim in flight decides');
   const stop = new SessionEnd('x', { retry: false });
-  assert.equal(finalEnd(noAccess, stop, {}), stop);
+  assert.equal(finalEnd(noAccess, stop), stop);
   assert.equal(noAccessMessage({ claimed: false }), MESSAGES.unclaimed);
   assert.equal(noAccessMessage({ claimed: true }, { linkRefused: MESSAGES.claimRefused }), MESSAGES.claimRefused);
+});
+
+const access = (a, more = {}) => ({ type: 'access', access: a, shown: 'connected', ...more });
+const dos = (effects) => effects.map((e) => e.do);
+const OWNER = { role: 'owner', scope: 'view+ui', claimed: true };
+const NOBODY = { role: null, claimed: true };
+
+test('a claim or invite in the link is presented once; its answer decides', () => {
+  const link = { claim: 'secret' };
+  let { state, effects } = run([access({ role: null, claimed: false }, { link })]);
+  assert.deepEqual(effects.find((e) => e.do === 'redeem').request, { type: 'claim', secret: 'secret' });
+  assert.deepEqual(shown(effects), ['claiming']);
+  assert.equal(state.redeeming, true);
+  // The device announces the new access before it answers `done`.
+  ({ state, effects } = run([access(OWNER, { link }), { type: 'redeemed', request: 'claim', ok: true }], state));
+  assert.equal(dos(effects).filter((d) => d === 'redeem').length, 0, 'not presented twice');
+  assert.deepEqual(effects.filter((e) => e.do === 'problem'), [{ do: 'problem', problem: null }]);
+  assert.ok(dos(effects).includes('forget-secret'));
+  assert.equal(state.redeeming, false);
+
+  // An invite that does not work: the address forgets it and the page says why, also after the
+  // device closes the session, and in the next session.
+  const invite = { invite: 'token' };
+  ({ state, effects } = run([access(NOBODY, { link: invite })]));
+  assert.deepEqual(effects.find((e) => e.do === 'redeem').request, { type: 'redeem', token: 'token' });
+  ({ state, effects } = run([access(NOBODY, { link: invite }), { type: 'redeemed', request: 'redeem', ok: false }], state));
+  assert.deepEqual(dos(effects), ['forget-secret', 'problem', 'show']);
+  assert.equal(effects.at(-1).message, MESSAGES.inviteRefused);
+  const end = finalEnd(state, new SessionEnd(MESSAGES.lost));
+  assert.equal(end.message, MESSAGES.inviteRefused);
+  const next = initial(DEVICE, carry(state, end));
+  ({ effects } = run([access(NOBODY), { type: 'adopted', ok: false }], next));
+  assert.equal(effects.at(-1).message, MESSAGES.inviteRefused, 'remembered across sessions');
+  // A new link gets its own chance.
+  const fresh = initial(DEVICE, carry(state, new SessionEnd('x', { newLink: true })));
+  ({ effects } = run([access(NOBODY)], fresh));
+  assert.deepEqual(dos(effects), ['adopt-pending']);
+});
+
+test('no link and no access: a renewal proven earlier is adopted, else the page says why', () => {
+  let { state, effects } = run([access(NOBODY)]);
+  assert.deepEqual(dos(effects), ['adopt-pending']);
+  ({ effects } = run([{ type: 'adopted', ok: true }], state));
+  assert.equal(ends(effects)[0].immediate, true);
+  ({ effects } = run([{ type: 'adopted', ok: false }], state));
+  assert.deepEqual(effects, [{ do: 'problem', problem: 'no-access' }, { do: 'show', state: 'no-access', message: MESSAGES.noAccess }]);
+  // Unclaimed: nothing to adopt.
+  ({ effects } = run([access({ role: null, claimed: false })]));
+  assert.equal(effects.at(-1).message, MESSAGES.unclaimed);
+  // A borrower whose access lapsed hears that it ended.
+  ({ state } = run([access({ role: 'borrower', scope: 'view', claimed: true })]));
+  ({ effects } = run([access(NOBODY), { type: 'adopted', ok: false }], state));
+  assert.equal(effects.at(-1).message, MESSAGES.accessEnded);
+});
+
+test('renewal: once per page when due; a renewed certificate is committed or abandoned', () => {
+  let { state, effects } = run([access(OWNER, { renewalDue: true })]);
+  assert.ok(dos(effects).includes('renew'));
+  ({ effects } = run([access(OWNER, { renewalDue: true })], state));
+  assert.ok(!dos(effects).includes('renew'), 'one renewal at a time');
+  // Interrupted: the next session tries again; refused: the new certificate is dropped.
+  ({ state, effects } = run([{ type: 'renewal', outcome: 'interrupted' }], state));
+  assert.equal(state.page.renewing, false);
+  ({ state } = run([access(OWNER, { renewalDue: true })], state));
+  ({ state, effects } = run([{ type: 'renewal', outcome: 'refused' }], state));
+  assert.deepEqual(dos(effects), ['abandon-renewal']);
+  ({ state } = run([access(OWNER, { renewalDue: true })], state));
+  ({ effects } = run([{ type: 'renewal', outcome: 'offered' }], state));
+  assert.equal(ends(effects)[0].immediate, true, 'the next session presents the new certificate');
+
+  // The session that presents it: let in, committed before anything else; shut out, abandoned
+  // before the session ends (the next one must present the old certificate).
+  ({ effects } = run([access(OWNER, { trying: true })]));
+  assert.deepEqual(dos(effects), ['show', 'commit-renewal', 'problem', 'forget-secret']);
+  ({ effects } = run([access(NOBODY, { trying: true })]));
+  assert.deepEqual(dos(effects), ['abandon-renewal', 'end']);
 });
 
 test('backoff between sessions: doubling to 10 s, 30 s without access, reset by a delivered picture', () => {
