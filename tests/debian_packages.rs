@@ -719,6 +719,8 @@ fn every_program_the_tests_and_benchmarks_start_is_listed() {
     let mut rust = Vec::new();
     files_under(&repo().join("tests"), "rs", &mut rust);
     files_under(&repo().join("benches"), "rs", &mut rust);
+    // The harness the tests and benchmarks use (the link emulator starts tc, nft, iptables).
+    files_under(&repo().join("testkit"), "rs", &mut rust);
     assert!(rust.len() > 10, "found only {} Rust test files", rust.len());
     for file in rust
         .iter()
@@ -738,7 +740,15 @@ fn every_program_the_tests_and_benchmarks_start_is_listed() {
         }
     }
     // This very check must see the programs it is here for.
-    for expected in ["chromium", "turnserver", "shellcheck", "unshare", "ip"] {
+    for expected in [
+        "chromium",
+        "turnserver",
+        "shellcheck",
+        "unshare",
+        "ip",
+        "nft",
+        "ip6tables",
+    ] {
         assert!(
             started.contains_key(expected),
             "the scan missed {expected}: {started:?}"

@@ -21,17 +21,33 @@ const TABLE: &str = "pipe_link";
 /// What "not capped" means on loopback.
 const UNCAPPED: &str = "10gbit";
 
-pub fn run(program: &str, args: &[&str]) -> Result<String, LinkError> {
-    let out = Command::new(program)
+/// The programs, each named once (tests/debian_packages.rs finds them here).
+fn tc() -> Command {
+    Command::new("tc")
+}
+
+fn iptables(v6: bool) -> Command {
+    if v6 {
+        Command::new("ip6tables")
+    } else {
+        Command::new("iptables")
+    }
+}
+
+/// Runs `command` with `args`; its stdout, or what it said on stderr.
+pub fn run(mut command: Command, args: &[&str]) -> Result<String, LinkError> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let described = || format!("{program} {}", args.join(" "));
+    let out = command
         .args(args)
         .output()
         .map_err(|e| LinkError::Command {
-            command: format!("{program} {}", args.join(" ")),
+            command: described(),
             message: e.to_string(),
         })?;
     if !out.status.success() {
         return Err(LinkError::Command {
-            command: format!("{program} {}", args.join(" ")),
+            command: described(),
             message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
@@ -52,13 +68,13 @@ pub fn install(
     stage: bool,
 ) -> Result<(), LinkError> {
     run(
-        "tc",
+        tc(),
         &[
             "qdisc", "replace", "dev", "lo", "root", "handle", "1:", "htb", "default", "1",
         ],
     )?;
     run(
-        "tc",
+        tc(),
         &[
             "class", "replace", "dev", "lo", "parent", "1:", "classid", "1:1", "htb", "rate",
             UNCAPPED,
@@ -79,11 +95,11 @@ pub fn install(
     );
     nft_from_text(&rules)?;
     if stage {
-        for iptables in ["iptables", "ip6tables"] {
+        for v6 in [false, true] {
             for rule in queue_rules(ports) {
                 let mut args = vec!["-A"];
                 args.extend(rule.iter().map(String::as_str));
-                run(iptables, &args)?;
+                run(iptables(v6), &args)?;
             }
         }
     }
@@ -152,7 +168,7 @@ pub fn set_class(class: u32, shape: &Shape, verb: &str) -> Result<(), LinkError>
     let classid = format!("1:{class:x}");
     let rate = rate(shape);
     run(
-        "tc",
+        tc(),
         &[
             "class", verb, "dev", "lo", "parent", "1:", "classid", &classid, "htb", "rate", &rate,
             "ceil", &rate,
@@ -161,7 +177,7 @@ pub fn set_class(class: u32, shape: &Shape, verb: &str) -> Result<(), LinkError>
     let handle = format!("{class:x}:");
     let limit = shape.queue_packets.max(1).to_string();
     run(
-        "tc",
+        tc(),
         &[
             "qdisc", "replace", "dev", "lo", "parent", &classid, "handle", &handle, "pfifo",
             "limit", &limit,
@@ -173,16 +189,16 @@ pub fn set_class(class: u32, shape: &Shape, verb: &str) -> Result<(), LinkError>
 /// Takes it all away again (best effort: called from a drop guard).
 pub fn remove(ports: &RangeInclusive<u16>, stage: bool) {
     if stage {
-        for iptables in ["iptables", "ip6tables"] {
+        for v6 in [false, true] {
             for rule in queue_rules(ports) {
                 let mut args = vec!["-D"];
                 args.extend(rule.iter().map(String::as_str));
-                let _ = run(iptables, &args);
+                let _ = run(iptables(v6), &args);
             }
         }
     }
-    let _ = run("nft", &["delete", "table", "inet", TABLE]);
-    let _ = run("tc", &["qdisc", "del", "dev", "lo", "root"]);
+    let _ = run(Command::new("nft"), &["delete", "table", "inet", TABLE]);
+    let _ = run(tc(), &["qdisc", "del", "dev", "lo", "root"]);
 }
 
 /// Packets sent and dropped by one direction's bottleneck so far.
@@ -195,7 +211,7 @@ pub struct Counters {
 
 /// From the class's FIFO (`tc -s -j qdisc`): a drop there is the bottleneck's queue overflowing.
 pub fn counters(class: u32) -> Result<Counters, LinkError> {
-    let text = run("tc", &["-s", "-j", "qdisc", "show", "dev", "lo"])?;
+    let text = run(tc(), &["-s", "-j", "qdisc", "show", "dev", "lo"])?;
     let qdiscs: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| LinkError::Command {
             command: "tc -s -j qdisc show dev lo".into(),
