@@ -4,6 +4,7 @@
 //! read straight through the modules: a signalling message (`signalling`), a video frame
 //! (`media`), and the viewer app (`web`).
 
+pub mod adapt;
 pub mod chains;
 pub mod cli;
 pub mod cmds;

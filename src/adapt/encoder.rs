@@ -1,0 +1,151 @@
+//! One encoder, many viewers: the shared encoder's bitrate follows the lowest fresh estimate.
+//!
+//! - Each viewer votes with its estimate; a vote older than `FRESH` (a viewer in a blackout, or
+//!   one whose feedback stopped) does not count, so one dead link does not drag everyone down.
+//!   With no fresh vote the target stays where it is.
+//! - The target is the lowest vote, less the room audio and packet overhead need.
+//! - Down at once (a queue is building somewhere); up only when the lowest vote clears the
+//!   current target by 10 %, and at most once a second, so the encoder is not retuned on every
+//!   report.
+//! - Between `min_kbps` and the configured bitrate, which stays the ceiling.
+//!
+//! The weakest viewer still sets everyone's picture: a second, low rendition for it is the next
+//! step (docs/adaptation.md).
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+/// How old a vote may be and still count.
+pub const FRESH: Duration = Duration::from_secs(1);
+const UP_STEP: f64 = 1.10;
+const UP_INTERVAL: Duration = Duration::from_secs(1);
+/// What the link carries besides the video: Opus (~40 kbit/s with headers) and RTP, SRTP and
+/// UDP overhead (~5 % of the video).
+const AUDIO_BPS: f64 = 48_000.0;
+const OVERHEAD: f64 = 0.95;
+
+#[derive(Debug)]
+pub struct EncoderPolicy<K> {
+    min_kbps: u32,
+    max_kbps: u32,
+    target_kbps: u32,
+    last_raise: Option<Instant>,
+    votes: HashMap<K, (u32, Instant)>,
+}
+
+impl<K: Eq + Hash> EncoderPolicy<K> {
+    /// Starts at `max_kbps`, the configured bitrate.
+    pub fn new(min_kbps: u32, max_kbps: u32) -> Self {
+        Self {
+            min_kbps: min_kbps.min(max_kbps),
+            max_kbps,
+            target_kbps: max_kbps,
+            last_raise: None,
+            votes: HashMap::new(),
+        }
+    }
+
+    pub fn target_kbps(&self) -> u32 {
+        self.target_kbps
+    }
+
+    /// A viewer's estimate (bits per second of everything it is sent).
+    pub fn vote(&mut self, viewer: K, estimate_bps: u32, now: Instant) {
+        self.votes.insert(viewer, (estimate_bps, now));
+    }
+
+    /// A viewer left: its vote goes with it.
+    pub fn forget(&mut self, viewer: &K) {
+        self.votes.remove(viewer);
+    }
+
+    /// The encoder's target now; `Some` when it changed.
+    pub fn decide(&mut self, now: Instant) -> Option<u32> {
+        let lowest = self
+            .votes
+            .values()
+            .filter(|(_, at)| now.saturating_duration_since(*at) <= FRESH)
+            .map(|(bps, _)| *bps)
+            .min()?;
+        let video_kbps = ((f64::from(lowest) * OVERHEAD - AUDIO_BPS) / 1000.0).max(0.0) as u32;
+        let wanted = video_kbps.clamp(self.min_kbps, self.max_kbps);
+        let next = if wanted < self.target_kbps {
+            wanted
+        } else if f64::from(wanted) >= f64::from(self.target_kbps) * UP_STEP
+            && self
+                .last_raise
+                .is_none_or(|t| now.saturating_duration_since(t) >= UP_INTERVAL)
+        {
+            self.last_raise = Some(now);
+            wanted
+        } else {
+            return None;
+        };
+        (next != self.target_kbps).then(|| {
+            self.target_kbps = next;
+            next
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_lowest_fresh_vote_sets_the_target_less_audio_and_overhead() {
+        let t = Instant::now();
+        let mut p = EncoderPolicy::new(150, 2_000);
+        assert_eq!(p.decide(t), None, "no votes: stay at the configured rate");
+        p.vote("a", 4_000_000, t);
+        p.vote("b", 1_000_000, t);
+        // 1000 * 0.95 - 48 = 902
+        assert_eq!(p.decide(t), Some(902));
+        assert_eq!(p.target_kbps(), 902);
+    }
+
+    #[test]
+    fn a_viewer_whose_feedback_stopped_has_no_vote() {
+        let t = Instant::now();
+        let mut p = EncoderPolicy::new(150, 2_000);
+        p.vote("wifi", 3_000_000, t);
+        p.vote("blackout", 300_000, t);
+        assert_eq!(p.decide(t), Some(237));
+        // The blacked-out viewer says nothing more; the other one goes on.
+        for i in 1..=30 {
+            p.vote("wifi", 3_000_000, t + ms(100 * i));
+            p.decide(t + ms(100 * i));
+        }
+        assert_eq!(
+            p.target_kbps(),
+            2_000,
+            "back to the ceiling without the stale vote"
+        );
+        p.forget(&"wifi");
+        assert_eq!(p.decide(t + ms(3_100)), None, "nobody votes: hold");
+    }
+
+    #[test]
+    fn down_at_once_up_in_steps_of_ten_percent_at_most_once_a_second() {
+        let t = Instant::now();
+        let mut p = EncoderPolicy::new(150, 2_000);
+        p.vote("v", 1_000_000, t);
+        assert_eq!(p.decide(t), Some(902));
+        p.vote("v", 1_040_000, t + ms(100));
+        assert_eq!(p.decide(t + ms(100)), None, "a 4 % rise is noise");
+        p.vote("v", 1_500_000, t + ms(200));
+        assert_eq!(p.decide(t + ms(200)), Some(1_377));
+        p.vote("v", 2_000_000, t + ms(300));
+        assert_eq!(p.decide(t + ms(300)), None, "one raise a second");
+        assert_eq!(p.decide(t + ms(1_250)), Some(1_852));
+        p.vote("v", 500_000, t + ms(1_300));
+        assert_eq!(p.decide(t + ms(1_300)), Some(427), "down at once");
+        p.vote("v", 10_000, t + ms(1_400));
+        assert_eq!(p.decide(t + ms(1_400)), Some(150), "never under the floor");
+    }
+}

@@ -1,0 +1,404 @@
+//! One viewer's bandwidth estimate, from its feedback: a delay-based detector (the queue on the
+//! path grows before it overflows) and a loss-based bound, after Google Congestion Control
+//! (draft-ietf-rmcat-gcc-02; the trendline filter of libwebrtc rather than the Kalman filter).
+//! Pure: packets and time in, an estimate out.
+//!
+//! - Packets sent within 5 ms form a group (a frame's burst). For each new group, the growth
+//!   of the one-way delay since the last one (arrival gap minus send gap) is accumulated and
+//!   smoothed; the slope of that over the last 20 groups says whether a queue is building.
+//! - The slope is compared with an adaptive threshold: over it for 10 ms is overuse, below
+//!   minus it is underuse (a queue draining).
+//! - Overuse: the estimate drops to 85 % of what the viewer actually received over the last
+//!   half second, less what drains the queue that built up within about a second (down to
+//!   half). Otherwise it grows 8 % a second while far from the rate of the last
+//!   overuse, and by about a packet per round trip near it; never above 1.5 times what the
+//!   viewer received (without padding probes, an estimate far above the send rate is a guess).
+//! - Loss over 10 % cuts it by half the loss; under 2 % lets it grow. The estimate is the
+//!   lower of the two.
+//!
+//! A viewer without TWCC (aiortc sends none) feeds only receiver reports: the loss-based
+//! part alone then steers it.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::feedback::{PacketReport, ReceiverReport};
+
+/// Bounds and start of an estimate, in bits per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min_bps: u32,
+    pub start_bps: u32,
+    pub max_bps: u32,
+}
+
+const BURST: Duration = Duration::from_millis(5);
+const TRENDLINE_WINDOW: usize = 20;
+const SMOOTHING: f64 = 0.9;
+const TREND_GAIN: f64 = 4.0;
+const THRESHOLD_START_MS: f64 = 12.5;
+const THRESHOLD_UP: f64 = 0.0087;
+const THRESHOLD_DOWN: f64 = 0.039;
+const OVERUSE_TIME: Duration = Duration::from_millis(10);
+const BETA: f64 = 0.85;
+const ACKED_WINDOW: Duration = Duration::from_millis(500);
+const LOSS_INTERVAL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    Normal,
+    Over,
+    Under,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    first_sent: Duration,
+    last_sent: Duration,
+    last_arrived: Duration,
+}
+
+#[derive(Debug)]
+pub struct Estimator {
+    bounds: Bounds,
+    /// The delay-based estimate.
+    delay_bps: f64,
+    /// The loss-based estimate.
+    loss_bps: f64,
+    group: Option<Group>,
+    previous: Option<Group>,
+    accumulated_ms: f64,
+    smoothed_ms: f64,
+    /// (arrival ms since the first group, smoothed accumulated delay ms)
+    history: VecDeque<(f64, f64)>,
+    first_arrival: Option<Duration>,
+    /// Deltas seen so far (up to 60): the trend counts for more once there are many.
+    deltas: u32,
+    threshold_ms: f64,
+    last_threshold_update: Option<Instant>,
+    overusing_since: Option<Instant>,
+    previous_trend: f64,
+    usage: Usage,
+    /// Received packets of the last `ACKED_WINDOW` (arrival, size), for the acked rate.
+    acked: VecDeque<(Duration, u32)>,
+    /// Mean of the acked rate at past overuses, and its variance (both in kbit/s).
+    congested_kbps: Option<(f64, f64)>,
+    last_update: Option<Instant>,
+    last_loss_update: Option<Instant>,
+    last_loss_cut: Option<Instant>,
+    last_one_way_ms: Option<f64>,
+    min_one_way_ms: Option<f64>,
+    round_trip: Duration,
+    /// Loss over the last feedback interval, for the loss-based part.
+    lost: u32,
+    received: u32,
+    highest_seq: Option<u32>,
+}
+
+impl Estimator {
+    pub fn new(bounds: Bounds) -> Self {
+        let start = f64::from(bounds.start_bps.clamp(bounds.min_bps, bounds.max_bps));
+        Self {
+            bounds,
+            delay_bps: start,
+            loss_bps: start,
+            group: None,
+            previous: None,
+            accumulated_ms: 0.0,
+            smoothed_ms: 0.0,
+            history: VecDeque::new(),
+            first_arrival: None,
+            deltas: 0,
+            threshold_ms: THRESHOLD_START_MS,
+            last_threshold_update: None,
+            overusing_since: None,
+            previous_trend: 0.0,
+            usage: Usage::Normal,
+            acked: VecDeque::new(),
+            congested_kbps: None,
+            last_update: None,
+            last_loss_update: None,
+            last_loss_cut: None,
+            last_one_way_ms: None,
+            min_one_way_ms: None,
+            round_trip: Duration::from_millis(100),
+            lost: 0,
+            received: 0,
+            highest_seq: None,
+        }
+    }
+
+    /// The estimate now, in bits per second.
+    pub fn estimate_bps(&self) -> u32 {
+        let bps = self.delay_bps.min(self.loss_bps);
+        (bps as u32).clamp(self.bounds.min_bps, self.bounds.max_bps)
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// What the viewer received over the last half second, in bits per second.
+    pub fn acked_bps(&self) -> Option<f64> {
+        let (first, last) = (self.acked.front()?.0, self.acked.back()?.0);
+        let span = (last - first).max(Duration::from_millis(100));
+        let bits: f64 = self.acked.iter().map(|(_, s)| f64::from(*s) * 8.0).sum();
+        Some(bits / span.as_secs_f64())
+    }
+
+    /// A batch of TWCC feedback, in sequence order.
+    pub fn on_feedback(&mut self, packets: &[PacketReport], now: Instant) {
+        for p in packets {
+            // Feedback can repeat a packet (a report lost and sent again): count it once.
+            if self
+                .highest_seq
+                .is_some_and(|h| seq_newer(h, p.seq) || h == p.seq)
+            {
+                continue;
+            }
+            self.highest_seq = Some(p.seq);
+            match p.arrived {
+                None => self.lost += 1,
+                Some(arrived) => {
+                    self.received += 1;
+                    self.acked.push_back((arrived, p.size));
+                    while self
+                        .acked
+                        .front()
+                        .is_some_and(|(t, _)| arrived.saturating_sub(*t) > ACKED_WINDOW)
+                    {
+                        self.acked.pop_front();
+                    }
+                    self.on_arrival(p.sent, arrived, now);
+                }
+            }
+        }
+        self.update_loss(now);
+        self.update_rate(now);
+    }
+
+    /// A receiver report: the round trip, and (without TWCC) the loss.
+    pub fn on_receiver_report(&mut self, report: ReceiverReport, now: Instant, twcc: bool) {
+        if let Some(rtt) = report.round_trip {
+            self.round_trip = rtt.clamp(Duration::from_millis(1), Duration::from_secs(5));
+        }
+        if !twcc {
+            self.apply_loss(report.fraction_lost, now);
+        }
+    }
+
+    /// How long packets now wait in queues on the path: the one-way delay over its minimum
+    /// (the clocks differ, so only this difference means anything).
+    pub fn queue_delay(&self) -> Duration {
+        match (self.last_one_way_ms, self.min_one_way_ms) {
+            (Some(last), Some(min)) => Duration::from_secs_f64((last - min).max(0.0) / 1000.0),
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn on_arrival(&mut self, sent: Duration, arrived: Duration, now: Instant) {
+        let one_way = signed_ms(arrived, sent);
+        self.last_one_way_ms = Some(one_way);
+        self.min_one_way_ms = Some(self.min_one_way_ms.map_or(one_way, |m| m.min(one_way)));
+        let Some(group) = &mut self.group else {
+            self.group = Some(Group {
+                first_sent: sent,
+                last_sent: sent,
+                last_arrived: arrived,
+            });
+            return;
+        };
+        if sent.saturating_sub(group.first_sent) <= BURST {
+            group.last_sent = group.last_sent.max(sent);
+            group.last_arrived = group.last_arrived.max(arrived);
+            return;
+        }
+        let done = *group;
+        self.group = Some(Group {
+            first_sent: sent,
+            last_sent: sent,
+            last_arrived: arrived,
+        });
+        if let Some(previous) = self.previous {
+            let arrival_gap = signed_ms(done.last_arrived, previous.last_arrived);
+            let send_gap = signed_ms(done.last_sent, previous.last_sent);
+            self.on_delta(arrival_gap - send_gap, done.last_arrived, now);
+        }
+        self.previous = Some(done);
+    }
+
+    fn on_delta(&mut self, delta_ms: f64, arrived: Duration, now: Instant) {
+        let first = *self.first_arrival.get_or_insert(arrived);
+        self.deltas = (self.deltas + 1).min(60);
+        self.accumulated_ms += delta_ms;
+        self.smoothed_ms = SMOOTHING * self.smoothed_ms + (1.0 - SMOOTHING) * self.accumulated_ms;
+        self.history
+            .push_back((signed_ms(arrived, first), self.smoothed_ms));
+        if self.history.len() > TRENDLINE_WINDOW {
+            self.history.pop_front();
+        }
+        if self.history.len() < TRENDLINE_WINDOW {
+            return;
+        }
+        let trend = slope(&self.history).unwrap_or(0.0) * f64::from(self.deltas) * TREND_GAIN;
+        self.detect(trend, now);
+    }
+
+    fn detect(&mut self, trend: f64, now: Instant) {
+        if trend > self.threshold_ms {
+            let since = *self.overusing_since.get_or_insert(now);
+            if now.duration_since(since) >= OVERUSE_TIME && trend >= self.previous_trend {
+                self.usage = Usage::Over;
+            }
+        } else if trend < -self.threshold_ms {
+            self.overusing_since = None;
+            self.usage = Usage::Under;
+        } else {
+            self.overusing_since = None;
+            self.usage = Usage::Normal;
+        }
+        self.previous_trend = trend;
+        // The threshold follows the trend (slowly up, faster down), unless it is an outlier.
+        let elapsed = self
+            .last_threshold_update
+            .map_or(0.0, |t| now.duration_since(t).as_secs_f64() * 1000.0)
+            .min(100.0);
+        self.last_threshold_update = Some(now);
+        if trend.abs() <= self.threshold_ms + 15.0 {
+            let k = if trend.abs() < self.threshold_ms {
+                THRESHOLD_DOWN
+            } else {
+                THRESHOLD_UP
+            };
+            self.threshold_ms += k * (trend.abs() - self.threshold_ms) * elapsed;
+            self.threshold_ms = self.threshold_ms.clamp(6.0, 600.0);
+        }
+    }
+
+    fn update_rate(&mut self, now: Instant) {
+        let elapsed = self
+            .last_update
+            .map_or(Duration::ZERO, |t| now.duration_since(t))
+            .min(Duration::from_secs(1));
+        self.last_update = Some(now);
+        let acked = self.acked_bps();
+        match self.usage {
+            Usage::Over => {
+                if let Some(acked) = acked {
+                    // Below the link by enough to drain what queued up within about a second
+                    // (GCC's 85 % alone takes seconds to drain a modem's deep queue).
+                    let queued = self.queue_delay().as_secs_f64();
+                    let cut = (BETA - queued).max(0.5) * acked;
+                    if cut < self.delay_bps {
+                        self.delay_bps = cut;
+                        self.remember_congestion(acked / 1000.0);
+                    }
+                }
+                // Hold until the detector clears.
+            }
+            Usage::Under => {
+                // The queue drains: hold, so it empties.
+            }
+            Usage::Normal => {
+                let near = self.congested_kbps.is_some_and(|(mean, var)| {
+                    let sd = var.sqrt().max(mean * 0.05);
+                    acked.is_some_and(|a| (a / 1000.0 - mean).abs() < 3.0 * sd)
+                });
+                let secs = elapsed.as_secs_f64();
+                if near {
+                    // Additive: about one 1200-byte packet per round trip.
+                    let rtt = self.round_trip.as_secs_f64().max(0.01);
+                    self.delay_bps += (1200.0 * 8.0 / rtt) * secs * 0.5;
+                } else {
+                    self.delay_bps *= 1.08f64.powf(secs);
+                }
+                if let Some(acked) = acked {
+                    self.delay_bps = self.delay_bps.min(1.5 * acked + 10_000.0);
+                }
+            }
+        }
+        self.delay_bps = self.delay_bps.clamp(
+            f64::from(self.bounds.min_bps),
+            f64::from(self.bounds.max_bps),
+        );
+    }
+
+    fn remember_congestion(&mut self, kbps: f64) {
+        self.congested_kbps = Some(match self.congested_kbps {
+            None => (kbps, 0.0),
+            Some((mean, var)) => {
+                let mean = 0.95 * mean + 0.05 * kbps;
+                let norm = mean.max(1.0);
+                let var = 0.95 * var + 0.05 * (kbps - mean).powi(2) / norm;
+                (mean, var)
+            }
+        });
+    }
+
+    fn update_loss(&mut self, now: Instant) {
+        if self
+            .last_loss_update
+            .is_some_and(|t| now.duration_since(t) < LOSS_INTERVAL)
+        {
+            return;
+        }
+        let total = self.lost + self.received;
+        if total < 10 {
+            return;
+        }
+        let fraction = f64::from(self.lost) / f64::from(total);
+        self.lost = 0;
+        self.received = 0;
+        self.apply_loss(fraction, now);
+    }
+
+    fn apply_loss(&mut self, fraction: f64, now: Instant) {
+        self.last_loss_update = Some(now);
+        if fraction > 0.1 {
+            // One cut per congestion event: the loss a cut would cure shows for a round trip
+            // (and the queue's drain) after it.
+            let hold = self.round_trip + Duration::from_millis(300);
+            if self
+                .last_loss_cut
+                .is_none_or(|t| now.saturating_duration_since(t) >= hold)
+            {
+                self.loss_bps *= 1.0 - 0.5 * fraction;
+                self.last_loss_cut = Some(now);
+            }
+        } else if fraction < 0.02 {
+            self.loss_bps *= 1.05;
+        }
+        // Never far above the delay-based part: the loss-based one only ever lowers it.
+        self.loss_bps = self.loss_bps.clamp(
+            f64::from(self.bounds.min_bps),
+            f64::from(self.bounds.max_bps).max(self.delay_bps),
+        );
+    }
+}
+
+/// `a - b` in milliseconds, negative when `a` is earlier.
+fn signed_ms(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() * 1000.0 - b.as_secs_f64() * 1000.0
+}
+
+/// Whether `a` is newer than `b` in 16-bit sequence space (TWCC numbers wrap at 65536).
+fn seq_newer(a: u32, b: u32) -> bool {
+    let diff = (a.wrapping_sub(b)) & 0xffff;
+    diff != 0 && diff < 0x8000
+}
+
+/// The least-squares slope of `y` over `x`.
+fn slope(points: &VecDeque<(f64, f64)>) -> Option<f64> {
+    let n = points.len() as f64;
+    let (sx, sy) = points
+        .iter()
+        .fold((0.0, 0.0), |(sx, sy), (x, y)| (sx + x, sy + y));
+    let (mx, my) = (sx / n, sy / n);
+    let (num, den) = points.iter().fold((0.0, 0.0), |(num, den), (x, y)| {
+        (num + (x - mx) * (y - my), den + (x - mx).powi(2))
+    });
+    (den > 0.0).then(|| num / den)
+}
+
+#[cfg(test)]
+mod tests;
