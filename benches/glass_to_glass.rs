@@ -15,7 +15,11 @@
 //! - `PIPE_BENCH_PIPELINE`: another stamped chain (a `.pipeline` path) to measure;
 //! - `PIPE_BENCH_SAMPLES`: a CSV file to write every reading to;
 //! - `PIPE_BENCH_DEVICE_LOG`: print the device's log at the end (with `GST_DEBUG` or
-//!   `GST_TRACERS=latency`, which the device inherits, for a closer look).
+//!   `GST_TRACERS=latency`, which the device inherits, for a closer look);
+//! - `PIPE_BENCH_LINK`: the device's uplink in kbit/s (`pipe_testkit::link`, a 40-packet
+//!   queue), with `PIPE_BENCH_DELAY_MS` added one way and `PIPE_BENCH_LOSS` (percent, random):
+//!   one viewer only, measured from `PIPE_BENCH_SETTLE` s (default 2) after its first picture,
+//!   and the link's own numbers (what it dropped) printed.
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -35,6 +39,7 @@ use gst::prelude::*;
 use pipe::chains::pipeline::{Params, PipelineTemplate};
 use pipe::media::{keyframe, stamp};
 use pipe::signalling::protocol::DeviceId;
+use pipe_testkit::link::{Emulator, Link, Loss, Scenario, Shape};
 use pipe_testkit::receiver;
 use serde_json::Value;
 use support::chromium::{Browser, Page};
@@ -97,18 +102,34 @@ async fn run() -> Result<()> {
         .await?
         .context("timing x264 alone")?;
 
-    let device = Device::start(&[
-        "--pipeline",
-        &pipeline(),
-        "--framerate",
-        FRAMERATE,
-        "--bitrate",
-        &BITRATE_KBPS.to_string(),
-        "--width",
-        "1280",
-        "--height",
-        "720",
-    ])?;
+    let link = link_from_env();
+    // With an emulated link, the device's ICE ports are the ones it shapes.
+    let config_dir = tempfile::tempdir()?;
+    let config = config_dir.path().join("pipe.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[ice]\nport_min = {}\nport_max = {}\n",
+            LINK_PORTS.start(),
+            LINK_PORTS.end()
+        ),
+    )?;
+    let mut args = vec![
+        "--pipeline".to_string(),
+        pipeline(),
+        "--framerate".into(),
+        FRAMERATE.into(),
+        "--bitrate".into(),
+        BITRATE_KBPS.to_string(),
+        "--width".into(),
+        "1280".into(),
+        "--height".into(),
+        "720".into(),
+    ];
+    if link.is_some() {
+        args.extend(["--config".into(), config.display().to_string()]);
+    }
+    let device = Device::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     // Media flows only to granted certificates: an in-process receiver claims the device as
     // its owner and lends to the Chromium viewer, then leaves (the extra viewers later share
     // the owner's certificate).
@@ -130,7 +151,7 @@ async fn run() -> Result<()> {
         .iter()
         .find(|m| m.contains(r#""type":"lent""#))
         .expect("found above");
-    let link = serde_json::from_str::<serde_json::Value>(reply)?["link"]
+    let invite = serde_json::from_str::<serde_json::Value>(reply)?["link"]
         .as_str()
         .context("a lend link")?
         .to_string();
@@ -157,7 +178,10 @@ async fn run() -> Result<()> {
     // viewer joining within 500 ms of a forced key frame waits out the rest of that window;
     // measure one that joins on its own, as a camera's viewers usually do.
     tokio::time::sleep(2 * keyframe::MIN_INTERVAL).await;
-    let (page, first) = open_viewer(&browser, &device, &link).await?;
+    if let Some(shape) = link {
+        return run_on_link(shape, phase, &browser, device, &invite).await;
+    }
+    let (page, first) = open_viewer(&browser, &device, &invite).await?;
     tokio::time::sleep(WARM_UP).await;
 
     let processes = Processes {
@@ -191,6 +215,113 @@ async fn run() -> Result<()> {
     }
     page.close().await?;
     drop(browser);
+    device.stop()?;
+    Ok(())
+}
+
+/// The device's ICE ports when the link is emulated.
+const LINK_PORTS: std::ops::RangeInclusive<u16> = 47_000..=47_063;
+
+/// `PIPE_BENCH_LINK` and its companions, if set.
+fn link_from_env() -> Option<Shape> {
+    let kbps = env_number("PIPE_BENCH_LINK")?;
+    let loss = env_number("PIPE_BENCH_LOSS").unwrap_or(0);
+    Some(Shape {
+        rate_kbps: (kbps > 0).then_some(kbps as u32),
+        delay: Duration::from_millis(env_number("PIPE_BENCH_DELAY_MS").unwrap_or(0)),
+        loss: if loss > 0 {
+            Loss::Random {
+                fraction: loss as f64 / 100.0,
+            }
+        } else {
+            Loss::None
+        },
+        ..Shape::default()
+    })
+}
+
+/// One Chromium viewer through the emulated uplink `shape`: the first picture, then, from
+/// `PIPE_BENCH_SETTLE` s after it, latency, frames, freezes and bitrate for `phase`.
+async fn run_on_link(
+    shape: Shape,
+    phase: Duration,
+    browser: &Browser,
+    device: Device,
+    invite: &str,
+) -> Result<()> {
+    println!(
+        "  link      {} kbit/s up, 40-packet queue, +{} ms, {:?} loss (device's media only)",
+        shape.rate_kbps.map_or("uncapped".into(), |k| k.to_string()),
+        shape.delay.as_millis(),
+        shape.loss
+    );
+    let emulator = Emulator::start(LINK_PORTS, Scenario::steady(Link::uplink(shape)))?;
+    let (page, first) = open_viewer(browser, &device, invite).await?;
+    let settle = Duration::from_secs(env_number("PIPE_BENCH_SETTLE").unwrap_or(2));
+    tokio::time::sleep(settle).await;
+    let processes = Processes {
+        device: device.pid(),
+        browser: browser.pid(),
+    };
+    let one = measure(&page, &processes, phase).await?;
+    let (up, _) = emulator.counters()?;
+    let latency = |q| pct(&one.column(1), q);
+    let row = |name: &str, value: String, target: &str| {
+        println!("{name:<44} {value:>15}   {target}");
+    };
+    row(
+        "metric",
+        "measured".into(),
+        "target (issue 13, 1 Mbit/s uplink)",
+    );
+    row("time to first frame", ms(first.shown), "<= 1500 ms");
+    row(
+        "latency p50 / p95",
+        format!("{:.1} / {:.1} ms", latency(50.0), latency(95.0)),
+        "p95 <= 100 ms (150 with 40 ms delay)",
+    );
+    row(
+        "fps shown",
+        format!("{:.1}", one.delta("presented") / one.seconds),
+        ">= 25",
+    );
+    row(
+        "video received (inbound-rtp bytes)",
+        format!(
+            "{:.0} kbit/s",
+            one.delta("bytesReceived") * 8.0 / one.seconds / 1000.0
+        ),
+        ">= 700 kbit/s",
+    );
+    row(
+        "frozen (totalFreezesDuration) / freezes",
+        format!(
+            "{:.2} s / {:.0}",
+            one.delta("totalFreezesDuration"),
+            one.delta("freezeCount")
+        ),
+        &format!("<= {:.2} s", one.seconds / 60.0),
+    );
+    row(
+        "packets lost / PLIs / key frames decoded",
+        format!(
+            "{:.0} / {:.0} / {:.0}",
+            one.delta("packetsLost"),
+            one.delta("pliCount"),
+            one.delta("keyFramesDecoded")
+        ),
+        "",
+    );
+    row(
+        "link: sent / dropped at the queue (all run)",
+        format!("{} / {}", up.sent_packets, up.dropped),
+        "",
+    );
+    if std::env::var_os("PIPE_BENCH_DEVICE_LOG").is_some() {
+        println!("\n--- device log ---\n{}", device.log());
+    }
+    drop(emulator);
+    page.close().await?;
     device.stop()?;
     Ok(())
 }

@@ -110,7 +110,7 @@ pub const VIDEO_STATS: &str = r#"(async () => {
   for (const k of ['jitterBufferDelay', 'jitterBufferTargetDelay', 'jitterBufferMinimumDelay',
       'jitterBufferEmittedCount', 'framesDecoded', 'framesDropped', 'totalDecodeTime',
       'totalProcessingDelay', 'totalAssemblyTime', 'framesAssembledFromMultiplePackets',
-      'freezeCount', 'packetsLost', 'nackCount', 'pliCount', 'keyFramesDecoded',
+      'freezeCount', 'totalFreezesDuration', 'packetsLost', 'nackCount', 'pliCount', 'keyFramesDecoded',
       'bytesReceived']) out[k] = v[k] ?? null;
   return out;
 })()"#;

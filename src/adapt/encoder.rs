@@ -2,7 +2,8 @@
 //!
 //! - Each viewer votes with its estimate; a vote older than `FRESH` (a viewer in a blackout, or
 //!   one whose feedback stopped) does not count, so one dead link does not drag everyone down.
-//!   With no fresh vote the target stays where it is.
+//!   With no fresh vote the target stays where it is; with no viewer at all it goes back to
+//!   the configured rate.
 //! - The target is the lowest vote, less the room audio and packet overhead need.
 //! - Down at once (a queue is building somewhere); up only when the lowest vote clears the
 //!   current target by 10 %, and at most once a second, so the encoder is not retuned on every
@@ -50,14 +51,25 @@ impl<K: Eq + Hash> EncoderPolicy<K> {
         self.target_kbps
     }
 
+    pub fn voters(&self) -> usize {
+        self.votes.len()
+    }
+
     /// A viewer's estimate (bits per second of everything it is sent).
     pub fn vote(&mut self, viewer: K, estimate_bps: u32, now: Instant) {
         self.votes.insert(viewer, (estimate_bps, now));
     }
 
-    /// A viewer left: its vote goes with it.
-    pub fn forget(&mut self, viewer: &K) {
+    /// A viewer left: its vote goes with it. The last one gone, the target goes back to the
+    /// configured rate (`Some` when that is a change), so the next viewer does not start from
+    /// the last one's link.
+    pub fn forget(&mut self, viewer: &K) -> Option<u32> {
         self.votes.remove(viewer);
+        (self.votes.is_empty() && self.target_kbps != self.max_kbps).then(|| {
+            self.target_kbps = self.max_kbps;
+            self.last_raise = None;
+            self.max_kbps
+        })
     }
 
     /// The encoder's target now; `Some` when it changed.
@@ -126,8 +138,15 @@ mod tests {
             2_000,
             "back to the ceiling without the stale vote"
         );
-        p.forget(&"wifi");
-        assert_eq!(p.decide(t + ms(3_100)), None, "nobody votes: hold");
+        p.vote("blackout", 300_000, t + ms(3_100));
+        assert_eq!(p.decide(t + ms(3_100)), Some(237), "its vote counts again");
+        assert_eq!(p.forget(&"wifi"), None, "one viewer is left");
+        assert_eq!(p.decide(t + ms(4_200)), None, "nobody fresh: hold");
+        assert_eq!(
+            p.forget(&"blackout"),
+            Some(2_000),
+            "the last one gone: the configured rate"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::grants::{GrantsService, LendPolicy};
 use crate::identity::DeviceIdentity;
 use crate::media::capture::{CameraState, Capture};
 use crate::media::{plugins, probe};
+use crate::session::adapt::Adaptation;
 use crate::session::admission::{Admission, Decision, Limits};
 use crate::session::{self, Command, SessionContext, SessionHandle};
 use crate::signalling::client::{self, Event};
@@ -160,6 +161,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         admission: Arc::new(Mutex::new(Admission::new(Limits::for_max(
             config.device.max_sessions,
         )))),
+        adaptation: Adaptation::start(capture.clone(), config.video.bitrate_kbps, shutdown.clone()),
     };
     supervise(client.events, context, config.device.max_sessions, shutdown).await;
 

@@ -17,6 +17,7 @@ pub mod plugins;
 pub mod probe;
 pub mod sdp;
 pub mod stamp;
+pub mod twcc;
 pub mod viewer;
 pub mod webrtc;
 

@@ -76,6 +76,8 @@ pub struct SessionContext {
     pub playout: PlayoutDelay,
     /// Who holds a viewer slot, and in which phase (`admission`).
     pub admission: Arc<Mutex<admission::Admission>>,
+    /// The viewers' estimates, steering the shared encoder (`adapt`).
+    pub adaptation: Arc<super::adapt::Adaptation>,
 }
 
 /// A session's slot: moved forward as the session answers and is verified, and given back

@@ -8,6 +8,7 @@
 //! - `context`: what a session shares with the device.
 
 mod access;
+pub mod adapt;
 pub mod admission;
 mod context;
 mod control;

@@ -12,13 +12,16 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
+use super::adapt::Vote;
 use super::context::{ConnectedEntry, Slot};
 use super::control::{Control, ControlEvent, Outcome};
 use super::machine::{Action, Config, Ending, Input, Session};
 use super::proxy::Proxy;
 use super::{Command, SessionContext, SessionHandle};
+use crate::adapt::estimator::Estimator;
+use crate::adapt::feedback::PacketReport;
 use crate::media::viewer::{self, Attached, ViewerChannel, ViewerEvent};
 use crate::signalling::protocol::{ClientMessage, SessionId};
 
@@ -72,6 +75,11 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
         viewer.take_proxy_inbound(),
         context.upstream.clone(),
     );
+    let mut feedback = viewer.take_feedback().unwrap_or_else(|| mpsc::channel(1).1);
+    let vote = Vote {
+        adaptation: context.adaptation.clone(),
+        session: id.clone(),
+    };
     let config = Config {
         fingerprint: context.identity.fingerprint,
         profile_level_id: context.capture.profile_level_id(),
@@ -91,11 +99,18 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
         proxy,
         slot: &slot,
         connected: &connected,
+        vote: &vote,
+        estimator: Estimator::new(context.adaptation.bounds()),
         channel: None,
         ending: None,
     };
     let ending = shell
-        .drive(&mut commands, &mut events, &mut control_events)
+        .drive(
+            &mut commands,
+            &mut events,
+            &mut control_events,
+            &mut feedback,
+        )
         .await;
     drop(shell);
     if let Ending::ByDevice(reason) = &ending {
@@ -114,6 +129,9 @@ struct Shell<'a> {
     proxy: Proxy,
     slot: &'a Slot,
     connected: &'a ConnectedEntry,
+    /// This session's say in the encoder's bitrate, from its own link's estimate.
+    vote: &'a Vote,
+    estimator: Estimator,
     /// The channel of the `Input::Channel` being handled.
     channel: Option<ViewerChannel>,
     ending: Option<Ending>,
@@ -126,6 +144,7 @@ impl Shell<'_> {
         commands: &mut mpsc::Receiver<Command>,
         events: &mut mpsc::Receiver<ViewerEvent>,
         control_events: &mut mpsc::Receiver<ControlEvent>,
+        feedback: &mut mpsc::Receiver<Vec<PacketReport>>,
     ) -> Ending {
         match self.viewer.offer().await {
             Ok(text) => self.feed(Input::Offered(text)).await,
@@ -182,6 +201,16 @@ impl Shell<'_> {
                             continue;
                         }
                     }
+                }
+                Some(reports) = feedback.recv() => {
+                    if self.estimator.acked_bps().is_none() {
+                        debug!(packets = reports.len(), "congestion control feedback (TWCC) flows");
+                    }
+                    self.estimator.on_feedback(&reports, Instant::now());
+                    self.vote
+                        .adaptation
+                        .vote(self.id, self.estimator.estimate_bps());
+                    continue;
                 }
                 Ok(()) = camera.changed() => Input::Camera(*camera.borrow_and_update()),
                 Ok(()) = grants_changed.changed() => match self.grant() {
@@ -328,6 +357,8 @@ async fn end(id: &SessionId, context: &SessionContext, reason: &str) {
 mod tests {
     use std::sync::{Arc, Mutex};
 
+    use tokio::sync::watch;
+
     use super::*;
     use crate::config::{IceConfig, UiConfig};
     use crate::grants::GrantsService;
@@ -335,6 +366,7 @@ mod tests {
     use crate::grants::model::LendPolicy;
     use crate::identity::{DeviceIdentity, Fingerprint};
     use crate::media::capture::Capture;
+    use crate::session::adapt::Adaptation;
     use crate::session::admission::{Admission, Decision, Limits};
     use crate::session::{Connected, Registry};
     use crate::signalling::protocol::{SdpKind, SignalData};
@@ -381,6 +413,7 @@ mod tests {
             ),
             playout: Default::default(),
             admission: admission.clone(),
+            adaptation: Adaptation::start(capture.clone(), 2_000, watch::channel(false).1),
         };
         let id = SessionId("aaaaaaaaaaaa-1".into());
         let decision = admission.lock().unwrap().request(id.clone(), None);
@@ -398,9 +431,11 @@ mod tests {
         ));
         assert_eq!(capture.viewer_count(), 1);
         assert_eq!(context.registry.live().0, 1);
-        // As a granted session's entry would be.
+        // As a granted session's entry would be, and its vote on the encoder's bitrate.
         let peer = Fingerprint::of_der(b"viewer");
         context.connected.set(&id, Some(peer));
+        context.adaptation.vote(&id, 500_000);
+        assert_eq!(context.adaptation.voters(), 1);
 
         handle.task.abort();
         let _ = handle.task.await;
@@ -417,6 +452,7 @@ mod tests {
             admission.lock().unwrap().is_empty(),
             "the slot is still held"
         );
+        assert_eq!(context.adaptation.voters(), 0, "the vote is still counted");
         let deadline = Instant::now() + Duration::from_secs(5);
         while context.registry.live().0 != 0 {
             assert!(

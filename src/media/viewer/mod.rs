@@ -22,7 +22,8 @@ use super::capture::{Capture, Feed};
 use super::datachannels::{self, Inbound, Tap};
 use super::dtls::Dtls;
 use super::playout::PathEnd;
-use super::{MediaError, Part, playout, webrtc};
+use super::{MediaError, Part, playout, twcc, webrtc};
+use crate::adapt::feedback::PacketReport;
 use crate::config::IceConfig;
 use crate::identity::Fingerprint;
 
@@ -75,6 +76,8 @@ pub struct Viewer {
     control: ControlChannel,
     /// Set: the video packets carry the playout-delay hint (`playout`).
     playout_hint: Arc<AtomicBool>,
+    /// The viewer's TWCC feedback (`twcc`), taken by the session's estimator.
+    feedback: Option<mpsc::Receiver<Vec<PacketReport>>>,
 }
 
 impl Viewer {
@@ -123,6 +126,11 @@ impl Viewer {
     /// The proxy's receiving side (all four channels' messages), once.
     pub fn take_proxy_inbound(&mut self) -> Option<Inbound> {
         self.proxy_inbound.take()
+    }
+
+    /// The viewer's congestion control feedback, once.
+    pub fn take_feedback(&mut self) -> Option<mpsc::Receiver<Vec<PacketReport>>> {
+        self.feedback.take()
     }
 
     pub fn proxy_tap(&self) -> Arc<Tap> {
@@ -186,9 +194,11 @@ pub fn build(
         "webrtcbin name=webrtc bundle-policy=max-bundle \
          appsrc name=video is-live=true format=time do-timestamp=false block=false \
          ! rtph264pay name=pay config-interval=-1 aggregate-mode=zero-latency mtu=1200 pt=96 \
-         ! application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000,packetization-mode=(string)1,extmap-{}=(string){} ! webrtc. ",
+         ! application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000,packetization-mode=(string)1,extmap-{}=(string){},extmap-{}=(string){},rtcp-fb-transport-cc=(boolean)true ! webrtc. ",
         playout::EXTENSION_ID,
         playout::EXTENSION_URI,
+        twcc::EXTENSION_ID,
+        twcc::EXTENSION_URI,
     );
     if capture.has_audio() {
         description.push_str(
@@ -231,8 +241,13 @@ pub fn build(
     // written into the packets once the session has decided this viewer gets it.
     let pay = pipeline.by_name("pay").expect("named in the description");
     let playout_hint = Arc::new(AtomicBool::new(false));
+    let (feedback_tx, feedback) = mpsc::channel(twcc::QUEUE);
+    let twcc = twcc::install(&pay);
     if let Some(pad) = pay.static_pad("src") {
         playout::install(&pad, playout_hint.clone());
+        if twcc {
+            twcc::watch(&pad, feedback_tx);
+        }
     }
     let audio = if capture.has_audio() {
         appsrc("audio")
@@ -320,5 +335,6 @@ pub fn build(
         proxy_inbound: Some(proxy_inbound),
         control,
         playout_hint,
+        feedback: Some(feedback),
     })
 }

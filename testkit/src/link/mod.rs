@@ -63,6 +63,9 @@ pub struct Emulator {
     threads: Vec<JoinHandle<()>>,
     stage_counters: Arc<Mutex<stage::Shared>>,
     started: Instant,
+    /// When each later step of the scenario took effect (the thread can be late on a busy
+    /// machine: tests measure from these, not from the schedule).
+    applied: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl Emulator {
@@ -83,6 +86,7 @@ impl Emulator {
             threads: Vec::new(),
             stage_counters: Arc::new(Mutex::new(stage::Shared::default())),
             started: Instant::now(),
+            applied: Arc::new(Mutex::new(Vec::new())),
         };
         // From here on, a failure drops `emulator`, which removes what was installed.
         kernel::install(&ports, &first.up, &first.down, stage)?;
@@ -101,10 +105,11 @@ impl Emulator {
         if scenario.steps.len() > 1 {
             let stop = emulator.stop.clone();
             let started = emulator.started;
+            let applied = emulator.applied.clone();
             emulator.threads.push(
                 std::thread::Builder::new()
                     .name("link-scenario".into())
-                    .spawn(move || play(&scenario, &link, started, &stop))
+                    .spawn(move || play(&scenario, &link, started, &stop, &applied))
                     .map_err(|e| LinkError::Queue(e.to_string()))?,
             );
         }
@@ -129,6 +134,14 @@ impl Emulator {
     pub fn started(&self) -> Instant {
         self.started
     }
+
+    /// When each step after the first took effect, so far.
+    pub fn applied(&self) -> Vec<Instant> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl Drop for Emulator {
@@ -144,7 +157,13 @@ impl Drop for Emulator {
 
 /// Applies each later step at its time: the rates and queues in the kernel, the rest for the
 /// stage.
-fn play(scenario: &Scenario, link: &Mutex<Link>, started: Instant, stop: &AtomicBool) {
+fn play(
+    scenario: &Scenario,
+    link: &Mutex<Link>,
+    started: Instant,
+    stop: &AtomicBool,
+    applied: &Mutex<Vec<Instant>>,
+) {
     for (at, next) in scenario.steps.iter().skip(1) {
         while started.elapsed() < *at {
             if stop.load(Ordering::Relaxed) {
@@ -156,6 +175,11 @@ fn play(scenario: &Scenario, link: &Mutex<Link>, started: Instant, stop: &Atomic
             &mut *link.lock().unwrap_or_else(|p| p.into_inner()),
             next.clone(),
         );
+        // The stage acts on the new link from here; the kernel's rate a few ms later (tc).
+        applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Instant::now());
         for (class, before, after) in [
             (UP_CLASS, &previous.up, &next.up),
             (DOWN_CLASS, &previous.down, &next.down),
