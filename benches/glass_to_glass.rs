@@ -303,10 +303,11 @@ async fn run_on_link(
         &format!("<= {:.2} s", one.seconds / 60.0),
     );
     row(
-        "packets lost / PLIs / key frames decoded",
+        "packets lost / NACKs / PLIs / key frames",
         format!(
-            "{:.0} / {:.0} / {:.0}",
+            "{:.0} / {:.0} / {:.0} / {:.0}",
             one.delta("packetsLost"),
+            one.delta("nackCount"),
             one.delta("pliCount"),
             one.delta("keyFramesDecoded")
         ),

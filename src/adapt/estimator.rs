@@ -11,9 +11,11 @@
 //! - Overuse: the estimate drops to 85 % of what the viewer actually received over the last
 //!   half second, less what drains the queue that built up within about a second (down to
 //!   half). Otherwise it grows 8 % a second while far from the rate of the last
-//!   overuse, and by about a packet per round trip near it; never above 1.5 times what the
-//!   viewer received (without padding probes, an estimate far above the send rate is a guess).
-//! - Loss over 10 % cuts it by half the loss; under 2 % lets it grow. The estimate is the
+//!   overuse, and by about a packet per round trip near it; never raised above 1.5 times what
+//!   the viewer received (without padding probes, an estimate far above the send rate is a
+//!   guess), though not cut by that either.
+//! - Loss over 10 % cuts it by half the loss (once per round trip and 300 ms, and never
+//!   under 85 % of what the viewer received); under 2 % lets it grow. The estimate is the
 //!   lower of the two.
 //!
 //! A viewer without TWCC (aiortc sends none) feeds only receiver reports: the loss-based
@@ -138,10 +140,15 @@ impl Estimator {
         self.usage
     }
 
-    /// What the viewer received over the last half second, in bits per second.
+    /// What the viewer received over the last half second, in bits per second; `None` until
+    /// the feedback spans most of that (the first reports cover a few packets, and a rate
+    /// from them would be noise that caps the estimate at nearly nothing).
     pub fn acked_bps(&self) -> Option<f64> {
         let (first, last) = (self.acked.front()?.0, self.acked.back()?.0);
-        let span = (last - first).max(Duration::from_millis(100));
+        let span = last.saturating_sub(first);
+        if span < ACKED_WINDOW * 4 / 5 {
+            return None;
+        }
         let bits: f64 = self.acked.iter().map(|(_, s)| f64::from(*s) * 8.0).sum();
         Some(bits / span.as_secs_f64())
     }
@@ -305,16 +312,21 @@ impl Estimator {
                     acked.is_some_and(|a| (a / 1000.0 - mean).abs() < 3.0 * sd)
                 });
                 let secs = elapsed.as_secs_f64();
-                if near {
+                let before = self.delay_bps;
+                let mut raised = if near {
                     // Additive: about one 1200-byte packet per round trip.
                     let rtt = self.round_trip.as_secs_f64().max(0.01);
-                    self.delay_bps += (1200.0 * 8.0 / rtt) * secs * 0.5;
+                    before + (1200.0 * 8.0 / rtt) * secs * 0.5
                 } else {
-                    self.delay_bps *= 1.08f64.powf(secs);
-                }
+                    before * 1.08f64.powf(secs)
+                };
+                // Raised no further than 1.5x what gets through (without probes, more is a
+                // guess), but not cut by it either: an encoder that undershoots its target, or
+                // a quiet scene, says nothing about the link.
                 if let Some(acked) = acked {
-                    self.delay_bps = self.delay_bps.min(1.5 * acked + 10_000.0);
+                    raised = raised.min((1.5 * acked + 10_000.0).max(before));
                 }
+                self.delay_bps = raised;
             }
         }
         self.delay_bps = self.delay_bps.clamp(
@@ -363,6 +375,12 @@ impl Estimator {
                 .is_none_or(|t| now.saturating_duration_since(t) >= hold)
             {
                 self.loss_bps *= 1.0 - 0.5 * fraction;
+                // Not below what demonstrably gets through: loss from our own overshoot (a
+                // start above the link) would otherwise cut again and again while the queue
+                // that overflowed drains, down to nothing.
+                if let Some(acked) = self.acked_bps() {
+                    self.loss_bps = self.loss_bps.max(BETA * acked);
+                }
                 self.last_loss_cut = Some(now);
             }
         } else if fraction < 0.02 {

@@ -101,6 +101,7 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
         connected: &connected,
         vote: &vote,
         estimator: Estimator::new(context.adaptation.bounds()),
+        logged_estimate: 0,
         channel: None,
         ending: None,
     };
@@ -132,6 +133,8 @@ struct Shell<'a> {
     /// This session's say in the encoder's bitrate, from its own link's estimate.
     vote: &'a Vote,
     estimator: Estimator,
+    /// The estimate last logged (a line when it moves by 10 %).
+    logged_estimate: u32,
     /// The channel of the `Input::Channel` being handled.
     channel: Option<ViewerChannel>,
     ending: Option<Ending>,
@@ -207,9 +210,18 @@ impl Shell<'_> {
                         debug!(packets = reports.len(), "congestion control feedback (TWCC) flows");
                     }
                     self.estimator.on_feedback(&reports, Instant::now());
-                    self.vote
-                        .adaptation
-                        .vote(self.id, self.estimator.estimate_bps());
+                    let estimate = self.estimator.estimate_bps();
+                    if estimate.abs_diff(self.logged_estimate) > self.logged_estimate / 10 {
+                        self.logged_estimate = estimate;
+                        debug!(
+                            estimate,
+                            acked = self.estimator.acked_bps().unwrap_or(0.0) as u32,
+                            queued_ms = self.estimator.queue_delay().as_millis() as u64,
+                            usage = ?self.estimator.usage(),
+                            "the viewer's link"
+                        );
+                    }
+                    self.vote.adaptation.vote(self.id, estimate);
                     continue;
                 }
                 Ok(()) = camera.changed() => Input::Camera(*camera.borrow_and_update()),

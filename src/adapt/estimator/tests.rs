@@ -201,3 +201,21 @@ fn repeated_feedback_counts_once_and_sequence_numbers_wrap() {
     assert_eq!(e.acked.len(), 4);
     assert!(seq_newer(0, 65_535) && !seq_newer(65_535, 0));
 }
+
+#[test]
+fn the_first_reports_do_not_cap_the_estimate() {
+    let mut e = Estimator::new(START);
+    let now = Instant::now();
+    // Three packets: far too few to say what the link carries.
+    let reports: Vec<PacketReport> = (0..3)
+        .map(|i| PacketReport {
+            seq: i,
+            sent: Duration::from_millis(u64::from(i)),
+            arrived: Some(Duration::from_millis(20 + u64::from(i))),
+            size: 1200,
+        })
+        .collect();
+    e.on_feedback(&reports, now);
+    assert_eq!(e.acked_bps(), None);
+    assert_eq!(e.estimate_bps(), 2_000_000);
+}

@@ -182,6 +182,9 @@ impl Registry {
     }
 }
 
+/// How old a packet may be and still be sent again on a NACK, in ms.
+const RTX_HISTORY_MS: u32 = 250;
+
 /// Builds and starts the viewer pipeline (on a blocking thread).
 pub fn build(
     capture: &Capture,
@@ -218,8 +221,15 @@ pub fn build(
     // running time (plus latency). Our input is live and already paced by the camera, so the
     // wait only adds latency: let frames through at once.
     pipeline.connect_deep_element_added(|_, _, element| {
-        if element.factory().is_some_and(|f| f.name() == "clocksync") {
-            element.set_property("sync", false);
+        match element.factory().map(|f| f.name()) {
+            Some(name) if name == "clocksync" => element.set_property("sync", false),
+            // Retransmit only what the viewer can still use: a packet older than this is late
+            // for the picture anyway, and resending it into a full queue (the browser asks
+            // again and again) multiplied the traffic four times on a 1 Mbit/s link.
+            Some(name) if name == "rtprtxsend" => {
+                element.set_property("max-size-time", RTX_HISTORY_MS);
+            }
+            _ => {}
         }
     });
     let dtls = {
