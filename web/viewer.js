@@ -15,6 +15,9 @@ import {
   CERT_TTL_MS, Identity, PairingError, RENEW_DAYS, certFingerprint, deviceIdOf, offerFingerprint, pair,
   pairFromLink, short, toColons,
 } from './identity.js';
+import { fetchInfo, forgetSecret, pickDeviceId, readLink, signalUrl } from './link.js';
+import { unsyncAudio, videoRejected } from './sdp.js';
+import { overlayLines, snapshot, whoLine } from './overlay.js';
 // owner.js (the Share panel), proxy.js and uiframe.js (the camera's UI) are imported when the
 // device first says what this browser may do (`extras()`): the first picture needs none of them.
 
@@ -25,8 +28,6 @@ const ALIVE_MS = 5_000; // the device ends a session without signalling after 30
 const STATS_MS = 1_000;
 const DISCONNECTED_GRACE_MS = 5_000; // 'disconnected' often heals by itself (a Wi-Fi blip)
 const SETUP_TIMEOUT_MS = 20_000; // socket opened -> ICE connected
-const INFO_TIMEOUT_MS = 5_000;
-const DEVICE_ID_RE = /^[a-z2-7]{16}$/; // protocol.md "Addressing"
 /** How long the camera UI's requests wait for a session with open proxy channels. */
 const PROXY_WAIT_MS = 15_000;
 
@@ -48,7 +49,7 @@ const identity = new Identity({ ttlMs: positive('cert_ttl_ms') ?? CERT_TTL_MS, r
 
 // The handle automated tests use (exposed only with the `handle` hook).
 const viewer = {
-  state: 'starting', sessions: 0, pc: null, video: ui.video, stats: publicStats,
+  state: 'starting', sessions: 0, pc: null, video: ui.video, stats: () => snapshot(viewer.pc, viewer),
   camera: null, // 'live' or 'lost', as the device last said
   signalling: false, // whether this session's signalling socket is open
   fingerprint: null, // this browser's certificate, `AB:CD:...`
@@ -250,7 +251,10 @@ function carryOutOne(s, effect) {
       viewer.signalling = false;
       break;
     case 'problem': viewer.problem = effect.problem; break;
-    case 'forget-secret': forgetSecret(s); break;
+    case 'forget-secret':
+      forgetSecret();
+      s.link = readLink();
+      break;
     case 'redeem': redeem(s, effect.request).catch((err) => failed(s, err)); break;
     case 'adopt-pending':
       identity.adoptPending().then((ok) => dispatch(s, { type: 'adopted', ok })).catch((err) => failed(s, err));
@@ -314,58 +318,7 @@ async function startSession(s) {
   s.peerReady.catch(s.end);
 }
 
-async function fetchInfo() {
-  const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), INFO_TIMEOUT_MS);
-  try {
-    const res = await fetch('/api/info', { signal: abort.signal, cache: 'no-store' });
-    if (!res.ok) throw new SessionEnd(`The camera's web server reported a problem (HTTP ${res.status}).`);
-    return await res.json();
-  } catch (err) {
-    throw err instanceof SessionEnd ? err : new SessionEnd("Can't reach the camera's web server.");
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** The fragment: `device`, `fp` (the camera's fingerprint, hex), and a `claim` or `invite` secret. */
-function readLink() {
-  const p = new URLSearchParams(location.hash.slice(1));
-  return { fp: p.get('fp'), claim: p.get('claim'), invite: p.get('invite') };
-}
-
-/** A used (or refused) secret leaves the address bar and history; `device` and `fp` stay. */
-function forgetSecret(s) {
-  const p = new URLSearchParams(location.hash.slice(1));
-  if (!p.has('claim') && !p.has('invite')) return;
-  p.delete('claim');
-  p.delete('invite');
-  history.replaceState(history.state, '', `${location.pathname}${location.search}#${p}`);
-  s.link = readLink();
-}
-
-/** `#device=<id>` wins over the server's own id, so a rendezvous page can show any camera. */
-function pickDeviceId(info) {
-  const fromHash = new URLSearchParams(location.hash.slice(1)).get('device');
-  const id = (fromHash ?? info.device_id ?? '').trim().toLowerCase();
-  if (!id) {
-    throw new SessionEnd('No camera selected. Open this page from your camera, or add '
-      + '#device=<camera id> to the end of the address.', { retry: false });
-  }
-  if (!DEVICE_ID_RE.test(id)) {
-    throw new SessionEnd(`"${id}" is not a valid camera id. Check the link you were given.`, { retry: false });
-  }
-  return id;
-}
-
 // ---- signalling ------------------------------------------------------------------------------
-
-// `signal_path` is a path on this server, or a remote rendezvous's ws(s):// URL.
-function signalUrl(path) {
-  if (typeof path === 'string' && /^wss?:\/\//.test(path)) return path;
-  const local = typeof path === 'string' && path.startsWith('/') ? path : '/signal';
-  return `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${local}`;
-}
 
 function openSocket(s, info) {
   const ws = new WebSocket(signalUrl(info.signal_path));
@@ -382,9 +335,6 @@ function openSocket(s, info) {
 function send(s, msg) {
   if (s.ws?.readyState === WebSocket.OPEN) s.ws.send(JSON.stringify(msg));
 }
-
-
-
 
 // ---- WebRTC ----------------------------------------------------------------------------------
 
@@ -479,7 +429,6 @@ function watchDtls(s) {
   }
 }
 
-
 // ---- access: claim, redeem, renew ------------------------------------------------------------
 
 /**
@@ -546,20 +495,7 @@ async function renew(s) {
 }
 
 function showWho() {
-  const lines = [];
-  if (viewer.fingerprint) lines.push(`this browser: ${viewer.fingerprint.slice(0, 11)}`);
-  const a = viewer.access;
-  if (a?.role === 'owner') lines.push('owner');
-  if (a?.role === 'borrower') lines.push(a.expires_at ? `access until ${until(a.expires_at)}` : 'borrower');
-  ui.who.textContent = lines.join(' · ');
-}
-
-/** Unix seconds -> "14:05" today, else a short date and time. */
-function until(unixSecs) {
-  const at = new Date(unixSecs * 1000);
-  const today = at.toDateString() === new Date().toDateString();
-  return today ? at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })
-    : at.toLocaleString([], { dateStyle: 'medium', timeStyle: 'short' });
+  ui.who.textContent = whoLine(viewer.fingerprint, viewer.access);
 }
 
 async function addCandidate(pc, ice) {
@@ -568,23 +504,6 @@ async function addCandidate(pc, ice) {
   } catch (err) {
     console.warn('pipe viewer: ignored ICE candidate', ice.candidate, err); // one bad candidate is not fatal
   }
-}
-
-/** Port 0 without bundle-only means the browser turned video down: no H.264 decoder. */
-function videoRejected(sdp) {
-  const video = sdp.split(/(?=^m=)/m).find((section) => section.startsWith('m=video'));
-  return !video || (/^m=video 0 /.test(video) && !/^a=bundle-only/m.test(video));
-}
-
-/**
- * GStreamer 1.22 names every section's stream after its RTCP cname, so the browser sees audio
- * and video as one MediaStream and lip-syncs them: video then waits for audio's deeper jitter
- * buffer. Giving audio its own stream id in the (remote) offer keeps video undelayed.
- */
-function unsyncAudio(sdp) {
-  return sdp.split(/(?=^m=)/m).map((section) => (section.startsWith('m=audio')
-    ? section.replace(/^(a=(?:ssrc:\d+ )?msid:)\S+/gm, '$1pipe-audio')
-    : section)).join('');
 }
 
 function attachTrack(track, receiver) {
@@ -637,46 +556,11 @@ function teardown(s, end) {
 
 // ---- stats -----------------------------------------------------------------------------------
 
-/** A plain, JSON-able snapshot of the current session, for the overlay and for tests. */
-async function publicStats() {
-  const { pc } = viewer;
-  const out = { state: viewer.state, connectionState: pc?.connectionState ?? 'new', sessions: viewer.sessions,
-    video: { framesDecoded: null, framesReceived: null, framesDropped: null, frameWidth: null, frameHeight: null,
-      framesPerSecond: null, freezeCount: null, bytesReceived: null, codec: null },
-    audio: { totalSamplesReceived: null, codec: null },
-    rtt: null, // milliseconds (0.1 ms steps), from the selected ICE candidate pair
-    timestamp: null };
-  if (!pc) return out;
-  const report = await pc.getStats().catch(() => null); // null: closed mid-call; next tick sees the new pc
-  if (!report) return out;
-  const codecOf = (r) => {
-    const c = r.codecId && report.get(r.codecId);
-    return c ? { mimeType: c.mimeType ?? null, sdpFmtpLine: c.sdpFmtpLine ?? null } : null;
-  };
-  let pair = null;
-  report.forEach((r) => {
-    const kind = r.kind ?? r.mediaType; // older Firefox says mediaType
-    if (r.type === 'inbound-rtp' && kind === 'video') {
-      for (const key of Object.keys(out.video)) if (key !== 'codec' && r[key] !== undefined) out.video[key] = r[key];
-      out.video.codec = codecOf(r);
-      out.timestamp = r.timestamp;
-    } else if (r.type === 'inbound-rtp' && kind === 'audio') {
-      out.audio = { totalSamplesReceived: r.totalSamplesReceived ?? null, codec: codecOf(r) };
-    } else if (r.type === 'transport' && r.selectedCandidatePairId) {
-      pair = report.get(r.selectedCandidatePairId) ?? pair;
-    } else if (r.type === 'candidate-pair' && !pair && (r.selected || (r.nominated && r.state === 'succeeded'))) {
-      pair = r; // Firefox has no transport stats; it marks the pair instead
-    }
-  });
-  if (pair?.currentRoundTripTime != null) out.rtt = Math.round(pair.currentRoundTripTime * 10_000) / 10;
-  return out;
-}
-
 let previous = null; // last snapshot, for per-second rates
 
 async function updateOverlay() {
   const pc = viewer.pc;
-  const now = await publicStats();
+  const now = await snapshot(pc, viewer);
   const v = now.video;
   if (current && current.pc === pc) dispatch(current, { type: 'frames', decoded: v.framesDecoded ?? 0, shown: viewer.state });
   const prev = previous?.pc === pc ? previous.stats : null;
@@ -685,12 +569,7 @@ async function updateOverlay() {
   const fps = v.framesPerSecond ?? rate('framesDecoded');
   const kbps = rate('bytesReceived');
   previous = { pc, stats: now };
-  ui.stats.textContent = pc ? [
-    [v.frameWidth && `${v.frameWidth}×${v.frameHeight}`, fps != null && `${Math.round(fps)} fps`,
-      kbps != null && `${Math.round((kbps * 8) / 1000)} kbit/s`],
-    [now.rtt != null && `rtt ${now.rtt} ms`, now.connectionState, forceRelay && 'relay only'],
-    [v.codec && [v.codec.mimeType, v.codec.sdpFmtpLine].filter(Boolean).join(' ')],
-  ].map((line) => line.filter(Boolean).join(' · ')).filter(Boolean).join('\n') : '';
+  ui.stats.textContent = pc ? overlayLines(now, { fps, kbps, relay: forceRelay }) : '';
 }
 
 // ---- page wiring -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// The browser's proxy codec (web/proxy.js) against the device's: tests/data/proxy-frames.json
+// The browser's proxy codec (web/frame.js) against the device's: tests/data/proxy-frames.json
 // is written by the device's own encoder (tests/proxy_fixtures.rs checks it), so the two
 // implementations of one wire format cannot drift apart. Run by scripts/test:
 //   node --test tests/js/
@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { LIMITS, T, decodeFrame, encodeFrame } from '../../web/proxy.js';
+import { LIMITS, T, decodeFrame, encodeFrame } from '../../web/frame.js';
 
 const fixtures = JSON.parse(readFileSync(new URL('../data/proxy-frames.json', import.meta.url)));
 const bytes = (hex) => Uint8Array.from(hex.match(/../g) ?? [], (b) => parseInt(b, 16));

@@ -7,171 +7,24 @@
 //! runs on the encoder's streaming thread, never blocks (appsrc queues and we cap its level),
 //! and drops a stalled viewer's frames until the next key frame.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
+mod fanout;
+
+use self::fanout::Fanout;
+pub use self::fanout::Feed;
 use super::controls::Controls;
 use super::keyframe::{Decision, KeyframeThrottle, MIN_INTERVAL};
 use super::{BusError, MediaError, Part};
 
-/// Encoded frames one viewer may have queued before it counts as stalled: ~0.5 s at 30 fps.
-const MAX_QUEUED_FRAMES: u64 = 15;
 /// How long to wait before rebuilding a capture chain that failed (a camera unplugged).
 const RESTART_DELAY: Duration = Duration::from_secs(2);
-
-/// Where a viewer's frames go: its appsrcs and its gap state.
-pub struct Feed {
-    video: gst_app::AppSrc,
-    audio: Option<gst_app::AppSrc>,
-    /// Clock time at which the viewer pipeline's running time is zero.
-    base_time: gst::ClockTime,
-    state: Mutex<FeedState>,
-}
-
-#[derive(Debug)]
-struct FeedState {
-    /// Frames flow only once the viewer's transport is up (a frame earlier would be lost).
-    open: bool,
-    /// After any gap, skip delta frames until a key frame.
-    waiting_for_keyframe: bool,
-    /// Caps last given to the appsrcs, so a change (resolution, bitrate) is passed on.
-    video_caps: Option<gst::Caps>,
-    audio_caps: Option<gst::Caps>,
-}
-
-impl Feed {
-    pub fn new(
-        video: gst_app::AppSrc,
-        audio: Option<gst_app::AppSrc>,
-        base_time: gst::ClockTime,
-    ) -> Arc<Self> {
-        Arc::new(Self {
-            video,
-            audio,
-            base_time,
-            state: Mutex::new(FeedState {
-                open: false,
-                waiting_for_keyframe: true,
-                video_caps: None,
-                audio_caps: None,
-            }),
-        })
-    }
-
-    fn state(&self) -> MutexGuard<'_, FeedState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Starts the flow; true if it was closed (the caller then asks for a key frame).
-    pub fn open(&self) -> bool {
-        let mut state = self.state();
-        let opened = !state.open;
-        state.open = true;
-        if opened {
-            state.waiting_for_keyframe = true;
-        }
-        opened
-    }
-
-    /// True if the feed now needs a key frame it did not need before.
-    fn push_video(
-        &self,
-        buffer: &gst::Buffer,
-        caps: Option<&gst::Caps>,
-        clock_time: gst::ClockTime,
-    ) -> bool {
-        let mut state = self.state();
-        if !state.open {
-            return false;
-        }
-        let is_key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        if state.waiting_for_keyframe && !is_key {
-            return false;
-        }
-        if self.video.current_level_buffers() >= MAX_QUEUED_FRAMES {
-            // The viewer is not keeping up: drop, and restart cleanly from a key frame.
-            let newly = !state.waiting_for_keyframe;
-            state.waiting_for_keyframe = true;
-            return newly;
-        }
-        state.waiting_for_keyframe = false;
-        if let Some(caps) = caps.filter(|c| state.video_caps.as_ref() != Some(*c)) {
-            state.video_caps = Some(caps.clone());
-            self.video.set_caps(Some(caps));
-        }
-        drop(state);
-        if self
-            .video
-            .push_buffer(self.restamp(buffer, clock_time))
-            .is_err()
-        {
-            // Flushing or shutting down: treat as a gap.
-            self.state().waiting_for_keyframe = true;
-        }
-        false
-    }
-
-    fn push_audio(
-        &self,
-        buffer: &gst::Buffer,
-        caps: Option<&gst::Caps>,
-        clock_time: gst::ClockTime,
-    ) {
-        let Some(audio) = &self.audio else { return };
-        let mut state = self.state();
-        if let Some(caps) = caps.filter(|c| state.audio_caps.as_ref() != Some(*c)) {
-            state.audio_caps = Some(caps.clone());
-            audio.set_caps(Some(caps));
-        }
-        // Audio is small and never waits for anything; 50 packets is one second of Opus.
-        if state.open && audio.current_level_buffers() < 50 {
-            drop(state);
-            let _ = audio.push_buffer(self.restamp(buffer, clock_time));
-        }
-    }
-
-    /// The buffer with its timestamp moved into this viewer pipeline's running time.
-    fn restamp(&self, buffer: &gst::Buffer, clock_time: gst::ClockTime) -> gst::Buffer {
-        let mut buffer = buffer.clone();
-        let running = clock_time.saturating_sub(self.base_time);
-        let b = buffer.make_mut();
-        b.set_pts(running);
-        b.set_dts(gst::ClockTime::NONE);
-        buffer
-    }
-}
-
-#[derive(Default)]
-struct Fanout {
-    feeds: Mutex<Vec<Arc<Feed>>>,
-    /// Capture pipeline's base time; frames' clock time is base + PTS.
-    base_time: Mutex<Option<gst::ClockTime>>,
-    /// The encoder's output caps, for offers written before a viewer's payloader has any.
-    video_caps: Mutex<Option<gst::Caps>>,
-    /// Encoded video frames and bytes out of the chain since start (across rebuilds).
-    video_frames: AtomicU64,
-    video_bytes: AtomicU64,
-}
-
-impl Fanout {
-    fn feeds(&self) -> Vec<Arc<Feed>> {
-        // Clone the list and release the lock before pushing anything.
-        self.feeds.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The clock time a sample was captured at: base time plus its running time. (Not its
-    /// PTS: encoders shift timestamps, x264enc by 1000 hours, and say so in the segment.)
-    fn clock_time(&self, sample: &gst::Sample, buffer: &gst::Buffer) -> Option<gst::ClockTime> {
-        let base = (*self.base_time.lock().unwrap_or_else(|p| p.into_inner()))?;
-        let segment = sample.segment()?.downcast_ref::<gst::ClockTime>()?;
-        Some(base + segment.to_running_time(buffer.pts()?)?)
-    }
-}
 
 /// Encoded video out of the capture chain so far: the measured frame rate and bitrate are
 /// differences of two of these.
