@@ -43,7 +43,7 @@ use pipe_testkit::link::{Emulator, Link, Loss, Scenario, Shape};
 use pipe_testkit::receiver;
 use serde_json::Value;
 use support::chromium::{Browser, Page};
-use support::device::Device;
+use support::device::{ConfigFile, Device, ice_ports};
 
 const PIPELINE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -104,16 +104,7 @@ async fn run() -> Result<()> {
 
     let link = link_from_env();
     // With an emulated link, the device's ICE ports are the ones it shapes.
-    let config_dir = tempfile::tempdir()?;
-    let config = config_dir.path().join("pipe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[ice]\nport_min = {}\nport_max = {}\n",
-            LINK_PORTS.start(),
-            LINK_PORTS.end()
-        ),
-    )?;
+    let config = ConfigFile::new(&ice_ports(&LINK_PORTS))?;
     let mut args = vec![
         "--pipeline".to_string(),
         pipeline(),
@@ -127,7 +118,7 @@ async fn run() -> Result<()> {
         "720".into(),
     ];
     if link.is_some() {
-        args.extend(["--config".into(), config.display().to_string()]);
+        args.extend(["--config".into(), config.arg().to_string()]);
     }
     let device = Device::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     // Media flows only to granted certificates: an in-process receiver claims the device as

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use support::chromium::{Browser, Page};
 use support::coturn::{self, Coturn};
-use support::device::Device;
+use support::device::{ConfigFile, Device};
 
 /// From opening the page: TURN allocation, permissions and channel binds add a few round
 /// trips on loopback; 15 s is generous on a loaded 2-core machine and still catches a hang.
@@ -41,20 +41,14 @@ const SELECTED_PAIR: &str = r#"(async () => {
 async fn chromium_plays_through_a_turn_relay_when_forced_to() {
     support::netns::require_loopback_only();
     let turn = Coturn::start().unwrap();
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = config_dir.path().join("pipe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[ice]\nturn_servers = [{{ url = \"{}\", username = \"{}\", credential = \"{}\" }}]\n",
-            turn.url(),
-            coturn::USER,
-            coturn::PASSWORD
-        ),
-    )
+    let config = ConfigFile::new(&format!(
+        "[ice]\nturn_servers = [{{ url = \"{}\", username = \"{}\", credential = \"{}\" }}]\n",
+        turn.url(),
+        coturn::USER,
+        coturn::PASSWORD
+    ))
     .unwrap();
-    let config = config.to_str().expect("temp paths are UTF-8");
-    let device = Device::test_picture(640, 360, &["--config", config]).unwrap();
+    let device = Device::test_picture(640, 360, &["--config", config.arg()]).unwrap();
     // The device streams only to a browser it knows: this one claims it through its link.
     // `?relay=1` goes before the fragment: http://127.0.0.1:PORT/?relay=1#device=ID&...
     let claim = device

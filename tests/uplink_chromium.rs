@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pipe_testkit::link::{Emulator, Link, Scenario, Shape};
 use support::chromium::Browser;
-use support::device::Device;
+use support::device::{ConfigFile, Device, ice_ports};
 
 const PORTS: std::ops::RangeInclusive<u16> = 47_100..=47_163;
 /// From opening the page: a first picture and 5 s of frames, with room for a loaded machine.
@@ -30,23 +30,9 @@ const COUNT_FRAMES: &str = r#"(() => {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2_mbit_camera_behind_a_1_mbit_uplink_shows_a_moving_picture() {
     support::netns::require_loopback_only();
-    let config_dir = tempfile::tempdir().unwrap();
-    let config = config_dir.path().join("pipe.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[ice]\nport_min = {}\nport_max = {}\n",
-            PORTS.start(),
-            PORTS.end()
-        ),
-    )
-    .unwrap();
-    let device = Device::test_picture(
-        1280,
-        720,
-        &["--bitrate", "2000", "--config", config.to_str().unwrap()],
-    )
-    .unwrap();
+    let config = ConfigFile::new(&ice_ports(&PORTS)).unwrap();
+    let device =
+        Device::test_picture(1280, 720, &["--bitrate", "2000", "--config", config.arg()]).unwrap();
     let link =
         Emulator::start(PORTS, Scenario::steady(Link::uplink(Shape::capped(1_000)))).unwrap();
     let profile = tempfile::tempdir().unwrap();

@@ -8,6 +8,35 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+/// A `pipe.toml` for a test's device, in a directory of its own that goes when this does.
+pub struct ConfigFile {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(toml: &str) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("pipe.toml");
+        std::fs::write(&path, toml)?;
+        Ok(Self { _dir: dir, path })
+    }
+
+    /// The path, for `--config`.
+    pub fn arg(&self) -> &str {
+        self.path.to_str().expect("temp paths are UTF-8")
+    }
+}
+
+/// The `[ice]` keys that pin the device's ICE ports: what the link emulator shapes.
+pub fn ice_ports(ports: &std::ops::RangeInclusive<u16>) -> String {
+    format!(
+        "[ice]\nport_min = {}\nport_max = {}\n",
+        ports.start(),
+        ports.end()
+    )
+}
+
 pub struct Device {
     child: Child,
     /// The loopback viewer URL the device printed.
