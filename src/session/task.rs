@@ -206,9 +206,7 @@ impl Shell<'_> {
                     }
                 }
                 Some(reports) = feedback.recv() => {
-                    if self.estimator.acked_bps().is_none() {
-                        debug!(packets = reports.len(), "congestion control feedback (TWCC) flows");
-                    }
+                    // The first report logs too: that is how to see that feedback flows.
                     self.estimator.on_feedback(&reports, Instant::now());
                     let estimate = self.estimator.estimate_bps();
                     if estimate.abs_diff(self.logged_estimate) > self.logged_estimate / 10 {
