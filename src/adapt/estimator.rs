@@ -44,6 +44,10 @@ const THRESHOLD_DOWN: f64 = 0.039;
 const OVERUSE_TIME: Duration = Duration::from_millis(10);
 const BETA: f64 = 0.85;
 const ACKED_WINDOW: Duration = Duration::from_millis(500);
+/// Packets kept for the acked rate, whatever the arrival times say: half a second of 50 Mbit/s
+/// in 1200-byte packets. A viewer reporting one arrival time for everything would otherwise
+/// grow the window forever.
+const ACKED_MAX: usize = 2_600;
 const LOSS_INTERVAL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,10 +173,11 @@ impl Estimator {
                 Some(arrived) => {
                     self.received += 1;
                     self.acked.push_back((arrived, p.size));
-                    while self
-                        .acked
-                        .front()
-                        .is_some_and(|(t, _)| arrived.saturating_sub(*t) > ACKED_WINDOW)
+                    while self.acked.len() > ACKED_MAX
+                        || self
+                            .acked
+                            .front()
+                            .is_some_and(|(t, _)| arrived.saturating_sub(*t) > ACKED_WINDOW)
                     {
                         self.acked.pop_front();
                     }

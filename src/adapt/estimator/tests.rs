@@ -219,3 +219,37 @@ fn the_first_reports_do_not_cap_the_estimate() {
     assert_eq!(e.acked_bps(), None);
     assert_eq!(e.estimate_bps(), 2_000_000);
 }
+
+/// Feedback is the viewer's word: arrival times that never move, or jump about, must not make
+/// the estimator hold more, or panic.
+#[test]
+fn hostile_feedback_keeps_memory_bounded_and_the_estimate_in_bounds() {
+    let mut e = Estimator::new(START);
+    let now = Instant::now();
+    let mut seq = 0u32;
+    for round in 0..200u64 {
+        let reports: Vec<PacketReport> = (0..100)
+            .map(|i| {
+                seq = seq.wrapping_add(1);
+                PacketReport {
+                    seq: seq & 0xffff,
+                    sent: Duration::from_millis(round * 100 + i),
+                    // The same arrival for everything, or nonsense.
+                    arrived: Some(if i % 2 == 0 {
+                        Duration::from_secs(5)
+                    } else {
+                        Duration::from_nanos(u64::MAX / (i + 1))
+                    }),
+                    size: u32::MAX,
+                }
+            })
+            .collect();
+        e.on_feedback(&reports, now + Duration::from_millis(round * 100));
+    }
+    assert!(e.acked.len() <= ACKED_MAX, "{}", e.acked.len());
+    let estimate = e.estimate_bps();
+    assert!(
+        (START.min_bps..=START.max_bps).contains(&estimate),
+        "{estimate}"
+    );
+}
