@@ -16,15 +16,15 @@ const $ = (id) => document.getElementById(id);
 /**
  * Wires the panel in index.html to `request` (message -> Promise of the device's reply).
  * Returns `update(access)`, called with every `access` announcement (or null between sessions).
+ * `extraDurations` (`[secs, label]` pairs) go before the usual lending choices.
  */
-export function ownerPanel(request, { extraLendSecs = null } = {}) {
+export function ownerPanel(request, { extraDurations = [] } = {}) {
   const ui = {
     open: $('share-open'), panel: $('share'), close: $('share-close'), form: $('lend-form'),
     secs: $('lend-secs'), scope: $('lend-scope'), lent: $('lent'), qr: $('lent-qr'), link: $('lent-link'),
     copy: $('lent-copy'), warning: $('lent-warning'), error: $('share-error'), grants: $('grants-body'),
   };
-  const durations = [...DURATIONS];
-  if (extraLendSecs) durations.unshift([extraLendSecs, `${extraLendSecs} seconds (testing)`]);
+  const durations = [...extraDurations, ...DURATIONS];
   for (const [secs, label] of durations) ui.secs.append(new Option(label, String(secs)));
   ui.secs.value = String(3600);
 

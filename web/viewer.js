@@ -18,6 +18,7 @@ import {
 import { fetchInfo, forgetSecret, pickDeviceId, readLink, signalUrl } from './link.js';
 import { unsyncAudio, videoRejected } from './sdp.js';
 import { overlayLines, snapshot, whoLine } from './overlay.js';
+import { expose, overrides } from './hooks.js';
 // owner.js (the Share panel), proxy.js and uiframe.js (the camera's UI) are imported when the
 // device first says what this browser may do (`extras()`): the first picture needs none of them.
 
@@ -34,20 +35,11 @@ const PROXY_WAIT_MS = 15_000;
 const $ = (id) => document.getElementById(id);
 const ui = { video: $('video'), audio: $('audio'), status: $('status'), stats: $('stats'), unmute: $('unmute'),
   who: $('who') };
-/**
- * Test hooks, set only by the test harness before this page's scripts run (Chromium's
- * DevTools, tests/support/chromium.rs), never by a link: a link that could shorten a
- * visitor's certificate lifetime or force relay-only ICE would be a lever for whoever sends
- * it. `handle` exposes `window.pipeViewer`; `relay`, `cert_ttl_ms`, `renew_days`, `lend_secs`
- * and `ui_chunks` shorten or force what tests need.
- */
-const hooks = globalThis.__pipeTestHooks ?? {};
-const forceRelay = hooks.relay === '1';
-/** A positive number from the hooks, or null. */
-const positive = (name) => (Number(hooks[name]) > 0 ? Number(hooks[name]) : null);
-const identity = new Identity({ ttlMs: positive('cert_ttl_ms') ?? CERT_TTL_MS, renewDays: positive('renew_days') ?? RENEW_DAYS });
+// What tests change (web/hooks.js: nothing in the page a camera serves).
+const forceRelay = overrides.forceRelay === true;
+const identity = new Identity({ ttlMs: overrides.certTtlMs ?? CERT_TTL_MS, renewDays: overrides.renewDays ?? RENEW_DAYS });
 
-// The handle automated tests use (exposed only with the `handle` hook).
+// The page's state as tests read it (`expose`).
 const viewer = {
   state: 'starting', sessions: 0, pc: null, video: ui.video, stats: () => snapshot(viewer.pc, viewer),
   camera: null, // 'live' or 'lost', as the device last said
@@ -62,7 +54,7 @@ const viewer = {
   control: (request) => (current?.control ? current.control.request(request)
     : Promise.reject(new Error('no session with the camera'))),
 };
-if (hooks.handle) window.pipeViewer = viewer;
+expose(viewer);
 
 let current = null; // the live session, if any
 let wake = null; // cuts the reconnect wait short (network back, a new link)
@@ -77,10 +69,10 @@ let extrasLoading = null;
 function extras() {
   extrasLoading ??= Promise.all([import('./owner.js'), import('./proxy.js'), import('./uiframe.js')])
     .then(([{ ownerPanel }, { UiProxy }, { uiPanel }]) => {
-      const updateUiPanel = uiPanel(liveProxy, { chunks: hooks.ui_chunks === '1' });
+      const updateUiPanel = uiPanel(liveProxy, { chunks: overrides.uiChunks === true });
       viewer.ui = updateUiPanel.panel;
       return {
-        updateOwnerPanel: ownerPanel((request) => viewer.control(request), { extraLendSecs: positive('lend_secs') }),
+        updateOwnerPanel: ownerPanel((request) => viewer.control(request), { extraDurations: overrides.lendDurations ?? [] }),
         updateUiPanel,
         UiProxy,
       };

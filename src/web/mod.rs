@@ -21,6 +21,11 @@ use crate::signalling::server::Rendezvous;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const STYLE_CSS: &str = include_str!("../../web/style.css");
+/// The viewer's test seam: inert in the page a camera serves; test builds serve the harness's.
+#[cfg(not(feature = "test-hooks"))]
+const HOOKS_JS: &str = include_str!("../../web/hooks.js");
+#[cfg(feature = "test-hooks")]
+const HOOKS_JS: &str = include_str!("../../testkit/web/hooks.js");
 /// The viewer's ES modules: `viewer.js` imports the others by these paths.
 const SCRIPTS: &[(&str, &str)] = &[
     ("/viewer.js", include_str!("../../web/viewer.js")),
@@ -36,6 +41,7 @@ const SCRIPTS: &[(&str, &str)] = &[
     ("/cookies.js", include_str!("../../web/cookies.js")),
     ("/store.js", include_str!("../../web/store.js")),
     ("/uiframe.js", include_str!("../../web/uiframe.js")),
+    ("/hooks.js", HOOKS_JS),
     // Shared with the UI origin's worker (a classic script there, a module here).
     ("/common.js", include_str!("../../web/ui/common.js")),
 ];
