@@ -5,7 +5,8 @@
 export async function snapshot(pc, { state, sessions }) {
   const out = { state, connectionState: pc?.connectionState ?? 'new', sessions,
     video: { framesDecoded: null, framesReceived: null, framesDropped: null, frameWidth: null, frameHeight: null,
-      framesPerSecond: null, freezeCount: null, bytesReceived: null, codec: null },
+      framesPerSecond: null, freezeCount: null, totalFreezesDuration: null, bytesReceived: null,
+      jitterBufferDelay: null, jitterBufferEmittedCount: null, totalDecodeTime: null, codec: null },
     audio: { totalSamplesReceived: null, codec: null },
     rtt: null, // milliseconds (0.1 ms steps), from the selected ICE candidate pair
     timestamp: null };
@@ -35,12 +36,32 @@ export async function snapshot(pc, { state, sessions }) {
   return out;
 }
 
-/** The overlay's text: size, rate and bitrate; round trip and state; codec. */
-export function overlayLines(now, { fps, kbps, relay }) {
+/**
+ * The picture's delay as this browser can tell it, in ms, from two snapshots of the same
+ * session: half the round trip (the way here), plus the recent time frames spent in the jitter
+ * buffer and in the decoder. The camera's own capture and encoding (~15 ms on this project's
+ * chains, docs/benchmarks.md) are not in it, so it is a lower bound; null when the stats
+ * lack a part.
+ */
+export function estimatedDelayMs(now, prev) {
+  const v = now.video;
+  const p = prev?.video;
+  if (!p || now.rtt == null) return null;
+  const delta = (key) => (v[key] != null && p[key] != null ? v[key] - p[key] : null);
+  const emitted = delta('jitterBufferEmittedCount');
+  const decoded = delta('framesDecoded');
+  const buffered = delta('jitterBufferDelay');
+  const decoding = delta('totalDecodeTime');
+  if (!(emitted > 0) || !(decoded > 0) || buffered == null || decoding == null) return null;
+  return now.rtt / 2 + (buffered / emitted) * 1000 + (decoding / decoded) * 1000;
+}
+
+/** The overlay's text: size, rate, bitrate and delay; round trip and state; codec. */
+export function overlayLines(now, { fps, kbps, relay, delayMs = null }) {
   const v = now.video;
   return [
     [v.frameWidth && `${v.frameWidth}×${v.frameHeight}`, fps != null && `${Math.round(fps)} fps`,
-      kbps != null && `${Math.round((kbps * 8) / 1000)} kbit/s`],
+      kbps != null && `${Math.round((kbps * 8) / 1000)} kbit/s`, delayMs != null && `delay ≥${Math.round(delayMs)} ms`],
     [now.rtt != null && `rtt ${now.rtt} ms`, now.connectionState, relay && 'relay only'],
     [v.codec && [v.codec.mimeType, v.codec.sdpFmtpLine].filter(Boolean).join(' ')],
   ].map((line) => line.filter(Boolean).join(' · ')).filter(Boolean).join('\n');

@@ -29,7 +29,11 @@ export const MESSAGES = {
   inviteRefused: 'This invitation did not work: it was already used or has expired. Ask the owner for a new link.',
   cameraLost: 'The camera stopped sending pictures. Waiting for it to come back…',
   lost: 'The connection to the camera was lost.',
+  poor: 'Poor connection: the picture is paused. Waiting for it to catch up…',
 };
+
+/** Connected, but no new frame for this long: the page says "poor connection". */
+export const POOR_AFTER_MS = 1_000;
 
 /**
  * Why a session ended, in the owner's words; `retry: false` when trying again cannot help.
@@ -63,6 +67,8 @@ export function initial(deviceId, page = FRESH_PAGE) {
     delivered: false, // a frame was decoded (counted from `resumeAfter`)
     cameraLost: false,
     resumeAfter: 0, // frames decoded before the camera came back
+    lastDecoded: null, // frames decoded at the last `frames` event that saw a new one
+    movedAt: 0, // and when (`at`, ms)
     access: null, // the device's last `access` message
     done: false,
   };
@@ -77,7 +83,9 @@ const end = (sessionEnd) => ({ do: 'end', end: sessionEnd });
  * - `{ type: 'message', text }`: a signalling frame
  * - `{ type: 'peer', state, dtlsFailed }`: the peer connection's state changed
  * - `{ type: 'camera', live, framesDecoded }`: the device says whether pictures come
- * - `{ type: 'frames', decoded, shown }`: frames decoded so far, and what the page shows now
+ * - `{ type: 'frames', decoded, shown, at }`: frames decoded so far, what the page shows now,
+ *   and when (ms, any monotonic clock): a picture that stops moving for `POOR_AFTER_MS` while
+ *   playing shows as a poor connection until it moves again
  * - `{ type: 'access', access, shown, link, trying, renewalDue }`: the device said what this
  *   browser may do; `link` is the claim or invite secret in the address (`{ claim, invite }`),
  *   `trying` whether this session presents a renewed certificate not yet committed,
@@ -135,15 +143,25 @@ export function step(state, event) {
         effects.push(show('camera-lost', MESSAGES.cameraLost));
       }
       break;
-    case 'frames':
+    case 'frames': {
+      const moved = event.decoded !== s.lastDecoded;
+      if (moved) {
+        s.lastDecoded = event.decoded;
+        s.movedAt = event.at ?? 0;
+      }
       if (event.decoded > s.resumeAfter) {
         s.delivered = true;
-        if (event.shown === 'connected' || event.shown === 'negotiating') effects.push(show('playing'));
+        const waiting = event.shown === 'connected' || event.shown === 'negotiating';
+        if (waiting || (event.shown === 'poor' && moved)) effects.push(show('playing'));
+      }
+      if (!moved && event.shown === 'playing' && event.at != null && event.at - s.movedAt >= POOR_AFTER_MS) {
+        effects.push(show('poor', MESSAGES.poor));
       }
       break;
+    }
     case 'access':
       s.access = event.access;
-      if (event.access.role && !s.delivered && !s.cameraLost && event.shown !== 'playing') {
+      if (event.access.role && !s.delivered && !s.cameraLost && event.shown !== 'playing' && event.shown !== 'poor') {
         effects.push(show('connected', 'Waiting for the first picture…'));
       }
       access(s, event, effects);

@@ -17,7 +17,7 @@ import {
 } from './identity.js';
 import { fetchInfo, forgetSecret, pickDeviceId, readLink, signalUrl } from './link.js';
 import { unsyncAudio, videoRejected } from './sdp.js';
-import { overlayLines, snapshot, whoLine } from './overlay.js';
+import { estimatedDelayMs, overlayLines, snapshot, whoLine } from './overlay.js';
 import { expose, overrides } from './hooks.js';
 // owner.js (the Share panel), proxy.js and uiframe.js (the camera's UI) are imported when the
 // device first says what this browser may do (`extras()`): the first picture needs none of them.
@@ -554,14 +554,17 @@ async function updateOverlay() {
   const pc = viewer.pc;
   const now = await snapshot(pc, viewer);
   const v = now.video;
-  if (current && current.pc === pc) dispatch(current, { type: 'frames', decoded: v.framesDecoded ?? 0, shown: viewer.state });
+  if (current && current.pc === pc) dispatch(current, {
+    type: 'frames', decoded: v.framesDecoded ?? 0, shown: viewer.state, at: performance.now(),
+  });
   const prev = previous?.pc === pc ? previous.stats : null;
   const secs = prev?.timestamp != null && now.timestamp != null ? (now.timestamp - prev.timestamp) / 1000 : 0;
   const rate = (key) => (secs > 0 && v[key] != null && prev.video[key] != null ? (v[key] - prev.video[key]) / secs : null);
   const fps = v.framesPerSecond ?? rate('framesDecoded');
   const kbps = rate('bytesReceived');
+  const delayMs = estimatedDelayMs(now, prev);
   previous = { pc, stats: now };
-  ui.stats.textContent = pc ? overlayLines(now, { fps, kbps, relay: forceRelay }) : '';
+  ui.stats.textContent = pc ? overlayLines(now, { fps, kbps, relay: forceRelay, delayMs }) : '';
 }
 
 // ---- page wiring -----------------------------------------------------------------------------

@@ -134,6 +134,11 @@ impl Estimator {
         }
     }
 
+    /// What the estimate starts from and stays within.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
+    }
+
     /// The estimate now, in bits per second.
     pub fn estimate_bps(&self) -> u32 {
         let bps = self.delay_bps.min(self.loss_bps);

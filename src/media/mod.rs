@@ -12,6 +12,7 @@ pub mod controls;
 pub mod datachannels;
 pub mod dtls;
 pub mod keyframe;
+pub mod pacer;
 pub mod playout;
 pub mod plugins;
 pub mod probe;

@@ -219,6 +219,7 @@ impl Shell<'_> {
                             "the viewer's link"
                         );
                     }
+                    self.viewer.pace(estimate, self.estimator.bounds().max_bps);
                     self.vote.adaptation.vote(self.id, estimate);
                     continue;
                 }

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 
 import {
   BACKOFF_MAX_MS, BACKOFF_MIN_MS, MESSAGES, NO_ACCESS_BACKOFF_MAX_MS, SessionEnd, carry, finalEnd, initial, nextAttempt,
-  noAccessMessage, step,
+  noAccessMessage, POOR_AFTER_MS, step,
 } from '../../web/session.js';
 
 const DEVICE = 'abcdefghijklmnop';
@@ -120,6 +120,34 @@ test('the first picture, the camera lost and back', () => {
   assert.deepEqual(shown(effects), [], 'the frozen frames do not count');
   ({ effects } = run([{ type: 'frames', decoded: 91, shown: 'connected' }], state));
   assert.deepEqual(shown(effects), ['playing']);
+});
+
+test('a picture that stops moving while playing is a poor connection, until it moves again', () => {
+  let { state } = run([
+    { type: 'peer', state: 'connected' },
+    { type: 'access', access: { role: 'owner', claimed: true }, shown: 'connected' },
+    { type: 'frames', decoded: 30, shown: 'connected', at: 1_000 },
+  ]);
+  let effects;
+  // Still at 30 frames one tick later, but not yet for POOR_AFTER_MS.
+  ({ state, effects } = run([{ type: 'frames', decoded: 30, shown: 'playing', at: 1_000 + POOR_AFTER_MS - 1 }], state));
+  assert.deepEqual(shown(effects), []);
+  ({ state, effects } = run([{ type: 'frames', decoded: 30, shown: 'playing', at: 1_000 + POOR_AFTER_MS }], state));
+  assert.deepEqual(shown(effects), ['poor']);
+  assert.equal(effects.find((e) => e.do === 'show').message, MESSAGES.poor);
+  // Still frozen: said once is enough (the page already shows it).
+  ({ state, effects } = run([{ type: 'frames', decoded: 30, shown: 'poor', at: 5_000 }], state));
+  assert.deepEqual(shown(effects), []);
+  // An access announcement while poor does not go back to "waiting for the first picture".
+  ({ state, effects } = run([{ type: 'access', access: { role: 'owner', claimed: true }, shown: 'poor' }], state));
+  assert.deepEqual(shown(effects), []);
+  ({ state, effects } = run([{ type: 'frames', decoded: 31, shown: 'poor', at: 6_000 }], state));
+  assert.deepEqual(shown(effects), ['playing']);
+  // A moving picture never reads as poor, however long it plays.
+  for (let i = 1; i <= 10; i += 1) {
+    ({ state, effects } = run([{ type: 'frames', decoded: 31 + i * 30, shown: 'playing', at: 6_000 + i * 1_000 }], state));
+    assert.deepEqual(shown(effects), []);
+  }
 });
 
 test('a browser without access is told why when the device closes it, and retries slowly', () => {

@@ -21,6 +21,7 @@ pub use self::channels::{ControlChannel, ControlEvent, ViewerChannel};
 use super::capture::{Capture, Feed};
 use super::datachannels::{self, Inbound, Tap};
 use super::dtls::Dtls;
+use super::pacer::{self, Pacer};
 use super::playout::PathEnd;
 use super::{MediaError, Part, playout, twcc, webrtc};
 use crate::adapt::feedback::PacketReport;
@@ -78,6 +79,8 @@ pub struct Viewer {
     playout_hint: Arc<AtomicBool>,
     /// The viewer's TWCC feedback (`twcc`), taken by the session's estimator.
     feedback: Option<mpsc::Receiver<Vec<PacketReport>>>,
+    /// Spreads the video packets out at twice the viewer's estimate (`pacer`).
+    pacer: Pacer,
 }
 
 impl Viewer {
@@ -126,6 +129,12 @@ impl Viewer {
     /// The proxy's receiving side (all four channels' messages), once.
     pub fn take_proxy_inbound(&mut self) -> Option<Inbound> {
         self.proxy_inbound.take()
+    }
+
+    /// The viewer's link estimate and the most it can be: its video packets are paced at
+    /// twice the estimate, or not at all at the ceiling (`adapt::pacer`).
+    pub fn pace(&self, estimate_bps: u32, ceiling_bps: u32) {
+        self.pacer.set_estimate(estimate_bps, ceiling_bps);
     }
 
     /// The viewer's congestion control feedback, once.
@@ -197,7 +206,9 @@ pub fn build(
         "webrtcbin name=webrtc bundle-policy=max-bundle \
          appsrc name=video is-live=true format=time do-timestamp=false block=false \
          ! rtph264pay name=pay config-interval=-1 aggregate-mode=zero-latency mtu=1200 pt=96 \
+         ! {} name=pacer \
          ! application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000,packetization-mode=(string)1,extmap-{}=(string){},extmap-{}=(string){},rtcp-fb-transport-cc=(boolean)true ! webrtc. ",
+        pacer::FACTORY,
         playout::EXTENSION_ID,
         playout::EXTENSION_URI,
         twcc::EXTENSION_ID,
@@ -209,6 +220,10 @@ pub fn build(
              ! rtpopuspay pt=111 ! application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,encoding-params=(string)2 ! webrtc. ",
         );
     }
+    pacer::register().map_err(|error| MediaError::Build {
+        part: Part::Viewer,
+        error: gst::glib::Error::new(gst::CoreError::MissingPlugin, &error.to_string()),
+    })?;
     let pipeline = gst::parse::launch(&description)
         .map_err(|error| MediaError::Build {
             part: Part::Viewer,
@@ -250,6 +265,10 @@ pub fn build(
     // Offered to every viewer (webrtcbin turns caps' extmap-N into the offer's a=extmap);
     // written into the packets once the session has decided this viewer gets it.
     let pay = pipeline.by_name("pay").expect("named in the description");
+    let pacer = pipeline
+        .by_name("pacer")
+        .and_then(|e| e.downcast::<Pacer>().ok())
+        .expect("named in the description");
     let playout_hint = Arc::new(AtomicBool::new(false));
     let (feedback_tx, feedback) = mpsc::channel(twcc::QUEUE);
     let twcc = twcc::install(&pay);
@@ -346,5 +365,6 @@ pub fn build(
         control,
         playout_hint,
         feedback: Some(feedback),
+        pacer,
     })
 }
