@@ -48,6 +48,11 @@ impl KeyframeThrottle {
         }
     }
 
+    /// When a kept request is due, if one is.
+    pub fn pending(&self) -> Option<Instant> {
+        self.pending
+    }
+
     /// Call at the instant a [`Decision::At`] named: true if the key frame is to be forced.
     pub fn fire_due(&mut self, now: Instant) -> bool {
         match self.pending {

@@ -6,6 +6,7 @@
 
 mod attached;
 mod channels;
+mod pli;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -313,15 +314,15 @@ pub fn build(
         let _ = events.try_send(ViewerEvent::State(state));
     });
     // A PLI or FIR from the viewer arrives as an upstream force-key-unit event at the appsrc:
-    // forward it to the shared encoder's throttle.
-    let keyframes = capture.keyframe_requester();
+    // forward it, at most once a second for this viewer (`pli`), to the shared encoder's throttle.
+    let keyframes = pli::PliGate::new(capture.keyframe_requester(), capture.clock().clone());
     if let Some(pad) = video.static_pad("src") {
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
             if let Some(event) = info.event()
                 && gst_video::ForceKeyUnitEvent::is(event)
             {
                 debug!("the viewer asks for a key frame (PLI or FIR)");
-                let _ = keyframes.try_send(());
+                keyframes.request();
                 // Handled, not Drop: with gstreamer-rs a Drop hands GStreamer back a NULL
                 // event, which 1.22 then unrefs (a GStreamer-CRITICAL on every PLI).
                 return gst::PadProbeReturn::Handled;
