@@ -20,8 +20,12 @@
 //!   queue), with `PIPE_BENCH_DELAY_MS` added one way and `PIPE_BENCH_LOSS` (percent, random):
 //!   one viewer only, measured from `PIPE_BENCH_SETTLE` s (default 2) after its first picture,
 //!   and the link's own numbers (what it dropped) printed.
+//! - `PIPE_BENCH_SCENARIO`: `step`, `blackout3` or `blackout20`, a link that changes during
+//!   the run (benches/common/scenario.rs): one viewer, recovery times next to the targets.
 
 mod common;
+#[path = "common/scenario.rs"]
+mod scenario;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -103,6 +107,7 @@ async fn run() -> Result<()> {
         .context("timing x264 alone")?;
 
     let link = link_from_env();
+    let named = scenario::Named::from_env();
     // With an emulated link, the device's ICE ports are the ones it shapes.
     let config = ConfigFile::new(&ice_ports(&LINK_PORTS))?;
     let mut args = vec![
@@ -117,7 +122,7 @@ async fn run() -> Result<()> {
         "--height".into(),
         "720".into(),
     ];
-    if link.is_some() {
+    if link.is_some() || named.is_some() {
         args.extend(["--config".into(), config.arg().to_string()]);
     }
     let device = Device::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
@@ -169,6 +174,9 @@ async fn run() -> Result<()> {
     // viewer joining within 500 ms of a forced key frame waits out the rest of that window;
     // measure one that joins on its own, as a camera's viewers usually do.
     tokio::time::sleep(2 * keyframe::MIN_INTERVAL).await;
+    if let Some(named) = named {
+        return run_scenario(named, &browser, device, &invite).await;
+    }
     if let Some(shape) = link {
         return run_on_link(shape, phase, &browser, device, &invite).await;
     }
@@ -309,6 +317,43 @@ async fn run_on_link(
         format!("{} / {}", up.sent_packets, up.dropped),
         "",
     );
+    if std::env::var_os("PIPE_BENCH_DEVICE_LOG").is_some() {
+        println!("\n--- device log ---\n{}", device.log());
+    }
+    drop(emulator);
+    page.close().await?;
+    device.stop()?;
+    Ok(())
+}
+
+/// One Chromium viewer through a link that changes (`PIPE_BENCH_SCENARIO`, benches/common/
+/// scenario.rs): its latency per frame and its stats every 100 ms, for the scenario's length.
+async fn run_scenario(
+    named: scenario::Named,
+    browser: &Browser,
+    device: Device,
+    invite: &str,
+) -> Result<()> {
+    println!("  link      {} (device's media only)", named.describe());
+    let clock = scenario::WallClock::now();
+    let emulator = Emulator::start(LINK_PORTS, named.scenario())?;
+    let (page, first) = open_viewer(browser, &device, invite).await?;
+    page.eval(TAKE_SAMPLES).await?;
+    let polls = scenario::poll(&page, emulator.started() + named.length()).await?;
+    let taken = page.eval(TAKE_SAMPLES).await?;
+    let latency: Vec<(f64, f64)> = taken["samples"]
+        .as_array()
+        .context("samples")?
+        .iter()
+        .filter_map(|s| Some((s[0].as_f64()?, s[1].as_f64()?)))
+        .collect();
+    println!("{:<56} {:>12}   target (issue 13)", "metric", "measured");
+    println!("{:<56} {:>12}", "time to first frame", ms(first.shown));
+    for (metric, measured, target) in
+        scenario::report(named, &emulator.applied(), &polls, &latency, &clock)
+    {
+        println!("{metric:<56} {measured:>12}   {target}");
+    }
     if std::env::var_os("PIPE_BENCH_DEVICE_LOG").is_some() {
         println!("\n--- device log ---\n{}", device.log());
     }
