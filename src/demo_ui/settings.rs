@@ -213,7 +213,6 @@ impl SettingsPatch {
             brightness: self.brightness.map(balance_brightness),
             bitrate_kbps: self.bitrate_kbps,
             size: self.resolution.map(|r| (r.width, r.height)),
-            vbv_ms: None, // the link's business (session/adapt.rs), not the owner's
         }
     }
 }
@@ -330,7 +329,6 @@ mod tests {
             brightness: Some(0.0),
             bitrate_kbps: Some(1),
             size: Some((320, 240)),
-            vbv_ms: None,
         });
         assert_eq!(all.supported(), FIELDS);
         assert_eq!(all.brightness, Some(50));

@@ -78,9 +78,6 @@ pub struct ControlValues {
     pub bitrate_kbps: Option<u32>,
     /// Width and height in pixels.
     pub size: Option<(u32, u32)>,
-    /// The encoder's rate-control buffer in ms (x264's `vbv-buf-capacity`), which bounds a key
-    /// frame's size. Encoders without that property ignore it: read back as `None`.
-    pub vbv_ms: Option<u32>,
 }
 
 impl ControlValues {
@@ -110,11 +107,6 @@ impl ControlValues {
         {
             return invalid("bitrate", "must be between 1 and 1000000 kbit/s");
         }
-        if let Some(ms) = self.vbv_ms
-            && !(1..=10_000).contains(&ms)
-        {
-            return invalid("VBV buffer", "must be between 1 and 10000 ms");
-        }
         if let Some((w, h)) = self.size
             && !((2..=16384).contains(&w) && (2..=16384).contains(&h) && w % 2 == 0 && h % 2 == 0)
         {
@@ -131,7 +123,6 @@ impl ControlValues {
         self.brightness = other.brightness.or(self.brightness);
         self.bitrate_kbps = other.bitrate_kbps.or(self.bitrate_kbps);
         self.size = other.size.or(self.size);
-        self.vbv_ms = other.vbv_ms.or(self.vbv_ms);
     }
 }
 
@@ -386,7 +377,6 @@ fn read(chain: &gst::Bin) -> ControlValues {
                 let (w, h) = (s.get::<i32>("width").ok()?, s.get::<i32>("height").ok()?);
                 Some((u32::try_from(w).ok()?, u32::try_from(h).ok()?))
             }),
-        vbv_ms: hook(Hook::Encoder).and_then(|e| get::<u32>(&e, VBV_PROPERTY)),
     }
 }
 
@@ -427,9 +417,6 @@ fn v4l2_controls_with_bitrate(e: &gst::Element, kbps: u32) -> Option<gst::Struct
     Some(controls)
 }
 
-/// x264enc's rate-control buffer, in ms, changeable while playing.
-const VBV_PROPERTY: &str = "vbv-buf-capacity";
-
 /// Applies each set value; returns what was applied and the first error.
 fn apply(chain: &gst::Bin, change: &ControlValues) -> (ControlValues, Result<(), ControlError>) {
     let mut done = ControlValues::default();
@@ -461,14 +448,6 @@ fn apply(chain: &gst::Bin, change: &ControlValues) -> (ControlValues, Result<(),
                 e.set_property(EXTRA_CONTROLS, &controls);
             }
             done.bitrate_kbps = Some(kbps);
-        }
-        if let Some(ms) = change.vbv_ms {
-            // Only where the encoder has the knob; elsewhere the pacer alone spreads key frames.
-            let e = element(chain, Hook::Encoder)?;
-            if live_property::<u32>(&e, Hook::Encoder, VBV_PROPERTY, "VBV buffer").is_ok() {
-                e.set_property(VBV_PROPERTY, ms);
-                done.vbv_ms = Some(ms);
-            }
         }
         if let Some((w, h)) = change.size {
             let e = element(chain, Hook::Size)?;
@@ -669,14 +648,9 @@ mod tests {
             brightness: Some(-0.5),
             bitrate_kbps: Some(800),
             size: Some((1280, 720)),
-            vbv_ms: Some(250),
         };
         assert_eq!(ok.validate(), Ok(()));
         let bad = [
-            ControlValues {
-                vbv_ms: Some(0),
-                ..Default::default()
-            },
             ControlValues {
                 brightness: Some(1.5),
                 ..Default::default()
@@ -814,19 +788,11 @@ mod tests {
         assert_eq!(before.size, Some((320, 180)));
         assert_eq!(before.bitrate_kbps, Some(700));
         assert_eq!(before.brightness, Some(0.0));
-        assert_eq!(before.vbv_ms, Some(600), "x264's own default");
 
         controls.set_overlay_text("Tom & Jerry").await.unwrap();
         controls.set_brightness(0.25).await.unwrap();
         controls.set_bitrate_kbps(300).await.unwrap();
         controls.set_size(256, 144).await.unwrap();
-        controls
-            .set(ControlValues {
-                vbv_ms: Some(250),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
         let after = controls.read().await.unwrap();
         assert_eq!(
             after,
@@ -835,7 +801,6 @@ mod tests {
                 brightness: Some(0.25),
                 bitrate_kbps: Some(300),
                 size: Some((256, 144)),
-                vbv_ms: Some(250),
             }
         );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);

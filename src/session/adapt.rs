@@ -1,8 +1,7 @@
 //! The encoder follows the viewers' links: each session's estimator votes
 //! (`adapt::estimator`), the device's one `adapt::encoder::EncoderPolicy` turns the votes into
 //! the shared encoder's bitrate, and one task applies the newest decision through the capture
-//! chain's live controls (`pipe-encoder`'s bitrate, so any pipeline file with that hook adapts,
-//! and, where the encoder has it, its VBV buffer, which bounds a key frame's size).
+//! chain's live controls (`pipe-encoder`'s bitrate, so any pipeline file with that hook adapts).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -13,28 +12,11 @@ use tracing::{info, warn};
 use crate::adapt::encoder::EncoderPolicy;
 use crate::adapt::estimator::Bounds;
 use crate::media::capture::Capture;
-use crate::media::controls::ControlValues;
 use crate::signalling::protocol::SessionId;
 
 /// The encoder never goes below this (kbit/s): under it, H.264 at the configured size is a
 /// smear; a lower resolution is the answer there (not built yet).
 pub const FLOOR_KBPS: u32 = 150;
-
-/// The encoder's VBV buffer while a link holds it below its configured rate: a key frame is
-/// then at most 250 ms of the bitrate, which the pacer (twice the estimate) sends in about
-/// 100 ms, its limit. The chain's own buffer (x264's default is 600 ms) comes back with the
-/// configured rate, so a good link's pictures are as before. Measured in docs/benchmarks.md.
-pub const CONSTRAINED_VBV_MS: u32 = 250;
-
-/// The VBV buffer for a target: the constrained one below the configured rate (never larger
-/// than the chain's own), the chain's own at it; `None` leaves it alone.
-fn vbv_for(kbps: u32, configured_kbps: u32, own: Option<u32>) -> Option<u32> {
-    if kbps < configured_kbps {
-        Some(own.map_or(CONSTRAINED_VBV_MS, |own| own.min(CONSTRAINED_VBV_MS)))
-    } else {
-        own
-    }
-}
 
 pub struct Adaptation {
     policy: Mutex<EncoderPolicy<SessionId>>,
@@ -51,9 +33,6 @@ impl Adaptation {
     ) -> Arc<Self> {
         let (target, mut targets) = watch::channel(configured_kbps);
         tokio::spawn(async move {
-            // The chain's own VBV buffer, read before the first change: restored when the
-            // encoder is back at the configured rate. Outer `None`: not read yet.
-            let mut own_vbv: Option<Option<u32>> = None;
             loop {
                 tokio::select! {
                     changed = targets.changed() => {
@@ -61,15 +40,7 @@ impl Adaptation {
                             return;
                         }
                         let kbps = *targets.borrow_and_update();
-                        if own_vbv.is_none() {
-                            own_vbv = Some(capture.controls().read().await.ok().and_then(|v| v.vbv_ms));
-                        }
-                        let change = ControlValues {
-                            bitrate_kbps: Some(kbps),
-                            vbv_ms: vbv_for(kbps, configured_kbps, own_vbv.flatten()),
-                            ..Default::default()
-                        };
-                        if let Err(error) = capture.controls().set(change).await {
+                        if let Err(error) = capture.controls().set_bitrate_kbps(kbps).await {
                             warn!(%error, kbps, "cannot change the encoder's bitrate");
                         }
                     }
@@ -148,23 +119,5 @@ pub struct Vote {
 impl Drop for Vote {
     fn drop(&mut self) {
         self.adaptation.forget(&self.session);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_constrained_encoder_gets_a_small_vbv_and_the_chains_own_comes_back() {
-        // x264 at its default (600 ms).
-        assert_eq!(vbv_for(900, 2_000, Some(600)), Some(CONSTRAINED_VBV_MS));
-        assert_eq!(vbv_for(2_000, 2_000, Some(600)), Some(600));
-        // A pipeline file that already asks for less keeps it.
-        assert_eq!(vbv_for(900, 2_000, Some(100)), Some(100));
-        // An encoder without the knob: nothing to restore; the constrained value is ignored
-        // by the controls (media/controls.rs).
-        assert_eq!(vbv_for(2_000, 2_000, None), None);
-        assert_eq!(vbv_for(900, 2_000, None), Some(CONSTRAINED_VBV_MS));
     }
 }
