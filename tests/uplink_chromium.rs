@@ -11,7 +11,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use pipe_testkit::link::{Emulator, Link, Scenario, Shape};
-use support::chromium::Browser;
+use support::chromium::{Browser, Page};
 use support::device::{ConfigFile, Device, ice_ports};
 
 const PORTS: std::ops::RangeInclusive<u16> = 47_100..=47_163;
@@ -30,42 +30,81 @@ const COUNT_FRAMES: &str = r#"(() => {
   return true;
 })()"#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_2_mbit_camera_behind_a_1_mbit_uplink_shows_a_moving_picture() {
-    support::netns::require_loopback_only();
-    let config = ConfigFile::new(&ice_ports(&PORTS)).unwrap();
-    let device =
-        Device::test_picture(1280, 720, &["--bitrate", "2000", "--config", config.arg()]).unwrap();
-    let link =
-        Emulator::start(PORTS, Scenario::steady(Link::uplink(Shape::capped(1_000)))).unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let browser = Browser::launch(profile.path()).await.unwrap();
-    let claim = device
-        .claim_link
-        .clone()
-        .expect("a fresh device prints a claim link");
-    let opened = Instant::now();
-    let page = browser.new_page(&claim).await.unwrap();
-    let left = || (opened + BUDGET).saturating_duration_since(Instant::now());
-    let fail = |what: &str, page_log: Vec<String>| -> ! {
+/// A device whose ICE ports are `ports` and a Chromium page on its claim link.
+struct Watched {
+    device: Device,
+    _config: ConfigFile,
+    browser: Browser,
+    _profile: tempfile::TempDir,
+    page: Page,
+    opened: Instant,
+}
+
+impl Watched {
+    /// Starts the device (a test picture of `width`x`height`, `args` added) and opens the page.
+    async fn open(
+        ports: &std::ops::RangeInclusive<u16>,
+        (width, height): (u64, u64),
+        args: &[&str],
+    ) -> Watched {
+        support::netns::require_loopback_only();
+        let config = ConfigFile::new(&ice_ports(ports)).unwrap();
+        let mut all = args.to_vec();
+        all.extend(["--config", config.arg()]);
+        let device = Device::test_picture(width, height, &all).unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let browser = Browser::launch(profile.path()).await.unwrap();
+        let claim = device
+            .claim_link
+            .clone()
+            .expect("a fresh device prints a claim link");
+        let opened = Instant::now();
+        let page = browser.new_page(&claim).await.unwrap();
+        Watched {
+            device,
+            _config: config,
+            browser,
+            _profile: profile,
+            page,
+            opened,
+        }
+    }
+
+    /// Fails the test with the page's console and the device's log.
+    fn fail(&self, what: &str) -> ! {
         panic!(
             "{what}\n--- page console ---\n{}\n--- device log ---\n{}",
-            page_log.join("\n"),
-            device.log()
+            self.page.console_log().join("\n"),
+            self.device.log()
         )
-    };
-
-    if page
-        .wait_for(
-            "window.pipeViewer && window.pipeViewer.state === 'playing'",
-            left(),
-        )
-        .await
-        .is_err()
-    {
-        fail("no picture through the 1 Mbit/s uplink", page.console_log());
     }
-    let first = opened.elapsed();
+
+    /// Waits for the page to play, or fails saying `what`.
+    async fn playing(&self, within: Duration, what: &str) {
+        let playing = "window.pipeViewer && window.pipeViewer.state === 'playing'";
+        if self.page.wait_for(playing, within).await.is_err() {
+            self.fail(what);
+        }
+    }
+
+    async fn close(self) {
+        self.page.close().await.unwrap();
+        drop(self.browser);
+        self.device.stop().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2_mbit_camera_behind_a_1_mbit_uplink_shows_a_moving_picture() {
+    // The link first, so the first packets already meet it.
+    let link =
+        Emulator::start(PORTS, Scenario::steady(Link::uplink(Shape::capped(1_000)))).unwrap();
+    let watched = Watched::open(&PORTS, (1280, 720), &["--bitrate", "2000"]).await;
+    let (device, page) = (&watched.device, &watched.page);
+    watched
+        .playing(BUDGET, "no picture through the 1 Mbit/s uplink")
+        .await;
+    let first = watched.opened.elapsed();
     page.eval(COUNT_FRAMES).await.unwrap();
     // Five seconds of frames: at least 5 fps of a 30 fps source after the first picture (a
     // loaded 2-core machine, key frames that overflow the queue: docs/adaptation.md). Before
@@ -84,10 +123,9 @@ async fn a_2_mbit_camera_behind_a_1_mbit_uplink_shows_a_moving_picture() {
         up.sent_packets, up.dropped
     );
     if presented < 25 {
-        fail(
-            &format!("only {presented} frames in 5 s through the 1 Mbit/s uplink"),
-            page.console_log(),
-        );
+        watched.fail(&format!(
+            "only {presented} frames in 5 s through the 1 Mbit/s uplink"
+        ));
     }
     // The encoder went below the link: the device adapted, the frames are not luck.
     let adapted = device
@@ -98,15 +136,10 @@ async fn a_2_mbit_camera_behind_a_1_mbit_uplink_shows_a_moving_picture() {
         .min();
     match adapted {
         Some(kbps) if kbps < 1_000 => println!("  the encoder went down to {kbps} kbit/s"),
-        other => fail(
-            &format!("the encoder did not go below the link: {other:?}"),
-            page.console_log(),
-        ),
+        other => watched.fail(&format!("the encoder did not go below the link: {other:?}")),
     }
     drop(link);
-    page.close().await.unwrap();
-    drop(browser);
-    device.stop().unwrap();
+    watched.close().await;
 }
 
 async fn presented(page: &support::chromium::Page) -> u64 {
@@ -119,33 +152,9 @@ async fn presented(page: &support::chromium::Page) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_3_s_blackout_shows_a_poor_connection_and_the_picture_comes_back() {
-    support::netns::require_loopback_only();
-    let config = ConfigFile::new(&ice_ports(&BLACKOUT_PORTS)).unwrap();
-    let device = Device::test_picture(640, 360, &["--config", config.arg()]).unwrap();
-    let profile = tempfile::tempdir().unwrap();
-    let browser = Browser::launch(profile.path()).await.unwrap();
-    let claim = device
-        .claim_link
-        .clone()
-        .expect("a fresh device prints a claim link");
-    let page = browser.new_page(&claim).await.unwrap();
-    let fail = |what: &str, page_log: Vec<String>| -> ! {
-        panic!(
-            "{what}\n--- page console ---\n{}\n--- device log ---\n{}",
-            page_log.join("\n"),
-            device.log()
-        )
-    };
-    if page
-        .wait_for(
-            "window.pipeViewer && window.pipeViewer.state === 'playing'",
-            BUDGET,
-        )
-        .await
-        .is_err()
-    {
-        fail("no picture on an open link", page.console_log());
-    }
+    let watched = Watched::open(&BLACKOUT_PORTS, (640, 360), &[]).await;
+    let page = &watched.page;
+    watched.playing(BUDGET, "no picture on an open link").await;
     page.eval(COUNT_FRAMES).await.unwrap();
     let sessions = page.eval("window.pipeViewer.sessions").await.unwrap();
 
@@ -165,10 +174,7 @@ async fn a_3_s_blackout_shows_a_poor_connection_and_the_picture_comes_back() {
         .await
         .is_err()
     {
-        fail(
-            "the page did not show a poor connection in the blackout",
-            page.console_log(),
-        );
+        watched.fail("the page did not show a poor connection in the blackout");
     }
     let status = page
         .eval("document.getElementById('status').textContent")
@@ -191,7 +197,7 @@ async fn a_3_s_blackout_shows_a_poor_connection_and_the_picture_comes_back() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let before = presented(&page).await;
+    let before = presented(page).await;
     if page
         .wait_for(
             &format!(
@@ -202,10 +208,7 @@ async fn a_3_s_blackout_shows_a_poor_connection_and_the_picture_comes_back() {
         .await
         .is_err()
     {
-        fail(
-            "the picture did not come back after the blackout",
-            page.console_log(),
-        );
+        watched.fail("the picture did not come back after the blackout");
     }
     println!(
         "  3 s blackout: picture back and playing {:?} after the link (stats tick each second)",
@@ -217,7 +220,5 @@ async fn a_3_s_blackout_shows_a_poor_connection_and_the_picture_comes_back() {
         "the page started a new session"
     );
     drop(link);
-    page.close().await.unwrap();
-    drop(browser);
-    device.stop().unwrap();
+    watched.close().await;
 }

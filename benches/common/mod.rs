@@ -58,18 +58,28 @@ pub const READ_BARCODES: &str = r#"(() => {
       const latency = performance.timeOrigin + m.expectedDisplayTime - ms;
       // The stamp and the RTP timestamp both come from the capture time, so their difference
       // is constant, except when the canvas got a newer frame than the one the metadata
-      // describes (drawImage takes the video's current frame): then the stamp is a frame
-      // interval later. The lowest difference seen is the true one.
+      // describes (drawImage takes the video's current frame: the stamp is a frame interval
+      // later), or when a starved encoder skipped the barcode's blocks (an older frame's
+      // stamp: earlier). Either is a lone frame; the true difference is the one that three
+      // frames in a row agree on, so one odd frame can never move it.
       let late = 0;
       if (m.rtpTimestamp !== undefined) {
         const offset = ms - m.rtpTimestamp / 90;
+        const wrap = (d) => ((d % RTP_WRAP_MS) + RTP_WRAP_MS * 1.5) % RTP_WRAP_MS - RTP_WRAP_MS / 2;
         if (g.offset === null) g.offset = offset;
-        late = ((offset - g.offset) % RTP_WRAP_MS + RTP_WRAP_MS * 1.5) % RTP_WRAP_MS - RTP_WRAP_MS / 2;
-        if (late < -10) { g.offset = offset; late = 0; }
+        late = wrap(offset - g.offset);
+        if (Math.abs(late) > 10) {
+          const agrees = g.candidate !== undefined && Math.abs(wrap(offset - g.candidate)) <= 2;
+          g.candidate = agrees ? g.candidate : offset;
+          g.agreeing = agrees ? g.agreeing + 1 : 1;
+          if (g.agreeing >= 3) { g.offset = g.candidate; late = 0; }
+        } else {
+          g.agreeing = 0;
+        }
       }
       if (latency < -5 || latency > 10000) {
         g.implausible += 1; // a checksum that passed by chance
-      } else if (late > 10) {
+      } else if (Math.abs(late) > 10) {
         g.mismatched += 1;
       } else {
         if (g.firstShown === null) {
