@@ -11,32 +11,19 @@ mod support;
 use std::time::{Duration, Instant};
 
 use pipe_testkit::link::{Emulator, Link, Scenario, Shape};
-use support::chromium::{Browser, Page};
 use support::device::{ConfigFile, Device, ice_ports};
+use support::viewer::Viewer;
 
 const PORTS: std::ops::RangeInclusive<u16> = 47_100..=47_163;
 const BLACKOUT_PORTS: std::ops::RangeInclusive<u16> = 47_200..=47_263;
 /// From opening the page: a first picture and 5 s of frames, with room for a loaded machine.
 const BUDGET: Duration = Duration::from_secs(25);
 
-const COUNT_FRAMES: &str = r#"(() => {
-  const video = window.pipeViewer.video;
-  const t = window.__frames = { presented: 0 };
-  const onFrame = () => {
-    t.presented += 1;
-    video.requestVideoFrameCallback(onFrame);
-  };
-  video.requestVideoFrameCallback(onFrame);
-  return true;
-})()"#;
-
-/// A device whose ICE ports are `ports` and a Chromium page on its claim link.
+/// A device whose ICE ports are `ports`, and a Chromium viewer on its claim link.
 struct Watched {
     device: Device,
     _config: ConfigFile,
-    browser: Browser,
-    _profile: tempfile::TempDir,
-    page: Page,
+    viewer: Viewer,
     opened: Instant,
 }
 
@@ -52,20 +39,16 @@ impl Watched {
         let mut all = args.to_vec();
         all.extend(["--config", config.arg()]);
         let device = Device::test_picture(width, height, &all).unwrap();
-        let profile = tempfile::tempdir().unwrap();
-        let browser = Browser::launch(profile.path()).await.unwrap();
         let claim = device
             .claim_link
             .clone()
             .expect("a fresh device prints a claim link");
         let opened = Instant::now();
-        let page = browser.new_page(&claim).await.unwrap();
+        let viewer = Viewer::open(&claim).await.unwrap();
         Watched {
             device,
             _config: config,
-            browser,
-            _profile: profile,
-            page,
+            viewer,
             opened,
         }
     }
@@ -74,7 +57,7 @@ impl Watched {
     fn fail(&self, what: &str) -> ! {
         panic!(
             "{what}\n--- page console ---\n{}\n--- device log ---\n{}",
-            self.page.console_log().join("\n"),
+            self.viewer.console(),
             self.device.log()
         )
     }
@@ -82,14 +65,18 @@ impl Watched {
     /// Waits for the page to play, or fails saying `what`.
     async fn playing(&self, within: Duration, what: &str) {
         let playing = "window.pipeViewer && window.pipeViewer.state === 'playing'";
-        if self.page.wait_for(playing, within).await.is_err() {
+        if self.viewer.wait_for(playing, within).await.is_err() {
             self.fail(what);
         }
     }
 
+    /// Frames the page presented so far.
+    async fn presented(&self) -> u64 {
+        self.viewer.frames().await.map(|(n, _)| n).unwrap_or(0)
+    }
+
     async fn close(self) {
-        self.page.close().await.unwrap();
-        drop(self.browser);
+        self.viewer.close().await.unwrap();
         self.device.stop().unwrap();
     }
 }
@@ -100,22 +87,17 @@ async fn a_2_mbit_camera_behind_a_1_mbit_uplink_shows_a_moving_picture() {
     let link =
         Emulator::start(PORTS, Scenario::steady(Link::uplink(Shape::capped(1_000)))).unwrap();
     let watched = Watched::open(&PORTS, (1280, 720), &["--bitrate", "2000"]).await;
-    let (device, page) = (&watched.device, &watched.page);
+    let device = &watched.device;
     watched
         .playing(BUDGET, "no picture through the 1 Mbit/s uplink")
         .await;
     let first = watched.opened.elapsed();
-    page.eval(COUNT_FRAMES).await.unwrap();
+    let before = watched.presented().await;
     // Five seconds of frames: at least 5 fps of a 30 fps source after the first picture (a
     // loaded 2-core machine, key frames that overflow the queue: docs/adaptation.md). Before
     // adaptation there was no frame at all.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let presented = page
-        .eval("window.__frames.presented")
-        .await
-        .unwrap()
-        .as_u64()
-        .unwrap_or(0);
+    let presented = watched.presented().await - before;
     let (up, _) = link.counters().unwrap();
     println!(
         "  1 Mbit/s uplink: first picture after {first:?}, {presented} frames in 5 s; \
@@ -142,20 +124,11 @@ async fn a_2_mbit_camera_behind_a_1_mbit_uplink_shows_a_moving_picture() {
     watched.close().await;
 }
 
-async fn presented(page: &support::chromium::Page) -> u64 {
-    page.eval("window.__frames.presented")
-        .await
-        .ok()
-        .and_then(|v| v.as_u64())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_3_s_blackout_shows_a_poor_connection_and_the_picture_comes_back() {
     let watched = Watched::open(&BLACKOUT_PORTS, (640, 360), &[]).await;
-    let page = &watched.page;
+    let page = &watched.viewer;
     watched.playing(BUDGET, "no picture on an open link").await;
-    page.eval(COUNT_FRAMES).await.unwrap();
     let sessions = page.eval("window.pipeViewer.sessions").await.unwrap();
 
     // Dark both ways for 3 s, then open again.
@@ -197,7 +170,7 @@ async fn a_3_s_blackout_shows_a_poor_connection_and_the_picture_comes_back() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let before = presented(page).await;
+    let before = watched.presented().await;
     if page
         .wait_for(
             &format!(

@@ -4,7 +4,8 @@
 //!   one whose feedback stopped) does not count, so one dead link does not drag everyone down.
 //!   With no fresh vote the target stays where it is; with no viewer at all it goes back to
 //!   the configured rate.
-//! - The target is the lowest vote, less the room audio and packet overhead need.
+//! - The target is the lowest vote, less the room audio (when the chain has any) and packet
+//!   overhead need.
 //! - Down at once (a queue is building somewhere); up only when the lowest vote clears the
 //!   current target by 10 %, and at most once a second, so the encoder is not retuned on every
 //!   report.
@@ -33,6 +34,8 @@ pub struct EncoderPolicy<K> {
     target_kbps: u32,
     last_raise: Option<Instant>,
     votes: HashMap<K, (u32, Instant)>,
+    /// What the audio takes from a vote, in bit/s (none for a chain without audio).
+    audio_bps: f64,
 }
 
 impl<K: Eq + Hash> EncoderPolicy<K> {
@@ -44,7 +47,14 @@ impl<K: Eq + Hash> EncoderPolicy<K> {
             target_kbps: max_kbps,
             last_raise: None,
             votes: HashMap::new(),
+            audio_bps: AUDIO_BPS,
         }
+    }
+
+    /// For a chain without audio: the video gets the whole vote (less overhead).
+    pub fn without_audio(mut self) -> Self {
+        self.audio_bps = 0.0;
+        self
     }
 
     pub fn target_kbps(&self) -> u32 {
@@ -80,7 +90,7 @@ impl<K: Eq + Hash> EncoderPolicy<K> {
             .filter(|(_, at)| now.saturating_duration_since(*at) <= FRESH)
             .map(|(bps, _)| *bps)
             .min()?;
-        let video_kbps = ((f64::from(lowest) * OVERHEAD - AUDIO_BPS) / 1000.0).max(0.0) as u32;
+        let video_kbps = ((f64::from(lowest) * OVERHEAD - self.audio_bps) / 1000.0).max(0.0) as u32;
         let wanted = video_kbps.clamp(self.min_kbps, self.max_kbps);
         let next = if wanted < self.target_kbps {
             wanted
@@ -119,6 +129,14 @@ mod tests {
         // 1000 * 0.95 - 48 = 902
         assert_eq!(p.decide(t), Some(902));
         assert_eq!(p.target_kbps(), 902);
+    }
+
+    #[test]
+    fn without_audio_the_video_gets_the_whole_vote() {
+        let t = Instant::now();
+        let mut p = EncoderPolicy::new(150, 2_000).without_audio();
+        p.vote("a", 1_000_000, t);
+        assert_eq!(p.decide(t), Some(950));
     }
 
     #[test]

@@ -11,9 +11,9 @@
 //! - Overuse: the estimate drops to 85 % of what the viewer actually received over the last
 //!   half second, less what drains the queue that built up within about a second (down to
 //!   half). Otherwise it grows 8 % a second while far from the rate of the last
-//!   overuse, and by about a packet per round trip near it; never raised above 1.5 times what
-//!   the viewer received (without padding probes, an estimate far above the send rate is a
-//!   guess), though not cut by that either.
+//!   overuse, and by about a packet per round trip near it; never raised above 1.5 times the
+//!   most the viewer received in a half second of the last two (without padding probes, an
+//!   estimate far above the send rate is a guess), though not cut by that either.
 //! - Loss over 10 % cuts it by half the loss (once per round trip and 300 ms, and never
 //!   under 85 % of what the viewer received); under 2 % lets it grow. The estimate is the
 //!   lower of the two.
@@ -49,6 +49,10 @@ const ACKED_WINDOW: Duration = Duration::from_millis(500);
 /// grow the window forever.
 const ACKED_MAX: usize = 2_600;
 const LOSS_INTERVAL: Duration = Duration::from_millis(200);
+/// How far back the cap on increases looks for the highest acked rate.
+const PEAK_WINDOW: Duration = Duration::from_secs(2);
+/// Acked rates kept for it, whatever the update rate (feedback comes ~10 times a second).
+const PEAKS_MAX: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Usage {
@@ -89,6 +93,10 @@ pub struct Estimator {
     acked: VecDeque<(Duration, u32)>,
     /// Mean of the acked rate at past overuses, and its variance (both in kbit/s).
     congested_kbps: Option<(f64, f64)>,
+    /// The acked rate at each update of the last `PEAK_WINDOW` (at most `PEAKS_MAX`): increases
+    /// are capped by its highest, not by the last half second's, which dips between key
+    /// frames (an encoder's output over 500 ms swings with its key frames).
+    acked_peaks: VecDeque<(Instant, f64)>,
     last_update: Option<Instant>,
     last_loss_update: Option<Instant>,
     last_loss_cut: Option<Instant>,
@@ -122,6 +130,7 @@ impl Estimator {
             usage: Usage::Normal,
             acked: VecDeque::new(),
             congested_kbps: None,
+            acked_peaks: VecDeque::new(),
             last_update: None,
             last_loss_update: None,
             last_loss_cut: None,
@@ -333,8 +342,8 @@ impl Estimator {
                 // Raised no further than 1.5x what gets through (without probes, more is a
                 // guess), but not cut by it either: an encoder that undershoots its target, or
                 // a quiet scene, says nothing about the link.
-                if let Some(acked) = acked {
-                    raised = raised.min((1.5 * acked + 10_000.0).max(before));
+                if let Some(peak) = self.acked_peak(now, acked) {
+                    raised = raised.min((1.5 * peak + 10_000.0).max(before));
                 }
                 self.delay_bps = raised;
             }
@@ -343,6 +352,22 @@ impl Estimator {
             f64::from(self.bounds.min_bps),
             f64::from(self.bounds.max_bps),
         );
+    }
+
+    /// The highest acked rate of the last `PEAK_WINDOW`, `acked` (now's) included.
+    fn acked_peak(&mut self, now: Instant, acked: Option<f64>) -> Option<f64> {
+        if let Some(acked) = acked {
+            self.acked_peaks.push_back((now, acked));
+        }
+        while self.acked_peaks.len() > PEAKS_MAX
+            || self
+                .acked_peaks
+                .front()
+                .is_some_and(|(at, _)| now.saturating_duration_since(*at) > PEAK_WINDOW)
+        {
+            self.acked_peaks.pop_front();
+        }
+        self.acked_peaks.iter().map(|(_, a)| *a).reduce(f64::max)
     }
 
     fn remember_congestion(&mut self, kbps: f64) {

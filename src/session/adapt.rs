@@ -31,6 +31,7 @@ impl Adaptation {
         configured_kbps: u32,
         mut shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
+        let has_audio = capture.has_audio();
         let (target, mut targets) = watch::channel(configured_kbps);
         tokio::spawn(async move {
             loop {
@@ -48,11 +49,14 @@ impl Adaptation {
                 }
             }
         });
+        let policy = EncoderPolicy::new(FLOOR_KBPS.min(configured_kbps), configured_kbps);
+        let policy = if has_audio {
+            policy
+        } else {
+            policy.without_audio()
+        };
         Arc::new(Self {
-            policy: Mutex::new(EncoderPolicy::new(
-                FLOOR_KBPS.min(configured_kbps),
-                configured_kbps,
-            )),
+            policy: Mutex::new(policy),
             configured_kbps,
             target,
         })

@@ -253,3 +253,21 @@ fn hostile_feedback_keeps_memory_bounded_and_the_estimate_in_bounds() {
         "{estimate}"
     );
 }
+
+/// An encoder's output over half a second swings with its key frames: the cap on increases
+/// looks at the most the viewer received within two seconds, not at the last dip.
+#[test]
+fn increases_are_capped_by_the_recent_peak_of_what_got_through() {
+    let mut e = Estimator::new(START);
+    let t0 = Instant::now();
+    assert_eq!(e.acked_peak(t0, Some(600_000.0)), Some(600_000.0));
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(e.acked_peak(t1, Some(200_000.0)), Some(600_000.0), "a dip");
+    let t2 = t0 + Duration::from_millis(2_500);
+    assert_eq!(e.acked_peak(t2, None), Some(200_000.0), "the peak aged out");
+    // Bounded whatever the update rate.
+    for _ in 0..1_000 {
+        e.acked_peak(t2, Some(1.0));
+    }
+    assert!(e.acked_peaks.len() <= PEAKS_MAX);
+}
