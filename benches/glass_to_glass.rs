@@ -330,13 +330,7 @@ async fn run_on_link(
         format!("{} / {}", up.sent_packets, up.dropped),
         "",
     );
-    if std::env::var_os("PIPE_BENCH_DEVICE_LOG").is_some() {
-        println!("\n--- device log ---\n{}", device.log());
-    }
-    drop(emulator);
-    page.close().await?;
-    device.stop()?;
-    Ok(())
+    end_link_run(emulator, page, device).await
 }
 
 /// One Chromium viewer through a link that changes (`PIPE_BENCH_SCENARIO`, benches/common/
@@ -367,6 +361,12 @@ async fn run_scenario(
     {
         println!("{metric:<56} {measured:>12}   {target}");
     }
+    end_link_run(emulator, page, device).await
+}
+
+/// The end of a run through the emulator: the device's log if asked for
+/// (`PIPE_BENCH_DEVICE_LOG`), then the link, the page and the device go.
+async fn end_link_run(emulator: Emulator, page: Page, device: Device) -> Result<()> {
     if std::env::var_os("PIPE_BENCH_DEVICE_LOG").is_some() {
         println!("\n--- device log ---\n{}", device.log());
     }
