@@ -8,8 +8,9 @@
 //!   smoothed; the slope of that over the last 20 groups says whether a queue is building.
 //! - The slope is compared with an adaptive threshold: over it for 10 ms is overuse, below
 //!   minus it is underuse (a queue draining).
-//! - Overuse: the estimate drops to 85 % of what the viewer actually received over the last
-//!   half second, less what drains the queue that built up within about a second (down to
+//! - Overuse with a standing queue (one that did not drain within the last 300 ms: a key
+//!   frame's burst queues for a moment, a rate above the link for good): the estimate drops
+//!   to 85 % of what the viewer actually received over the last half second, less what drains the queue that built up within about a second (down to
 //!   half). Otherwise it grows 8 % a second while far from the rate of the last
 //!   overuse, and by about a packet per round trip near it; never raised above 1.5 times the
 //!   most the viewer received in a half second of the last two (without padding probes, an
@@ -53,6 +54,16 @@ const LOSS_INTERVAL: Duration = Duration::from_millis(200);
 const PEAK_WINDOW: Duration = Duration::from_secs(2);
 /// Acked rates kept for it, whatever the update rate (feedback comes ~10 times a second).
 const PEAKS_MAX: usize = 64;
+/// How far back the standing queue looks: the least queueing delay of the packets that arrived
+/// within it. A key frame's burst queues for a moment and drains between frames; a rate above
+/// the link leaves a queue that never drains.
+const STANDING_WINDOW: Duration = Duration::from_millis(300);
+/// The standing queue an overuse must show to cut the estimate.
+const STANDING_MIN_MS: f64 = 10.0;
+/// The one-way delay's floor is the least of the last `BASE_BUCKETS` buckets of `BASE_BUCKET`
+/// each, so clock drift between us and the viewer, or a new route, cannot pin it for good.
+const BASE_BUCKET: Duration = Duration::from_secs(1);
+const BASE_BUCKETS: usize = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Usage {
@@ -101,7 +112,10 @@ pub struct Estimator {
     last_loss_update: Option<Instant>,
     last_loss_cut: Option<Instant>,
     last_one_way_ms: Option<f64>,
-    min_one_way_ms: Option<f64>,
+    /// The least one-way delay per `BASE_BUCKET` of arrival time (bucket, ms), the newest last.
+    floor: VecDeque<(u64, f64)>,
+    /// One-way delays of the last `STANDING_WINDOW` (arrival, ms), at most `ACKED_MAX`.
+    recent: VecDeque<(Duration, f64)>,
     round_trip: Duration,
     /// Loss over the last feedback interval, for the loss-based part.
     lost: u32,
@@ -135,7 +149,8 @@ impl Estimator {
             last_loss_update: None,
             last_loss_cut: None,
             last_one_way_ms: None,
-            min_one_way_ms: None,
+            floor: VecDeque::new(),
+            recent: VecDeque::new(),
             round_trip: Duration::from_millis(100),
             lost: 0,
             received: 0,
@@ -216,16 +231,53 @@ impl Estimator {
     /// How long packets now wait in queues on the path: the one-way delay over its minimum
     /// (the clocks differ, so only this difference means anything).
     pub fn queue_delay(&self) -> Duration {
-        match (self.last_one_way_ms, self.min_one_way_ms) {
+        match (self.last_one_way_ms, self.floor_ms()) {
             (Some(last), Some(min)) => Duration::from_secs_f64((last - min).max(0.0) / 1000.0),
             _ => Duration::ZERO,
         }
     }
 
+    /// The queue that does not drain: the least queueing delay of the packets that arrived in
+    /// the last `STANDING_WINDOW`.
+    pub fn standing_queue(&self) -> Duration {
+        let least = self.recent.iter().map(|(_, ms)| *ms).reduce(f64::min);
+        match (least, self.floor_ms()) {
+            (Some(least), Some(min)) => Duration::from_secs_f64((least - min).max(0.0) / 1000.0),
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn floor_ms(&self) -> Option<f64> {
+        self.floor.iter().map(|(_, ms)| *ms).reduce(f64::min)
+    }
+
     fn on_arrival(&mut self, sent: Duration, arrived: Duration, now: Instant) {
         let one_way = signed_ms(arrived, sent);
         self.last_one_way_ms = Some(one_way);
-        self.min_one_way_ms = Some(self.min_one_way_ms.map_or(one_way, |m| m.min(one_way)));
+        let bucket = (arrived.as_nanos() / BASE_BUCKET.as_nanos()) as u64;
+        match self.floor.back_mut() {
+            Some((b, least)) if *b == bucket => *least = least.min(one_way),
+            _ => {
+                self.floor.push_back((bucket, one_way));
+                while self.floor.len() > BASE_BUCKETS
+                    || self
+                        .floor
+                        .front()
+                        .is_some_and(|(b, _)| bucket.saturating_sub(*b) >= BASE_BUCKETS as u64)
+                {
+                    self.floor.pop_front();
+                }
+            }
+        }
+        self.recent.push_back((arrived, one_way));
+        while self.recent.len() > ACKED_MAX
+            || self
+                .recent
+                .front()
+                .is_some_and(|(t, _)| arrived.saturating_sub(*t) > STANDING_WINDOW)
+        {
+            self.recent.pop_front();
+        }
         let Some(group) = &mut self.group else {
             self.group = Some(Group {
                 first_sent: sent,
@@ -310,7 +362,11 @@ impl Estimator {
         let acked = self.acked_bps();
         match self.usage {
             Usage::Over => {
-                if let Some(acked) = acked {
+                // A queue that drains between frames is a key frame's burst, not a link too
+                // narrow for the rate: hold rather than cut. (Cutting at every key frame kept a
+                // 1 Mbit/s link at about 440 kbit/s of video.)
+                let standing = self.standing_queue().as_secs_f64() * 1000.0 >= STANDING_MIN_MS;
+                if standing && let Some(acked) = acked {
                     // Below the link by enough to drain what queued up within about a second
                     // (GCC's 85 % alone takes seconds to drain a modem's deep queue).
                     let queued = self.queue_delay().as_secs_f64();

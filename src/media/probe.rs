@@ -318,7 +318,7 @@ mod tests {
             assert_eq!(controls.name().as_str(), "controls");
             for (field, expected) in [
                 ("video_bitrate", 2_000_000),
-                ("h264_i_frame_period", 60),
+                ("h264_i_frame_period", 300),
                 ("h264_profile", 1),
                 ("h264_level", 11),
                 ("repeat_sequence_header", 1),

@@ -226,12 +226,12 @@ fn render_fills_placeholders() {
     assert_eq!(
         t.render(&params).expect("renders"),
         "videotestsrc is-live=true ! video/x-raw,width=1280,height=720,framerate=30000/1001 \
-         ! x264enc bitrate=1500 key-int-max=60 ! video."
+         ! x264enc bitrate=1500 key-int-max=300 ! video."
     );
 }
 
 #[test]
-fn keyint_is_about_two_seconds() {
+fn keyint_is_about_ten_seconds() {
     let keyint = |framerate| {
         Params {
             framerate,
@@ -239,9 +239,9 @@ fn keyint_is_about_two_seconds() {
         }
         .keyint()
     };
-    assert_eq!(keyint((30, 1)), 60);
-    assert_eq!(keyint((59, 2)), 59);
-    assert_eq!(keyint((30000, 1001)), 60);
+    assert_eq!(keyint((30, 1)), 300);
+    assert_eq!(keyint((59, 2)), 295);
+    assert_eq!(keyint((30000, 1001)), 300);
     assert_eq!(keyint((1, 10)), 1);
     assert_eq!(keyint((0, 1)), 1);
 }
@@ -325,7 +325,7 @@ fn bitrate_bps_is_in_bits() {
         })
         .expect("renders");
     assert!(
-        out.contains("video_bitrate=2000000,h264_i_frame_period=60,"),
+        out.contains("video_bitrate=2000000,h264_i_frame_period=300,"),
         "{out}"
     );
 }
