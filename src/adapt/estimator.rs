@@ -10,17 +10,21 @@
 //!   minus it is underuse (a queue draining).
 //! - Overuse with a standing queue (one that did not drain within the last 300 ms: a key
 //!   frame's burst queues for a moment, a rate above the link for good): the estimate drops
-//!   to 85 % of what the viewer actually received over the last half second, less what drains the queue that built up within about a second (down to
-//!   half). Otherwise it grows 8 % a second while far from the rate of the last
-//!   overuse, and by about a packet per round trip near it; never raised above 1.5 times the
-//!   most the viewer received in a half second of the last two (without padding probes, an
-//!   estimate far above the send rate is a guess), though not cut by that either.
+//!   to 85 % of what the viewer actually received over the last half second, less what
+//!   drains the queue that built up within about a second (down to half).
+//! - Otherwise it grows 8 % a second while below the rate of the last overuses, by about a
+//!   packet per round trip near it, and 15 % a second once 30 % (or three deviations) more
+//!   got through than that rate (the link grew; GStreamer 1.22 cannot send padding to probe, so a faster climb
+//!   is how the new room is found); never raised above 1.5 times the most the viewer
+//!   received in a half second of the last two (an estimate far above the send rate is a
+//!   guess), though not cut by that either.
 //! - Loss over 10 % cuts it by half the loss (once per round trip and 300 ms, and never
 //!   under 85 % of what the viewer received); under 2 % lets it grow. The estimate is the
 //!   lower of the two.
 //!
-//! A viewer without TWCC (aiortc sends none) feeds only receiver reports: the loss-based
-//! part alone then steers it.
+//! A viewer without TWCC (aiortc sends none) feeds only receiver reports (about one a second):
+//! the loss-based part alone then steers it, and a round trip 100 ms over its least of the
+//! last 30 reports (a queue on the path) cuts it by 15 % as heavy loss would.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -44,6 +48,10 @@ const THRESHOLD_UP: f64 = 0.0087;
 const THRESHOLD_DOWN: f64 = 0.039;
 const OVERUSE_TIME: Duration = Duration::from_millis(10);
 const BETA: f64 = 0.85;
+/// Growth a second below the rate of the last congestions (GCC's 8 %).
+const GROWTH: f64 = 1.08;
+/// Growth a second where no congestion is known (the link grew past the last one's rate).
+const GROWTH_UNKNOWN: f64 = 1.15;
 const ACKED_WINDOW: Duration = Duration::from_millis(500);
 /// Packets kept for the acked rate, whatever the arrival times say: half a second of 50 Mbit/s
 /// in 1200-byte packets. A viewer reporting one arrival time for everything would otherwise
@@ -64,6 +72,10 @@ const STANDING_MIN_MS: f64 = 10.0;
 /// each, so clock drift between us and the viewer, or a new route, cannot pin it for good.
 const BASE_BUCKET: Duration = Duration::from_secs(1);
 const BASE_BUCKETS: usize = 30;
+/// Without TWCC: a round trip this much over the least of the last `RTTS_KEPT` is a queue on
+/// the path.
+const RTT_QUEUE: Duration = Duration::from_millis(100);
+const RTTS_KEPT: usize = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Usage {
@@ -117,6 +129,8 @@ pub struct Estimator {
     /// One-way delays of the last `STANDING_WINDOW` (arrival, ms), at most `ACKED_MAX`.
     recent: VecDeque<(Duration, f64)>,
     round_trip: Duration,
+    /// The round trips of the last `RTTS_KEPT` receiver reports.
+    round_trips: VecDeque<Duration>,
     /// Loss over the last feedback interval, for the loss-based part.
     lost: u32,
     received: u32,
@@ -152,6 +166,7 @@ impl Estimator {
             floor: VecDeque::new(),
             recent: VecDeque::new(),
             round_trip: Duration::from_millis(100),
+            round_trips: VecDeque::new(),
             lost: 0,
             received: 0,
             highest_seq: None,
@@ -218,13 +233,22 @@ impl Estimator {
         self.update_rate(now);
     }
 
-    /// A receiver report: the round trip, and (without TWCC) the loss.
+    /// A receiver report: the round trip, and without TWCC (`twcc` false) the loss and the
+    /// round trip's growth, which then steer the estimate alone.
     pub fn on_receiver_report(&mut self, report: ReceiverReport, now: Instant, twcc: bool) {
         if let Some(rtt) = report.round_trip {
             self.round_trip = rtt.clamp(Duration::from_millis(1), Duration::from_secs(5));
+            self.round_trips.push_back(self.round_trip);
+            if self.round_trips.len() > RTTS_KEPT {
+                self.round_trips.pop_front();
+            }
         }
         if !twcc {
-            self.apply_loss(report.fraction_lost, now);
+            // Without arrival times per packet, a round trip grown over its recent least is
+            // the only sign of a queue before it overflows.
+            let least = self.round_trips.iter().min().copied();
+            let queued = least.map_or(Duration::ZERO, |l| self.round_trip.saturating_sub(l));
+            self.apply_loss(report.fraction_lost, queued >= RTT_QUEUE, now);
         }
     }
 
@@ -373,6 +397,13 @@ impl Estimator {
                     let cut = (BETA - queued).max(0.5) * acked;
                     if cut < self.delay_bps {
                         self.delay_bps = cut;
+                        // Under half the rate of the congestions before: the link has
+                        // shrunk, start over.
+                        if let Some((mean, _)) = self.congested_kbps
+                            && acked / 1000.0 < mean * 0.5
+                        {
+                            self.congested_kbps = None;
+                        }
                         self.remember_congestion(acked / 1000.0);
                     }
                 }
@@ -382,6 +413,13 @@ impl Estimator {
                 // The queue drains: hold, so it empties.
             }
             Usage::Normal => {
+                // More got through than the last congestions allow: the link has grown, and
+                // the rate it congested at says nothing any more.
+                if let (Some(a), Some((mean, var))) = (acked, self.congested_kbps)
+                    && a / 1000.0 > mean + 3.0 * var.sqrt().max(mean * 0.1)
+                {
+                    self.congested_kbps = None;
+                }
                 let near = self.congested_kbps.is_some_and(|(mean, var)| {
                     let sd = var.sqrt().max(mean * 0.05);
                     acked.is_some_and(|a| (a / 1000.0 - mean).abs() < 3.0 * sd)
@@ -389,11 +427,16 @@ impl Estimator {
                 let secs = elapsed.as_secs_f64();
                 let before = self.delay_bps;
                 let mut raised = if near {
-                    // Additive: about one 1200-byte packet per round trip.
-                    let rtt = self.round_trip.as_secs_f64().max(0.01);
-                    before + (1200.0 * 8.0 / rtt) * secs * 0.5
+                    // Additive: about one 1200-byte packet per response time (the round
+                    // trip plus the detector's ~100 ms, twice: libwebrtc's AIMD).
+                    let response = 2.0 * (self.round_trip.as_secs_f64() + 0.1);
+                    before + (1200.0 * 8.0 / response) * secs
+                } else if self.congested_kbps.is_none() {
+                    // No congestion known below (the link grew past it): without padding to
+                    // probe with, a faster climb is the only way to find the new room soon.
+                    before * GROWTH_UNKNOWN.powf(secs)
                 } else {
-                    before * 1.08f64.powf(secs)
+                    before * GROWTH.powf(secs)
                 };
                 // Raised no further than 1.5x what gets through (without probes, more is a
                 // guess), but not cut by it either: an encoder that undershoots its target, or
@@ -452,12 +495,14 @@ impl Estimator {
         let fraction = f64::from(self.lost) / f64::from(total);
         self.lost = 0;
         self.received = 0;
-        self.apply_loss(fraction, now);
+        self.apply_loss(fraction, false, now);
     }
 
-    fn apply_loss(&mut self, fraction: f64, now: Instant) {
+    /// Loss over an interval, and whether a queue stands (known from receiver reports only
+    /// when there is no TWCC): heavy loss cuts by half of it, a queue by `BETA`.
+    fn apply_loss(&mut self, fraction: f64, queue: bool, now: Instant) {
         self.last_loss_update = Some(now);
-        if fraction > 0.1 {
+        if fraction > 0.1 || queue {
             // One cut per congestion event: the loss a cut would cure shows for a round trip
             // (and the queue's drain) after it.
             let hold = self.round_trip + Duration::from_millis(300);
@@ -465,7 +510,11 @@ impl Estimator {
                 .last_loss_cut
                 .is_none_or(|t| now.saturating_duration_since(t) >= hold)
             {
-                self.loss_bps *= 1.0 - 0.5 * fraction;
+                self.loss_bps *= if fraction > 0.1 {
+                    1.0 - 0.5 * fraction
+                } else {
+                    BETA
+                };
                 // Not below what demonstrably gets through: loss from our own overshoot (a
                 // start above the link) would otherwise cut again and again while the queue
                 // that overflowed drains, down to nothing.

@@ -23,4 +23,7 @@ pub struct ReceiverReport {
     /// The fraction of packets lost since the previous report, 0.0 to 1.0.
     pub fraction_lost: f64,
     pub round_trip: Option<Duration>,
+    /// Packets lost since the stream began, as reported: the same report read twice has the
+    /// same numbers, so it is counted once.
+    pub lost_total: i64,
 }

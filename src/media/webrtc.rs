@@ -1,12 +1,15 @@
 //! Typed wrappers over webrtcbin's stringly signals and properties, so the rest of pipe never
 //! spells a signal name. Promises are turned into futures: nothing here blocks a tokio thread.
 
+use std::time::Duration;
+
 use gst::glib;
 use gst::prelude::*;
 use gst_webrtc::{WebRTCSDPType, WebRTCSessionDescription};
 
 use super::MediaError;
 use super::playout::PathEnd;
+use crate::adapt::feedback::ReceiverReport;
 use crate::config::IceConfig;
 
 /// A promise and the future of its reply. Unlike `gst::Promise::new_future`, a promise that
@@ -125,6 +128,52 @@ pub async fn selected_path(webrtc: &gst::Element) -> (Option<PathEnd>, Option<Pa
         end(gst_webrtc::WebRTCStatsType::LocalCandidate),
         end(gst_webrtc::WebRTCStatsType::RemoteCandidate),
     )
+}
+
+/// What the viewer's latest RTCP receiver report says about the stream `pad` (a webrtcbin sink
+/// pad) sends: webrtcbin's `remote-inbound-rtp` statistics. `None` before the first report, or
+/// when webrtcbin does not answer within a second.
+pub async fn receiver_report(webrtc: &gst::Element, pad: &gst::Pad) -> Option<ReceiverReport> {
+    let (promise, reply) = promise("get-stats");
+    webrtc.emit_by_name::<()>("get-stats", &[&Some(pad), &promise]);
+    let stats = tokio::time::timeout(Duration::from_secs(1), reply)
+        .await
+        .ok()?
+        .ok()??;
+    stats.iter().find_map(|(_, value)| {
+        let entry = value.get::<gst::Structure>().ok()?;
+        if entry.get::<gst_webrtc::WebRTCStatsType>("type").ok()?
+            != gst_webrtc::WebRTCStatsType::RemoteInboundRtp
+        {
+            return None;
+        }
+        // The viewer's numbers: kept within what they can mean.
+        let fraction_lost = entry.get::<f64>("fraction-lost").unwrap_or(0.0);
+        let round_trip = entry
+            .get::<f64>("round-trip-time")
+            .ok()
+            .filter(|s| s.is_finite() && *s > 0.0 && *s < 60.0)
+            .map(Duration::from_secs_f64);
+        Some(ReceiverReport {
+            fraction_lost: if fraction_lost.is_finite() {
+                fraction_lost.clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
+            round_trip,
+            lost_total: entry.get::<i32>("packets-lost").map_or(0, i64::from),
+        })
+    })
+}
+
+/// webrtcbin's sink pad that carries video (its caps name the media).
+pub fn video_sink_pad(webrtc: &gst::Element) -> Option<gst::Pad> {
+    webrtc.sink_pads().into_iter().find(|pad| {
+        pad.peer_query_caps(None)
+            .structure(0)
+            .and_then(|s| s.get::<&str>("media").ok())
+            .is_some_and(|media| media == "video")
+    })
 }
 
 /// Stops a viewer's pipeline. First unblocks webrtcbin's `sctpenc`: with its send buffer

@@ -21,13 +21,18 @@ use super::machine::{Action, Config, Ending, Input, Session};
 use super::proxy::Proxy;
 use super::{Command, SessionContext, SessionHandle};
 use crate::adapt::estimator::Estimator;
-use crate::adapt::feedback::PacketReport;
+use crate::adapt::feedback::{PacketReport, ReceiverReport};
 use crate::media::viewer::{self, Attached, ViewerChannel, ViewerEvent};
 use crate::signalling::protocol::{ClientMessage, SessionId};
 
 /// How often the clock and the grants are looked at: expiry and revocation bite within this,
 /// even if the grants thread or the disk lags.
 const TICK: Duration = Duration::from_millis(250);
+/// How often the viewer's latest receiver report is read (viewers send about one a second).
+const REPORTS: Duration = Duration::from_secs(1);
+/// TWCC feedback this recent means the viewer sends it: its receiver reports then give the
+/// round trip only, and the delay detector steers.
+const TWCC_FRESH: Duration = Duration::from_secs(2);
 
 pub fn spawn(id: SessionId, context: SessionContext) -> SessionHandle {
     // A session receives one answer and a few dozen candidates; 64 is plenty and a full queue
@@ -102,6 +107,8 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
         vote: &vote,
         estimator: Estimator::new(context.adaptation.bounds()),
         logged_estimate: 0,
+        last_twcc: None,
+        last_report: None,
         channel: None,
         ending: None,
     };
@@ -135,6 +142,10 @@ struct Shell<'a> {
     estimator: Estimator,
     /// The estimate last logged (a line when it moves by 10 %).
     logged_estimate: u32,
+    /// When TWCC feedback last came (a viewer without it is steered by receiver reports).
+    last_twcc: Option<Instant>,
+    /// The receiver report last read, so the same one is not counted twice.
+    last_report: Option<ReceiverReport>,
     /// The channel of the `Input::Channel` being handled.
     channel: Option<ViewerChannel>,
     ending: Option<Ending>,
@@ -157,6 +168,7 @@ impl Shell<'_> {
         let mut grants_changed = self.context.grants.subscribe();
         let mut camera = self.context.capture.camera();
         let mut tick = tokio::time::interval(TICK);
+        let mut reports = tokio::time::interval(REPORTS);
         while self.ending.is_none() {
             let input = tokio::select! {
                 command = commands.recv() => match command {
@@ -206,21 +218,14 @@ impl Shell<'_> {
                     }
                 }
                 Some(reports) = feedback.recv() => {
-                    // The first report logs too: that is how to see that feedback flows.
-                    self.estimator.on_feedback(&reports, Instant::now());
-                    let estimate = self.estimator.estimate_bps();
-                    if estimate.abs_diff(self.logged_estimate) > self.logged_estimate / 10 {
-                        self.logged_estimate = estimate;
-                        debug!(
-                            estimate,
-                            acked = self.estimator.acked_bps().unwrap_or(0.0) as u32,
-                            queued_ms = self.estimator.queue_delay().as_millis() as u64,
-                            usage = ?self.estimator.usage(),
-                            "the viewer's link"
-                        );
-                    }
-                    self.viewer.pace(estimate, self.estimator.bounds().max_bps);
-                    self.vote.adaptation.vote(self.id, estimate);
+                    let now = Instant::now();
+                    self.last_twcc = Some(now);
+                    self.estimator.on_feedback(&reports, now);
+                    self.estimated();
+                    continue;
+                }
+                _ = reports.tick() => {
+                    self.receiver_report().await;
                     continue;
                 }
                 Ok(()) = camera.changed() => Input::Camera(*camera.borrow_and_update()),
@@ -241,6 +246,51 @@ impl Shell<'_> {
             self.channel = None;
         }
         self.ending.take().expect("the loop ends with an ending")
+    }
+
+    /// A new estimate: logged when it moved, then it paces this viewer and is its vote.
+    fn estimated(&mut self) {
+        let estimate = self.estimator.estimate_bps();
+        // The first estimate logs too: that is how to see that feedback flows.
+        if estimate.abs_diff(self.logged_estimate) > self.logged_estimate / 10 {
+            self.logged_estimate = estimate;
+            debug!(
+                estimate,
+                acked = self.estimator.acked_bps().unwrap_or(0.0) as u32,
+                queued_ms = self.estimator.queue_delay().as_millis() as u64,
+                usage = ?self.estimator.usage(),
+                twcc = self.last_twcc.is_some(),
+                "the viewer's link"
+            );
+        }
+        self.viewer.pace(estimate, self.estimator.bounds().max_bps);
+        self.vote.adaptation.vote(self.id, estimate);
+    }
+
+    /// Reads the viewer's latest receiver report, if it is new. With TWCC it gives the round
+    /// trip; without (aiortc sends none) its loss and round trip are the estimate's only input,
+    /// and the session votes and is paced by it.
+    async fn receiver_report(&mut self) {
+        // Only a viewer we send video to has a say (as with TWCC, which only such a viewer
+        // can send): a stranger before its grant could write receiver reports too.
+        if !self.viewer.receives_media() {
+            return;
+        }
+        let Some(report) = self.viewer.receiver_report().await else {
+            return;
+        };
+        if self.last_report == Some(report) {
+            return;
+        }
+        self.last_report = Some(report);
+        let now = Instant::now();
+        let twcc = self
+            .last_twcc
+            .is_some_and(|t| now.duration_since(t) < TWCC_FRESH);
+        self.estimator.on_receiver_report(report, now, twcc);
+        if !twcc {
+            self.estimated();
+        }
     }
 
     /// What the grants say about the session's certificate now, once it is known.

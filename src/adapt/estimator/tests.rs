@@ -177,6 +177,7 @@ fn loss_without_a_queue_lowers_the_estimate_only_when_heavy() {
     let report = |fraction_lost| ReceiverReport {
         fraction_lost,
         round_trip: Some(Duration::from_millis(50)),
+        lost_total: 0,
     };
     for i in 0..10 {
         e.on_receiver_report(report(0.01), now + Duration::from_secs(i), false);
@@ -184,6 +185,38 @@ fn loss_without_a_queue_lowers_the_estimate_only_when_heavy() {
     assert_eq!(e.estimate_bps(), 2_000_000, "1 % loss costs nothing");
     e.on_receiver_report(report(0.3), now + Duration::from_secs(11), false);
     assert_eq!(e.estimate_bps(), 1_700_000, "30 % loss: down by 15 %");
+}
+
+#[test]
+fn without_twcc_a_growing_round_trip_lowers_the_estimate_and_a_short_one_lets_it_grow() {
+    let mut e = Estimator::new(START);
+    let now = Instant::now();
+    let report = |ms| ReceiverReport {
+        fraction_lost: 0.0,
+        round_trip: Some(Duration::from_millis(ms)),
+        lost_total: 0,
+    };
+    for i in 0..5 {
+        e.on_receiver_report(report(40), now + Duration::from_secs(i), false);
+    }
+    assert_eq!(e.estimate_bps(), 2_000_000);
+    // A queue builds: 40 -> 240 ms, one report a second.
+    for (i, ms) in [90, 160, 240, 240, 240].into_iter().enumerate() {
+        e.on_receiver_report(report(ms), now + Duration::from_secs(5 + i as u64), false);
+    }
+    let low = e.estimate_bps();
+    assert!(low < 1_300_000, "four cuts of 15 %: {low}");
+    // Drained: it grows again, 5 % a report.
+    for i in 0..5 {
+        e.on_receiver_report(report(45), now + Duration::from_secs(10 + i), false);
+    }
+    assert!(e.estimate_bps() > low, "{} after {low}", e.estimate_bps());
+    // With TWCC the round trip steers nothing by itself (the delay detector does).
+    let mut twcc = Estimator::new(START);
+    for (i, ms) in [40, 40, 240, 240].into_iter().enumerate() {
+        twcc.on_receiver_report(report(ms), now + Duration::from_secs(i as u64), true);
+    }
+    assert_eq!(twcc.estimate_bps(), 2_000_000);
 }
 
 #[test]

@@ -50,6 +50,11 @@ impl Feed {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether frames flow to this viewer.
+    pub fn is_open(&self) -> bool {
+        self.state().open
+    }
+
     /// Starts the flow; true if it was closed (the caller then asks for a key frame).
     pub fn open(&self) -> bool {
         let mut state = self.state();

@@ -25,7 +25,7 @@ use super::dtls::Dtls;
 use super::pacer::{self, Pacer};
 use super::playout::PathEnd;
 use super::{MediaError, Part, playout, twcc, webrtc};
-use crate::adapt::feedback::PacketReport;
+use crate::adapt::feedback::{PacketReport, ReceiverReport};
 use crate::config::IceConfig;
 use crate::identity::Fingerprint;
 
@@ -82,6 +82,8 @@ pub struct Viewer {
     feedback: Option<mpsc::Receiver<Vec<PacketReport>>>,
     /// Spreads the video packets out at twice the viewer's estimate (`pacer`).
     pacer: Pacer,
+    /// webrtcbin's video sink pad, whose stream the viewer's receiver reports describe.
+    video_pad: Option<gst::Pad>,
 }
 
 impl Viewer {
@@ -123,6 +125,11 @@ impl Viewer {
         self.feed.open()
     }
 
+    /// Whether frames flow to this viewer (it was granted them).
+    pub fn receives_media(&self) -> bool {
+        self.feed.is_open()
+    }
+
     pub fn control(&self) -> &ControlChannel {
         &self.control
     }
@@ -136,6 +143,11 @@ impl Viewer {
     /// twice the estimate, or not at all at the ceiling (`adapt::pacer`).
     pub fn pace(&self, estimate_bps: u32, ceiling_bps: u32) {
         self.pacer.set_estimate(estimate_bps, ceiling_bps);
+    }
+
+    /// What the viewer's latest receiver report says about its video (loss, round trip).
+    pub async fn receiver_report(&self) -> Option<ReceiverReport> {
+        webrtc::receiver_report(&self.webrtc, self.video_pad.as_ref()?).await
     }
 
     /// The viewer's congestion control feedback, once.
@@ -356,6 +368,7 @@ pub fn build(
         }
     };
     let feed = Feed::new(video, audio, base_time);
+    let video_pad = webrtc::video_sink_pad(&webrtc);
     Ok(Viewer {
         pipeline,
         webrtc,
@@ -367,5 +380,6 @@ pub fn build(
         playout_hint,
         feedback: Some(feedback),
         pacer,
+        video_pad,
     })
 }
