@@ -168,7 +168,7 @@ impl Shell<'_> {
         let mut grants_changed = self.context.grants.subscribe();
         let mut camera = self.context.capture.camera();
         let mut tick = tokio::time::interval(TICK);
-        let mut reports = tokio::time::interval(REPORTS);
+        let mut report_timer = tokio::time::interval(REPORTS);
         while self.ending.is_none() {
             let input = tokio::select! {
                 command = commands.recv() => match command {
@@ -224,7 +224,7 @@ impl Shell<'_> {
                     self.estimated();
                     continue;
                 }
-                _ = reports.tick() => {
+                _ = report_timer.tick() => {
                     self.receiver_report().await;
                     continue;
                 }
