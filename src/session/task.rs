@@ -380,9 +380,8 @@ impl Shell<'_> {
             }
             Action::PlayoutHint(on) => self.viewer.set_playout_hint(on),
             Action::OpenMedia => {
-                if self.viewer.open_feed() {
-                    self.context.capture.request_keyframe();
-                }
+                // Its key frames are the viewer's own to ask for (`Viewer::open_feed`).
+                self.viewer.open_feed();
             }
             Action::CloseChannel => {
                 if let Some(channel) = &self.channel {

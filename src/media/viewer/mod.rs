@@ -84,6 +84,8 @@ pub struct Viewer {
     pacer: Pacer,
     /// webrtcbin's video sink pad, whose stream the viewer's receiver reports describe.
     video_pad: Option<gst::Pad>,
+    /// This viewer's key-frame requests, at most one a second to the shared encoder (`pli`).
+    keyframes: Arc<pli::PliGate>,
 }
 
 impl Viewer {
@@ -120,9 +122,21 @@ impl Viewer {
         self.dtls.peer_fingerprint()
     }
 
-    /// Lets frames flow to this viewer (from the next key frame); true the first time.
+    /// Lets frames flow to this viewer, from a key frame asked for now and a second one a
+    /// second later (through the viewer's gate); true the first time.
+    ///
+    /// The second is for a first key frame whose first packets were lost: a browser cannot
+    /// see that loss (no packet before them shows a gap, so it neither NACKs nor sends a PLI),
+    /// and libwebrtc hands the H.264 key frame to the decoder without them. The picture then
+    /// stays damaged until the next key frame: 10 s with `{keyint}` (seen at 3 % loss:
+    /// docs/benchmarks.md).
     pub fn open_feed(&self) -> bool {
-        self.feed.open()
+        let opened = self.feed.open();
+        if opened {
+            self.keyframes.request();
+            self.keyframes.request();
+        }
+        opened
     }
 
     /// Whether frames flow to this viewer (it was granted them).
@@ -328,6 +342,7 @@ pub fn build(
     // A PLI or FIR from the viewer arrives as an upstream force-key-unit event at the appsrc:
     // forward it, at most once a second for this viewer (`pli`), to the shared encoder's throttle.
     let keyframes = pli::PliGate::new(capture.keyframe_requester(), capture.clock().clone());
+    let gate = keyframes.clone();
     if let Some(pad) = video.static_pad("src") {
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
             if let Some(event) = info.event()
@@ -381,5 +396,6 @@ pub fn build(
         feedback: Some(feedback),
         pacer,
         video_pad,
+        keyframes: gate,
     })
 }
