@@ -8,38 +8,12 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
 use support::device::Device;
 
 fn attack(device: &Device, mode: &str, secret: &str) -> Value {
-    let python = std::env::var("PIPE_AIORTC_PYTHON").unwrap_or_else(|_| {
-        panic!("PIPE_AIORTC_PYTHON is not set: run scripts/test, which makes the aiortc venv")
-    });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/attacker.py");
-    let output = Command::new(python)
-        .args([
-            script,
-            mode,
-            &device.signal_url(),
-            &device.device_id,
-            secret,
-        ])
-        .output()
-        .expect("run the aiortc attacker");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "{mode}: no report from aiortc:\n{stdout}\n{}\n--- device ---\n{}",
-                String::from_utf8_lossy(&output.stderr),
-                device.log()
-            )
-        });
+    let args = [mode, &device.signal_url(), &device.device_id, secret];
+    let (_, report) = support::aiortc::run("attacker.py", &args, device);
     println!("  {mode}: {report}");
     report
 }

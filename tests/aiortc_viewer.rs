@@ -7,19 +7,9 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use support::device::Device;
-
-fn python() -> String {
-    std::env::var("PIPE_AIORTC_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "PIPE_AIORTC_PYTHON is not set: run scripts/test, which makes the aiortc venv \
-             (tests/aiortc/requirements.txt) and sets it"
-        )
-    })
-}
 
 #[test]
 fn aiortc_claims_the_device_and_decodes_its_video() {
@@ -28,30 +18,7 @@ fn aiortc_claims_the_device_and_decodes_its_video() {
     let secret = device
         .claim_secret()
         .expect("a new device has a claim link");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/viewer.py");
-    let output = Command::new(python())
-        .args([
-            script,
-            &device.signal_url(),
-            &device.device_id,
-            &secret,
-            "60",
-            "30",
-        ])
-        .output()
-        .expect("run the aiortc viewer");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let report: serde_json::Value = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no report from the aiortc viewer:\n{stdout}\n{}\n--- device ---\n{}",
-                String::from_utf8_lossy(&output.stderr),
-                device.log()
-            )
-        });
+    let (output, report) = support::aiortc::view(&device, &secret, 60, 30);
     println!("  aiortc: {report}");
     assert!(
         output.status.success(),

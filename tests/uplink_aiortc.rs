@@ -8,21 +8,10 @@
 
 mod support;
 
-use std::process::Command;
-
 use pipe_testkit::link::{Emulator, Link, Scenario, Shape};
 use support::device::{ConfigFile, Device, ice_ports};
 
 const PORTS: std::ops::RangeInclusive<u16> = 47_300..=47_363;
-
-fn python() -> String {
-    std::env::var("PIPE_AIORTC_PYTHON").unwrap_or_else(|_| {
-        panic!(
-            "PIPE_AIORTC_PYTHON is not set: run scripts/test, which makes the aiortc venv \
-             (tests/aiortc/requirements.txt) and sets it"
-        )
-    })
-}
 
 #[test]
 fn a_viewer_without_twcc_behind_a_1_mbit_uplink_brings_the_encoder_below_the_link() {
@@ -36,32 +25,10 @@ fn a_viewer_without_twcc_behind_a_1_mbit_uplink_brings_the_encoder_below_the_lin
     let secret = device
         .claim_secret()
         .expect("a new device has a claim link");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/aiortc/viewer.py");
     // 20 s of a 30 fps picture at most: receiver reports come about once a second, and each
     // can cut the estimate by a few percent to a quarter.
-    let output = Command::new(python())
-        .args([
-            script,
-            &device.signal_url(),
-            &device.device_id,
-            &secret,
-            "600",
-            "20",
-        ])
-        .output()
-        .expect("run the aiortc viewer");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (_, report) = support::aiortc::view(&device, &secret, 600, 20);
     let log = device.log();
-    let report: serde_json::Value = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no report from the aiortc viewer:\n{stdout}\n{}\n--- device ---\n{log}",
-                String::from_utf8_lossy(&output.stderr),
-            )
-        });
     let (up, _) = link.counters().unwrap();
     let lowest = log
         .lines()

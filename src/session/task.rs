@@ -30,6 +30,13 @@ use crate::signalling::protocol::{ClientMessage, SessionId};
 const TICK: Duration = Duration::from_millis(250);
 /// How often the viewer's latest receiver report is read (viewers send about one a second).
 const REPORTS: Duration = Duration::from_secs(1);
+/// After the key frame a viewer's media opens with, a second one this much later.
+///
+/// For a first key frame whose first packets were lost: a browser cannot see that loss (no
+/// packet before them shows a gap, so it neither NACKs nor sends a PLI), and libwebrtc hands
+/// the H.264 key frame to the decoder without them. The picture then stayed damaged until
+/// the next periodic key frame, 10 s later (seen at 3 % loss: docs/benchmarks.md).
+const SECOND_KEY_FRAME: Duration = Duration::from_secs(1);
 /// TWCC feedback this recent means the viewer sends it: its receiver reports then give the
 /// round trip only, and the delay detector steers.
 const TWCC_FRESH: Duration = Duration::from_secs(2);
@@ -109,6 +116,7 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
         logged_estimate: 0,
         last_twcc: None,
         last_report: None,
+        second_keyframe: None,
         channel: None,
         ending: None,
     };
@@ -146,6 +154,8 @@ struct Shell<'a> {
     last_twcc: Option<Instant>,
     /// The receiver report last read, so the same one is not counted twice.
     last_report: Option<ReceiverReport>,
+    /// When to ask for the second key frame after media opened (`SECOND_KEY_FRAME`).
+    second_keyframe: Option<Instant>,
     /// The channel of the `Input::Channel` being handled.
     channel: Option<ViewerChannel>,
     ending: Option<Ending>,
@@ -235,6 +245,10 @@ impl Shell<'_> {
                 },
                 Some(error) = errors.next() => Input::Failed(format!("viewer pipeline error: {error}")),
                 _ = tick.tick() => {
+                    if self.second_keyframe.is_some_and(|at| Instant::now() >= at) {
+                        self.second_keyframe = None;
+                        self.viewer.request_keyframe();
+                    }
                     self.feed(Input::Tick).await;
                     match self.grant() {
                         Some(input) => input,
@@ -380,8 +394,9 @@ impl Shell<'_> {
             }
             Action::PlayoutHint(on) => self.viewer.set_playout_hint(on),
             Action::OpenMedia => {
-                // Its key frames are the viewer's own to ask for (`Viewer::open_feed`).
-                self.viewer.open_feed();
+                if self.viewer.open_feed() {
+                    self.second_keyframe = Some(Instant::now() + SECOND_KEY_FRAME);
+                }
             }
             Action::CloseChannel => {
                 if let Some(channel) = &self.channel {

@@ -2,6 +2,7 @@
 // Not every test binary uses every helper.
 #![allow(dead_code)]
 
+pub mod aiortc;
 pub mod chromium;
 pub mod coturn;
 pub mod device;

@@ -122,21 +122,19 @@ impl Viewer {
         self.dtls.peer_fingerprint()
     }
 
-    /// Lets frames flow to this viewer, from a key frame asked for now and a second one a
-    /// second later (through the viewer's gate); true the first time.
-    ///
-    /// The second is for a first key frame whose first packets were lost: a browser cannot
-    /// see that loss (no packet before them shows a gap, so it neither NACKs nor sends a PLI),
-    /// and libwebrtc hands the H.264 key frame to the decoder without them. The picture then
-    /// stays damaged until the next key frame: 10 s with `{keyint}` (seen at 3 % loss:
-    /// docs/benchmarks.md).
+    /// Lets frames flow to this viewer, from a key frame asked for now (through the viewer's
+    /// gate); true the first time.
     pub fn open_feed(&self) -> bool {
         let opened = self.feed.open();
         if opened {
             self.keyframes.request();
-            self.keyframes.request();
         }
         opened
+    }
+
+    /// Asks for a key frame for this viewer, through its gate (as its PLIs are).
+    pub fn request_keyframe(&self) {
+        self.keyframes.request();
     }
 
     /// Whether frames flow to this viewer (it was granted them).
