@@ -280,11 +280,50 @@ fn hostile_feedback_keeps_memory_bounded_and_the_estimate_in_bounds() {
         e.on_feedback(&reports, now + Duration::from_millis(round * 100));
     }
     assert!(e.acked.len() <= ACKED_MAX, "{}", e.acked.len());
+    assert!(e.recent.len() <= ACKED_MAX, "{}", e.recent.len());
+    assert!(e.floor.len() <= BASE_BUCKETS, "{}", e.floor.len());
     let estimate = e.estimate_bps();
     assert!(
         (START.min_bps..=START.max_bps).contains(&estimate),
         "{estimate}"
     );
+}
+
+/// Receiver reports are the viewer's word too (a viewer without TWCC steers by them alone):
+/// whatever they say, memory stays bounded and the estimate within its bounds.
+#[test]
+fn hostile_receiver_reports_keep_memory_bounded_and_the_estimate_in_bounds() {
+    let mut e = Estimator::new(START);
+    let now = Instant::now();
+    for i in 0..1_000u64 {
+        let report = ReceiverReport {
+            fraction_lost: if i % 2 == 0 { 1.0 } else { 0.0 },
+            round_trip: Some(if i % 3 == 0 {
+                Duration::from_secs(3_600)
+            } else {
+                Duration::ZERO
+            }),
+            lost_total: i64::MAX,
+        };
+        e.on_receiver_report(report, now + Duration::from_millis(i * 10), false);
+        let estimate = e.estimate_bps();
+        assert!(
+            (START.min_bps..=START.max_bps).contains(&estimate),
+            "{estimate} after report {i}"
+        );
+    }
+    assert!(e.round_trips.len() <= RTTS_KEPT, "{}", e.round_trips.len());
+    assert!(e.round_trip <= Duration::from_secs(5), "{:?}", e.round_trip);
+    // Total loss over and over: down to the floor, not below it.
+    for i in 0..200u64 {
+        let report = ReceiverReport {
+            fraction_lost: 1.0,
+            round_trip: None,
+            lost_total: 0,
+        };
+        e.on_receiver_report(report, now + Duration::from_secs(20 + i), false);
+    }
+    assert_eq!(e.estimate_bps(), START.min_bps);
 }
 
 /// An encoder's output over half a second swings with its key frames: the cap on increases
