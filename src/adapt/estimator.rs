@@ -13,11 +13,11 @@
 //!   to 85 % of what the viewer actually received over the last half second, less what
 //!   drains the queue that built up within about a second (down to half).
 //! - Otherwise it grows 8 % a second while below the rate of the last overuses, by about a
-//!   packet per round trip near it, and 15 % a second once 30 % (or three deviations) more
-//!   got through than that rate (the link grew; GStreamer 1.22 cannot send padding to probe, so a faster climb
-//!   is how the new room is found); never raised above 1.5 times the most the viewer
-//!   received in a half second of the last two (an estimate far above the send rate is a
-//!   guess), though not cut by that either.
+//!   packet per response time near it, and 15 % a second once 30 % (or three deviations)
+//!   more got through than that rate (the link grew; GStreamer 1.22 cannot send padding to
+//!   probe, so a faster climb is how the new room is found); never raised above 1.5 times
+//!   the most the viewer received in a half second of the last two (an estimate far above
+//!   the send rate is a guess), though not cut by that either.
 //! - Loss over 10 % cuts it by half the loss (once per round trip and 300 ms, and never
 //!   under 85 % of what the viewer received); under 2 % lets it grow. The estimate is the
 //!   lower of the two.
@@ -216,15 +216,7 @@ impl Estimator {
                 None => self.lost += 1,
                 Some(arrived) => {
                     self.received += 1;
-                    self.acked.push_back((arrived, p.size));
-                    while self.acked.len() > ACKED_MAX
-                        || self
-                            .acked
-                            .front()
-                            .is_some_and(|(t, _)| arrived.saturating_sub(*t) > ACKED_WINDOW)
-                    {
-                        self.acked.pop_front();
-                    }
+                    push_within(&mut self.acked, (arrived, p.size), ACKED_WINDOW, ACKED_MAX);
                     self.on_arrival(p.sent, arrived, now);
                 }
             }
@@ -293,15 +285,12 @@ impl Estimator {
                 }
             }
         }
-        self.recent.push_back((arrived, one_way));
-        while self.recent.len() > ACKED_MAX
-            || self
-                .recent
-                .front()
-                .is_some_and(|(t, _)| arrived.saturating_sub(*t) > STANDING_WINDOW)
-        {
-            self.recent.pop_front();
-        }
+        push_within(
+            &mut self.recent,
+            (arrived, one_way),
+            STANDING_WINDOW,
+            ACKED_MAX,
+        );
         let Some(group) = &mut self.group else {
             self.group = Some(Group {
                 first_sent: sent,
@@ -531,6 +520,25 @@ impl Estimator {
             f64::from(self.bounds.min_bps),
             f64::from(self.bounds.max_bps).max(self.delay_bps),
         );
+    }
+}
+
+/// Appends `entry` (arrival time first) and drops what arrived more than `window` before it,
+/// and the oldest beyond `max` whatever the times say (they are the viewer's word).
+fn push_within<T>(
+    queue: &mut VecDeque<(Duration, T)>,
+    entry: (Duration, T),
+    window: Duration,
+    max: usize,
+) {
+    let newest = entry.0;
+    queue.push_back(entry);
+    while queue.len() > max
+        || queue
+            .front()
+            .is_some_and(|(t, _)| newest.saturating_sub(*t) > window)
+    {
+        queue.pop_front();
     }
 }
 
