@@ -142,28 +142,30 @@ pub async fn receiver_report(webrtc: &gst::Element, pad: &gst::Pad) -> Option<Re
         .ok()??;
     stats.iter().find_map(|(_, value)| {
         let entry = value.get::<gst::Structure>().ok()?;
-        if entry.get::<gst_webrtc::WebRTCStatsType>("type").ok()?
-            != gst_webrtc::WebRTCStatsType::RemoteInboundRtp
-        {
-            return None;
-        }
-        // The viewer's numbers: kept within what they can mean.
-        let fraction_lost = entry.get::<f64>("fraction-lost").unwrap_or(0.0);
-        let round_trip = entry
-            .get::<f64>("round-trip-time")
-            .ok()
-            .filter(|s| s.is_finite() && *s > 0.0 && *s < 60.0)
-            .map(Duration::from_secs_f64);
-        Some(ReceiverReport {
-            fraction_lost: if fraction_lost.is_finite() {
-                fraction_lost.clamp(0.0, 1.0)
-            } else {
-                0.0
-            },
-            round_trip,
-            lost_total: entry.get::<i32>("packets-lost").map_or(0, i64::from),
-        })
+        (entry.get::<gst_webrtc::WebRTCStatsType>("type").ok()?
+            == gst_webrtc::WebRTCStatsType::RemoteInboundRtp)
+            .then(|| report_from(&entry))
     })
+}
+
+/// A `remote-inbound-rtp` entry as a report. The numbers are the viewer's word: kept within
+/// what they can mean (a fraction in 0..=1, a round trip under a minute, or none).
+fn report_from(entry: &gst::StructureRef) -> ReceiverReport {
+    let fraction_lost = entry
+        .get::<f64>("fraction-lost")
+        .ok()
+        .filter(|f| f.is_finite())
+        .map_or(0.0, |f| f.clamp(0.0, 1.0));
+    let round_trip = entry
+        .get::<f64>("round-trip-time")
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s < 60.0)
+        .map(Duration::from_secs_f64);
+    ReceiverReport {
+        fraction_lost,
+        round_trip,
+        lost_total: entry.get::<i32>("packets-lost").map_or(0, i64::from),
+    }
 }
 
 /// webrtcbin's sink pad that carries video (its caps name the media).
@@ -311,5 +313,41 @@ mod tests {
         );
         assert_eq!(strip_scheme("stun:host:19302"), "host:19302");
         assert_eq!(percent("a b@c:d"), "a%20b%40c%3Ad");
+    }
+
+    #[test]
+    fn receiver_report_numbers_are_kept_within_what_they_can_mean() {
+        gst::init().unwrap();
+        let entry = |fraction: f64, rtt: f64| {
+            gst::Structure::builder("remote-inbound-rtp")
+                .field("fraction-lost", fraction)
+                .field("round-trip-time", rtt)
+                .field("packets-lost", 7i32)
+                .build()
+        };
+        let sane = report_from(&entry(0.25, 0.04));
+        assert_eq!(sane.fraction_lost, 0.25);
+        assert_eq!(sane.round_trip, Some(Duration::from_millis(40)));
+        assert_eq!(sane.lost_total, 7);
+        for (fraction, rtt) in [
+            (f64::NAN, f64::NAN),
+            (f64::INFINITY, f64::INFINITY),
+            (-3.0, -1.0),
+            (1e300, 1e300),
+            (0.5, 0.0),
+        ] {
+            let r = report_from(&entry(fraction, rtt));
+            assert!((0.0..=1.0).contains(&r.fraction_lost), "{fraction}: {r:?}");
+            assert_eq!(r.round_trip, None, "{rtt}: {r:?}");
+        }
+        // Missing or mistyped fields: nothing lost, no round trip.
+        let odd = gst::Structure::builder("remote-inbound-rtp")
+            .field("fraction-lost", "all of it")
+            .build();
+        let r = report_from(&odd);
+        assert_eq!(
+            (r.fraction_lost, r.round_trip, r.lost_total),
+            (0.0, None, 0)
+        );
     }
 }
