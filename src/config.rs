@@ -134,6 +134,18 @@ pub struct VideoConfig {
     /// Which viewers are asked to show frames without buffering them: `lan` (default),
     /// `always` or `never` (`media::playout`).
     pub playout_delay: PlayoutDelay,
+    /// Height of the low rendition a viewer on a narrow link is moved to (a second encoder
+    /// that runs only while such a viewer watches; docs/adaptation.md); `0` turns it off, and
+    /// so does a height not under `height`. Default `360`.
+    pub low_rendition_height: u32,
+}
+
+impl VideoConfig {
+    /// The low rendition's height, if there is to be one.
+    pub fn low_rendition(&self) -> Option<u32> {
+        (self.low_rendition_height != 0 && self.low_rendition_height < self.height)
+            .then_some(self.low_rendition_height)
+    }
 }
 
 impl Default for VideoConfig {
@@ -146,6 +158,7 @@ impl Default for VideoConfig {
             bitrate_kbps: 2000,
             rtsp_url: None,
             playout_delay: PlayoutDelay::default(),
+            low_rendition_height: 360,
         }
     }
 }
@@ -326,6 +339,15 @@ impl Config {
         }
         if !(100..=50_000).contains(&v.bitrate_kbps) {
             return invalid("video.bitrate_kbps", "must be from 100 to 50000");
+        }
+        if v.low_rendition_height != 0
+            && (!(90..=4320).contains(&v.low_rendition_height)
+                || !v.low_rendition_height.is_multiple_of(2))
+        {
+            return invalid(
+                "video.low_rendition_height",
+                "must be 0 (off) or an even number from 90 to 4320",
+            );
         }
         if let Some(url) = &self.device.rendezvous {
             match url::Url::parse(url) {
@@ -573,6 +595,14 @@ mod tests {
             ("[video]\nwidth = 641", "video.width"),
             ("[video]\nframerate = \"fast\"", "video.framerate"),
             ("[video]\nbitrate_kbps = 1", "video.bitrate_kbps"),
+            (
+                "[video]\nlow_rendition_height = 361",
+                "video.low_rendition_height",
+            ),
+            (
+                "[video]\nlow_rendition_height = 2",
+                "video.low_rendition_height",
+            ),
             ("[device]\nrendezvous = \"http://x\"", "device.rendezvous"),
             ("[ice]\nport_min = 5", "ice.port_min"),
             ("[ice]\nstun_servers = [\"1.2.3.4\"]", "ice.stun_servers"),

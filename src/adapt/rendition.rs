@@ -319,7 +319,10 @@ mod tests {
         let t = Instant::now();
         let mut r = Renditions::new(EncoderPolicy::new(150, 2_000), None);
         let d = votes(&mut r, "4g", 300_000, t, 0, 10_000);
-        assert!(d.iter().all(|(_, d)| d.moved.is_none() && d.low_open.is_none()));
+        assert!(
+            d.iter()
+                .all(|(_, d)| d.moved.is_none() && d.low_open.is_none())
+        );
         assert_eq!(r.rendition_of(&"4g"), Rendition::Main);
         assert_eq!(r.main_kbps(), 237);
         assert_eq!(r.low_kbps(), None);

@@ -55,9 +55,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let description = template.full_description(&params)?;
     info!(pipeline = %template.name, "starting the capture chain");
     tracing::debug!(%description, "capture chain");
-    let capture = Capture::start(description, template.meta.audio)
-        .await
-        .with_context(|| format!("pipeline {}", template.name))?;
+    let capture = Capture::start(
+        description,
+        template.meta.audio,
+        config.video.low_rendition(),
+    )
+    .await
+    .with_context(|| format!("pipeline {}", template.name))?;
     let (ui_upstream, demo_ui) =
         effective_ui_upstream(&config, &template.name, &capture, shutdown.clone()).await?;
     info!(%ui_upstream, "camera UI upstream");

@@ -194,6 +194,8 @@ pub struct Controls {
     sink: Arc<Mutex<gst::Element>>,
     /// Everything set so far, applied again to a rebuilt chain.
     applied: Arc<Mutex<ControlValues>>,
+    /// The low rendition's bitrate last set, likewise.
+    low_bitrate: Arc<Mutex<Option<u32>>>,
 }
 
 impl Controls {
@@ -201,6 +203,7 @@ impl Controls {
         Self {
             sink,
             applied: Arc::default(),
+            low_bitrate: Arc::default(),
         }
     }
 
@@ -278,6 +281,22 @@ impl Controls {
         .await
     }
 
+    /// The low rendition's encoder bitrate (`capture::low`), set as `pipe-encoder`'s is. Not
+    /// kept for a rebuilt chain: the adaptation sets it again with its next decision.
+    pub async fn set_low_bitrate_kbps(&self, kbps: u32) -> Result<(), ControlError> {
+        let chain = self.chain()?;
+        let applied = self.low_bitrate.clone();
+        blocking(move || {
+            let e = chain
+                .by_name(super::capture::LOW_ENCODER)
+                .ok_or(ControlError::Missing(super::capture::LOW_ENCODER))?;
+            set_bitrate(&e, Hook::Encoder, kbps)?;
+            *applied.lock().unwrap_or_else(|p| p.into_inner()) = Some(kbps);
+            Ok(())
+        })
+        .await?
+    }
+
     pub async fn set_size(&self, width: u32, height: u32) -> Result<(), ControlError> {
         self.set(ControlValues {
             size: Some((width, height)),
@@ -288,6 +307,13 @@ impl Controls {
 
     /// Applies everything set so far to a rebuilt chain (on a blocking thread).
     pub(super) fn reapply(&self, chain: &gst::Pipeline) {
+        let low = *self.low_bitrate.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(kbps) = low
+            && let Some(e) = chain.by_name(super::capture::LOW_ENCODER)
+            && let Err(error) = set_bitrate(&e, Hook::Encoder, kbps)
+        {
+            warn!(%error, "cannot set the rebuilt chain's low rendition bitrate again");
+        }
         let applied = self
             .applied
             .lock()
@@ -417,6 +443,23 @@ fn v4l2_controls_with_bitrate(e: &gst::Element, kbps: u32) -> Option<gst::Struct
     Some(controls)
 }
 
+/// Sets an encoder's bitrate while it plays (`hook` names it in errors).
+fn set_bitrate(e: &gst::Element, hook: Hook, kbps: u32) -> Result<(), ControlError> {
+    if let Some(unit) = BitrateUnit::of(&factory(e)) {
+        live_property::<u32>(e, hook, "bitrate", "bitrate")?;
+        e.set_property("bitrate", unit.to_property(kbps));
+    } else {
+        let controls =
+            v4l2_controls_with_bitrate(e, kbps).ok_or_else(|| ControlError::Unsupported {
+                element: hook.element(),
+                factory: factory(e),
+                what: "bitrate",
+            })?;
+        e.set_property(EXTRA_CONTROLS, &controls);
+    }
+    Ok(())
+}
+
 /// Applies each set value; returns what was applied and the first error.
 fn apply(chain: &gst::Bin, change: &ControlValues) -> (ControlValues, Result<(), ControlError>) {
     let mut done = ControlValues::default();
@@ -434,19 +477,7 @@ fn apply(chain: &gst::Bin, change: &ControlValues) -> (ControlValues, Result<(),
             done.brightness = Some(b);
         }
         if let Some(kbps) = change.bitrate_kbps {
-            let e = element(chain, Hook::Encoder)?;
-            let unsupported = || ControlError::Unsupported {
-                element: Hook::Encoder.element(),
-                factory: factory(&e),
-                what: "bitrate",
-            };
-            if let Some(unit) = BitrateUnit::of(&factory(&e)) {
-                live_property::<u32>(&e, Hook::Encoder, "bitrate", "bitrate")?;
-                e.set_property("bitrate", unit.to_property(kbps));
-            } else {
-                let controls = v4l2_controls_with_bitrate(&e, kbps).ok_or_else(unsupported)?;
-                e.set_property(EXTRA_CONTROLS, &controls);
-            }
+            set_bitrate(&element(chain, Hook::Encoder)?, Hook::Encoder, kbps)?;
             done.bitrate_kbps = Some(kbps);
         }
         if let Some((w, h)) = change.size {

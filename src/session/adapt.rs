@@ -1,7 +1,8 @@
-//! The encoder follows the viewers' links: each session's estimator votes
-//! (`adapt::estimator`), the device's one `adapt::encoder::EncoderPolicy` turns the votes into
-//! the shared encoder's bitrate, and one task applies the newest decision through the capture
-//! chain's live controls (`pipe-encoder`'s bitrate, so any pipeline file with that hook adapts).
+//! The encoders follow the viewers' links: each session's estimator votes
+//! (`adapt::estimator`), the device's one `adapt::rendition::Renditions` puts the viewer on the
+//! main or the low rendition and turns each rendition's votes into its encoder's bitrate, and
+//! one task applies the newest decisions through the capture chain (`pipe-encoder`'s bitrate,
+//! so any pipeline file with that hook adapts; the low rendition's encoder; its valve).
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -11,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::adapt::encoder::EncoderPolicy;
 use crate::adapt::estimator::Bounds;
+use crate::adapt::rendition::{Decision, LOW_MAX_KBPS, LOW_MIN_KBPS, Rendition, Renditions};
 use crate::media::capture::Capture;
 use crate::signalling::protocol::SessionId;
 
@@ -19,9 +21,18 @@ use crate::signalling::protocol::SessionId;
 pub const FLOOR_KBPS: u32 = 150;
 
 pub struct Adaptation {
-    policy: Mutex<EncoderPolicy<SessionId>>,
+    renditions: Mutex<Renditions<SessionId>>,
     configured_kbps: u32,
-    target: watch::Sender<u32>,
+    /// The newest targets (main, low kbit/s) and whether the low rendition runs; the task
+    /// applies only the newest, so a burst of decisions costs one encoder change.
+    targets: watch::Sender<Targets>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Targets {
+    main_kbps: u32,
+    low_kbps: Option<u32>,
+    low_open: bool,
 }
 
 impl Adaptation {
@@ -32,33 +43,51 @@ impl Adaptation {
         mut shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
         let has_audio = capture.has_audio();
-        let (target, mut targets) = watch::channel(configured_kbps);
+        let policy = |min: u32, max: u32| {
+            let policy = EncoderPolicy::new(min.min(max), max);
+            if has_audio {
+                policy
+            } else {
+                policy.without_audio()
+            }
+        };
+        let main = policy(FLOOR_KBPS, configured_kbps);
+        let low = capture
+            .has_low()
+            .then(|| policy(LOW_MIN_KBPS, LOW_MAX_KBPS.min(configured_kbps)));
+        let renditions = Renditions::new(main, low);
+        let first = Targets {
+            main_kbps: renditions.main_kbps(),
+            low_kbps: renditions.low_kbps(),
+            low_open: false,
+        };
+        let (targets, mut newest) = watch::channel(first);
         tokio::spawn(async move {
+            // The low encoder is a copy of the main one, bitrate included, until told.
+            if let Some(kbps) = first.low_kbps
+                && let Err(error) = capture.controls().set_low_bitrate_kbps(kbps).await
+            {
+                warn!(%error, kbps, "cannot set the low rendition's bitrate");
+            }
+            let mut applied = first;
             loop {
                 tokio::select! {
-                    changed = targets.changed() => {
+                    changed = newest.changed() => {
                         if changed.is_err() {
                             return;
                         }
-                        let kbps = *targets.borrow_and_update();
-                        if let Err(error) = capture.controls().set_bitrate_kbps(kbps).await {
-                            warn!(%error, kbps, "cannot change the encoder's bitrate");
-                        }
+                        let next = *newest.borrow_and_update();
+                        apply(&capture, applied, next).await;
+                        applied = next;
                     }
                     _ = shutdown.changed() => return,
                 }
             }
         });
-        let policy = EncoderPolicy::new(FLOOR_KBPS.min(configured_kbps), configured_kbps);
-        let policy = if has_audio {
-            policy
-        } else {
-            policy.without_audio()
-        };
         Arc::new(Self {
-            policy: Mutex::new(policy),
+            renditions: Mutex::new(renditions),
             configured_kbps,
-            target,
+            targets,
         })
     }
 
@@ -75,23 +104,24 @@ impl Adaptation {
         }
     }
 
-    /// A session's estimate.
-    pub fn vote(&self, session: &SessionId, estimate_bps: u32) {
+    /// A session's estimate; the rendition the session is to be sent.
+    pub fn vote(&self, session: &SessionId, estimate_bps: u32) -> Rendition {
         let now = Instant::now();
-        let decided = {
-            let mut policy = self.policy.lock().unwrap_or_else(|p| p.into_inner());
-            policy.vote(session.clone(), estimate_bps, now);
-            policy.decide(now)
+        let (decision, rendition) = {
+            let mut renditions = self.renditions.lock().unwrap_or_else(|p| p.into_inner());
+            let decision = renditions.vote(session.clone(), estimate_bps, now);
+            (decision, renditions.rendition_of(session))
         };
-        if let Some(kbps) = decided {
-            info!(kbps, "encoder bitrate follows the viewers' links");
-            self.target.send_replace(kbps);
+        if let Some(to) = decision.moved {
+            info!(rendition = ?to, estimate_bps, "the viewer moves to another rendition");
         }
+        self.publish(decision);
+        rendition
     }
 
     /// How many sessions vote now.
     pub fn voters(&self) -> usize {
-        self.policy
+        self.renditions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .voters()
@@ -99,18 +129,58 @@ impl Adaptation {
 
     /// A session ended: its vote goes with it.
     pub fn forget(&self, session: &SessionId) {
-        let reset = self
-            .policy
+        let decision = self
+            .renditions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .forget(session);
-        if let Some(kbps) = reset {
-            info!(
-                kbps,
-                "no viewer left: the encoder is back at the configured bitrate"
-            );
-            self.target.send_replace(kbps);
+        self.publish(decision);
+    }
+
+    /// Hands what changed to the task that applies it.
+    fn publish(&self, decision: Decision) {
+        if decision.main_kbps.is_none()
+            && decision.low_kbps.is_none()
+            && decision.low_open.is_none()
+        {
+            return;
         }
+        self.targets.send_modify(|t| {
+            if let Some(kbps) = decision.main_kbps {
+                t.main_kbps = kbps;
+            }
+            if let Some(kbps) = decision.low_kbps {
+                t.low_kbps = Some(kbps);
+            }
+            if let Some(open) = decision.low_open {
+                t.low_open = open;
+            }
+        });
+    }
+}
+
+/// Carries out the change from `before` to `after` on the capture chain.
+async fn apply(capture: &Capture, before: Targets, after: Targets) {
+    if after.main_kbps != before.main_kbps {
+        info!(
+            kbps = after.main_kbps,
+            "encoder bitrate follows the viewers' links"
+        );
+        if let Err(error) = capture.controls().set_bitrate_kbps(after.main_kbps).await {
+            warn!(%error, kbps = after.main_kbps, "cannot change the encoder's bitrate");
+        }
+    }
+    if let Some(kbps) = after.low_kbps.filter(|k| Some(*k) != before.low_kbps) {
+        info!(
+            kbps,
+            "the low rendition's bitrate follows its viewers' links"
+        );
+        if let Err(error) = capture.controls().set_low_bitrate_kbps(kbps).await {
+            warn!(%error, kbps, "cannot change the low rendition's bitrate");
+        }
+    }
+    if after.low_open != before.low_open {
+        capture.set_low_wanted(after.low_open);
     }
 }
 

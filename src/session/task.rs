@@ -278,7 +278,8 @@ impl Shell<'_> {
             );
         }
         self.viewer.pace(estimate, self.estimator.bounds().max_bps);
-        self.vote.adaptation.vote(self.id, estimate);
+        let rendition = self.vote.adaptation.vote(self.id, estimate);
+        self.viewer.switch_to(rendition);
     }
 
     /// Reads the viewer's latest receiver report, if it is new. With TWCC it gives the round
@@ -463,7 +464,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let identity = Arc::new(DeviceIdentity::load_or_create(dir.path()).unwrap());
         let grants = GrantsService::open(dir.path(), LendPolicy::default()).unwrap();
-        let capture = Capture::start(CHAIN.into(), false).await.unwrap();
+        let capture = Capture::start(CHAIN.into(), false, None).await.unwrap();
         let (outgoing, mut sent) = mpsc::channel(64);
         let admission = Arc::new(Mutex::new(Admission::new(Limits::for_max(4))));
         let context = SessionContext {

@@ -4,6 +4,8 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::adapt::rendition::Rendition;
+
 /// Encoded frames one viewer may have queued before it counts as stalled: ~0.5 s at 30 fps.
 const MAX_QUEUED_FRAMES: u64 = 15;
 
@@ -22,6 +24,10 @@ pub(super) struct FeedState {
     pub(super) open: bool,
     /// After any gap, skip delta frames until a key frame.
     pub(super) waiting_for_keyframe: bool,
+    /// The rendition the viewer is sent, and the one it is to be sent: it switches at the
+    /// wanted one's next key frame, and is sent the current one until then.
+    pub(super) current: Rendition,
+    pub(super) wanted: Rendition,
     /// Caps last given to the appsrcs, so a change (resolution, bitrate) is passed on.
     pub(super) video_caps: Option<gst::Caps>,
     pub(super) audio_caps: Option<gst::Caps>,
@@ -40,6 +46,8 @@ impl Feed {
             state: Mutex::new(FeedState {
                 open: false,
                 waiting_for_keyframe: true,
+                current: Rendition::Main,
+                wanted: Rendition::Main,
                 video_caps: None,
                 audio_caps: None,
             }),
@@ -62,13 +70,35 @@ impl Feed {
         state.open = true;
         if opened {
             state.waiting_for_keyframe = true;
+            state.current = state.wanted;
         }
         opened
     }
 
-    /// True if the feed now needs a key frame it did not need before.
+    /// Moves the viewer to `rendition` at its next key frame; true if that is a change (the
+    /// caller then asks that rendition for a key frame).
+    pub fn switch_to(&self, rendition: Rendition) -> bool {
+        let mut state = self.state();
+        let changed = state.wanted != rendition;
+        state.wanted = rendition;
+        changed
+    }
+
+    /// The rendition a key frame for this viewer must come from: the one it is switching to.
+    pub fn keyframe_rendition(&self) -> Rendition {
+        self.state().wanted
+    }
+
+    /// The rendition the viewer is sent now.
+    pub fn rendition(&self) -> Rendition {
+        self.state().current
+    }
+
+    /// A frame of rendition `from`; true if the feed now needs a key frame it did not need
+    /// before (of its wanted rendition).
     pub(super) fn push_video(
         &self,
+        from: Rendition,
         buffer: &gst::Buffer,
         caps: Option<&gst::Caps>,
         clock_time: gst::ClockTime,
@@ -78,6 +108,15 @@ impl Feed {
             return false;
         }
         let is_key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        if from != state.current {
+            // Only the wanted rendition's key frame moves the viewer over; the new size
+            // travels in-band with its SPS and in the caps below.
+            if from != state.wanted || !is_key {
+                return false;
+            }
+            state.current = from;
+            state.waiting_for_keyframe = false;
+        }
         if state.waiting_for_keyframe && !is_key {
             return false;
         }
@@ -144,6 +183,8 @@ pub(super) struct Fanout {
     /// Encoded video frames and bytes out of the chain since start (across rebuilds).
     pub(super) video_frames: AtomicU64,
     pub(super) video_bytes: AtomicU64,
+    /// Encoded frames of the low rendition since start.
+    pub(super) low_frames: AtomicU64,
 }
 
 impl Fanout {

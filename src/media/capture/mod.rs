@@ -16,15 +16,22 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 mod fanout;
+mod low;
 
 use self::fanout::Fanout;
 pub use self::fanout::Feed;
+pub use self::low::ENCODER as LOW_ENCODER;
+use self::low::LowBranch;
 use super::controls::Controls;
 use super::keyframe::{Decision, KeyframeThrottle, MIN_INTERVAL};
 use super::{BusError, MediaError, Part};
+use crate::adapt::rendition::Rendition;
 
 /// How long to wait before rebuilding a capture chain that failed (a camera unplugged).
 const RESTART_DELAY: Duration = Duration::from_secs(2);
+/// How long the low rendition keeps running after its last viewer was moved off it: that
+/// viewer is sent low frames until the main rendition's key frame reaches it.
+const LOW_LINGER: Duration = Duration::from_secs(2);
 
 /// Encoded video out of the capture chain so far: the measured frame rate and bitrate are
 /// differences of two of these.
@@ -47,9 +54,13 @@ pub enum CameraState {
 pub struct Capture {
     fanout: Arc<Fanout>,
     controls: Controls,
-    keyframes: mpsc::Sender<()>,
+    keyframes: mpsc::Sender<Rendition>,
     /// The current chain's video appsink, where forced key-unit events start upstream.
     video_sink: Arc<Mutex<gst::Element>>,
+    /// The current chain's low rendition (`low`), if it has one.
+    low: Arc<Mutex<Option<LowBranch>>>,
+    /// Whether the low rendition is to run (kept for a rebuilt chain).
+    low_wanted: watch::Sender<bool>,
     clock: gst::Clock,
     has_audio: bool,
     /// Set to true to stop the chain; the supervisor answers on `stopped`.
@@ -61,29 +72,42 @@ pub struct Capture {
 impl Capture {
     /// Builds and starts `description` (a full launch line with `appsink name=video` and,
     /// when `has_audio`, `appsink name=audio`), and keeps it running: a chain that fails
-    /// (camera unplugged) is logged and rebuilt after a pause.
-    pub async fn start(description: String, has_audio: bool) -> Result<Arc<Self>, MediaError> {
+    /// (camera unplugged) is logged and rebuilt after a pause. With `low_height`, a chain that
+    /// names its encoder `pipe-encoder` also gets a low rendition of that height (`low`),
+    /// which runs only while `set_low_wanted` says so.
+    pub async fn start(
+        description: String,
+        has_audio: bool,
+        low_height: Option<u32>,
+    ) -> Result<Arc<Self>, MediaError> {
         let clock = gst::SystemClock::obtain();
         let fanout = Arc::new(Fanout::default());
+        // Requests come from every viewer's gate (one a second each) and the fan-out; the task
+        // coalesces them, so a full queue only loses requests that are already pending.
         let (keyframes, keyframe_rx) = mpsc::channel(16);
-        let first = {
-            let (description, fanout, clock, k) = (
-                description.clone(),
+        let spec = Spec {
+            description,
+            has_audio,
+            low_height,
+        };
+        let (first, low) = {
+            let (spec, fanout, clock, k) = (
+                spec.clone(),
                 fanout.clone(),
                 clock.clone(),
                 keyframes.clone(),
             );
-            RunningChain(
-                tokio::task::spawn_blocking(move || {
-                    build(&description, &fanout, &clock, has_audio, k)
-                })
-                .await??,
-            )
+            let (chain, low) =
+                tokio::task::spawn_blocking(move || build(&spec, &fanout, &clock, k)).await??;
+            (RunningChain(chain), low)
         };
         let video_sink = Arc::new(Mutex::new(
             appsink(&first.0, "video")?.upcast::<gst::Element>(),
         ));
-        tokio::spawn(keyframe_task(keyframe_rx, video_sink.clone()));
+        let low = Arc::new(Mutex::new(low));
+        tokio::spawn(keyframe_task(keyframe_rx, video_sink.clone(), low.clone()));
+        let (low_wanted, low_wanted_rx) = watch::channel(false);
+        tokio::spawn(low_task(low_wanted_rx, low.clone(), keyframes.clone()));
         let (stop, stop_rx) = watch::channel(false);
         let (stopped_tx, stopped) = watch::channel(false);
         let capture = Arc::new(Self {
@@ -91,19 +115,15 @@ impl Capture {
             controls: Controls::new(video_sink.clone()),
             keyframes,
             video_sink,
+            low,
+            low_wanted,
             clock,
             has_audio,
             stop,
             stopped,
             camera: watch::channel(CameraState::Live).0,
         });
-        tokio::spawn(supervise(
-            first,
-            description,
-            capture.clone(),
-            stop_rx,
-            stopped_tx,
-        ));
+        tokio::spawn(supervise(first, spec, capture.clone(), stop_rx, stopped_tx));
         Ok(capture)
     }
 
@@ -182,27 +202,51 @@ impl Capture {
             .len()
     }
 
-    /// Asks for a key frame; requests are coalesced to one per 500 ms across all viewers.
-    pub fn request_keyframe(&self) {
+    /// Asks a rendition's encoder for a key frame; requests are coalesced to one per 500 ms
+    /// across all viewers of it.
+    pub fn request_keyframe(&self, rendition: Rendition) {
         // A full queue already holds requests that will be served together: dropping is fine.
-        let _ = self.keyframes.try_send(());
+        let _ = self.keyframes.try_send(rendition);
     }
 
     /// A sender for callbacks on GStreamer threads (PLI/FIR from a viewer's RTCP).
-    pub fn keyframe_requester(&self) -> mpsc::Sender<()> {
+    pub fn keyframe_requester(&self) -> mpsc::Sender<Rendition> {
         self.keyframes.clone()
     }
+
+    /// Whether the chain has a low rendition (`low`).
+    pub fn has_low(&self) -> bool {
+        self.low.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Starts (with a key frame) or stops the low rendition's encoder. Stopping waits
+    /// `LOW_LINGER`, so a viewer moving off it is not left without frames.
+    pub fn set_low_wanted(&self, wanted: bool) {
+        self.low_wanted.send_replace(wanted);
+    }
+
+    /// Encoded frames of the low rendition so far.
+    pub fn low_frames(&self) -> u64 {
+        self.fanout.low_frames.load(Ordering::Relaxed)
+    }
+}
+
+/// What a chain is built from (again, after a failure).
+#[derive(Clone)]
+struct Spec {
+    description: String,
+    has_audio: bool,
+    low_height: Option<u32>,
 }
 
 /// Builds the chain and hooks its appsinks to the fan-out (runs on a blocking thread).
 fn build(
-    description: &str,
+    spec: &Spec,
     fanout: &Arc<Fanout>,
     clock: &gst::Clock,
-    has_audio: bool,
-    keyframes: mpsc::Sender<()>,
-) -> Result<gst::Pipeline, MediaError> {
-    let pipeline = gst::parse::launch(description)
+    keyframes: mpsc::Sender<Rendition>,
+) -> Result<(gst::Pipeline, Option<LowBranch>), MediaError> {
+    let pipeline = gst::parse::launch(&spec.description)
         .map_err(|error| MediaError::Build {
             part: Part::Capture,
             error,
@@ -211,41 +255,22 @@ fn build(
         .map_err(|_| MediaError::NotAPipeline(Part::Capture))?;
     super::stamp::install(&pipeline);
     pipeline.use_clock(Some(clock));
-    let video = appsink(&pipeline, "video")?;
-    let fan = fanout.clone();
-    video.set_callbacks(
-        gst_app::AppSinkCallbacks::builder()
-            .new_sample(move |sink| {
-                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                let Some(buffer) = sample.buffer_owned() else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                fan.video_frames.fetch_add(1, Ordering::Relaxed);
-                fan.video_bytes
-                    .fetch_add(buffer.size() as u64, Ordering::Relaxed);
-                let Some(clock_time) = fan.clock_time(&sample, &buffer) else {
-                    return Ok(gst::FlowSuccess::Ok);
-                };
-                let caps = sample.caps_owned();
-                {
-                    let mut known = fan.video_caps.lock().unwrap_or_else(|p| p.into_inner());
-                    if known.as_ref() != caps.as_ref() {
-                        known.clone_from(&caps);
-                    }
-                }
-                let mut gap = false;
-                for feed in fan.feeds() {
-                    gap |= feed.push_video(&buffer, caps.as_ref(), clock_time);
-                }
-                if gap {
-                    // Through the same throttle as every other request.
-                    let _ = keyframes.try_send(());
-                }
-                Ok(gst::FlowSuccess::Ok)
-            })
-            .build(),
+    let low = spec.low_height.and_then(|height| {
+        low::insert(&pipeline, height)
+            .inspect(|_| info!(height, "the chain has a low rendition"))
+            .inspect_err(|error| warn!(%error, "the chain has no low rendition"))
+            .ok()
+    });
+    fan_out(
+        &appsink(&pipeline, "video")?,
+        fanout,
+        Rendition::Main,
+        &keyframes,
     );
-    if has_audio {
+    if let Some(low) = &low {
+        fan_out(&low.sink, fanout, Rendition::Low, &keyframes);
+    }
+    if spec.has_audio {
         let audio = appsink(&pipeline, "audio")?;
         let fan = fanout.clone();
         audio.set_callbacks(
@@ -282,7 +307,55 @@ fn build(
             error,
         });
     }
-    Ok(pipeline)
+    Ok((pipeline, low))
+}
+
+/// Hands each encoded frame of `sink` (one rendition) to every viewer's feed.
+fn fan_out(
+    sink: &gst_app::AppSink,
+    fanout: &Arc<Fanout>,
+    rendition: Rendition,
+    keyframes: &mpsc::Sender<Rendition>,
+) {
+    let (fan, keyframes) = (fanout.clone(), keyframes.clone());
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer_owned() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let caps = sample.caps_owned();
+                if rendition == Rendition::Main {
+                    fan.video_frames.fetch_add(1, Ordering::Relaxed);
+                    fan.video_bytes
+                        .fetch_add(buffer.size() as u64, Ordering::Relaxed);
+                    let mut known = fan.video_caps.lock().unwrap_or_else(|p| p.into_inner());
+                    if known.as_ref() != caps.as_ref() {
+                        known.clone_from(&caps);
+                    }
+                } else {
+                    fan.low_frames.fetch_add(1, Ordering::Relaxed);
+                }
+                let Some(clock_time) = fan.clock_time(&sample, &buffer) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let mut gaps = [false; 2];
+                for feed in fan.feeds() {
+                    if feed.push_video(rendition, &buffer, caps.as_ref(), clock_time) {
+                        gaps[feed.keyframe_rendition() as usize] = true;
+                    }
+                }
+                // Through the same throttle as every other request.
+                for (wanted, r) in gaps.into_iter().zip([Rendition::Main, Rendition::Low]) {
+                    if wanted {
+                        let _ = keyframes.try_send(r);
+                    }
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
 }
 
 fn appsink(pipeline: &gst::Pipeline, name: &'static str) -> Result<gst_app::AppSink, MediaError> {
@@ -324,7 +397,7 @@ impl Drop for RunningChain {
 /// Watches the capture bus; rebuilds the chain after an error, forever.
 async fn supervise(
     mut pipeline: RunningChain,
-    description: String,
+    spec: Spec,
     capture: Arc<Capture>,
     mut stop: watch::Receiver<bool>,
     stopped: watch::Sender<bool>,
@@ -387,15 +460,14 @@ async fn supervise(
                     return;
                 }
             }
-            let (d, fanout, clock, audio, k) = (
-                description.clone(),
+            let (spec, fanout, clock, k) = (
+                spec.clone(),
                 capture.fanout.clone(),
                 capture.clock.clone(),
-                capture.has_audio,
                 capture.keyframes.clone(),
             );
-            match tokio::task::spawn_blocking(move || build(&d, &fanout, &clock, audio, k)).await {
-                Ok(Ok(p)) => {
+            match tokio::task::spawn_blocking(move || build(&spec, &fanout, &clock, k)).await {
+                Ok(Ok((p, low))) => {
                     info!("capture chain restarted");
                     let (controls, chain) = (capture.controls.clone(), p.clone());
                     let _ = tokio::task::spawn_blocking(move || controls.reapply(&chain)).await;
@@ -403,6 +475,9 @@ async fn supervise(
                         *capture.video_sink.lock().unwrap_or_else(|e| e.into_inner()) =
                             sink.upcast();
                     }
+                    *capture.low.lock().unwrap_or_else(|e| e.into_inner()) = low;
+                    // The low rendition runs again if it is wanted (with a key frame).
+                    capture.low_wanted.send_modify(|_| {});
                     pipeline = RunningChain(p);
                     break;
                 }
@@ -413,36 +488,95 @@ async fn supervise(
         for feed in capture.fanout.feeds() {
             feed.state().waiting_for_keyframe = true;
         }
-        capture.request_keyframe();
+        capture.request_keyframe(Rendition::Main);
     }
 }
 
-/// Serves key-frame requests through the throttle, sending GstForceKeyUnit upstream from the
-/// video appsink to the encoder.
-async fn keyframe_task(mut requests: mpsc::Receiver<()>, sink: Arc<Mutex<gst::Element>>) {
-    let mut throttle = KeyframeThrottle::new(MIN_INTERVAL);
-    let mut due: Option<Instant> = None;
+/// Serves key-frame requests through one throttle per rendition, sending GstForceKeyUnit
+/// upstream from that rendition's appsink to its encoder.
+async fn keyframe_task(
+    mut requests: mpsc::Receiver<Rendition>,
+    main: Arc<Mutex<gst::Element>>,
+    low: Arc<Mutex<Option<LowBranch>>>,
+) {
+    let mut throttles = [
+        KeyframeThrottle::new(MIN_INTERVAL),
+        KeyframeThrottle::new(MIN_INTERVAL),
+    ];
+    let mut due: [Option<Instant>; 2] = [None, None];
     loop {
         let fire = tokio::select! {
             request = requests.recv() => {
-                let Some(()) = request else { return };
-                match throttle.request(Instant::now()) {
-                    Decision::Now => true,
-                    Decision::At(at) => { due = Some(at); false }
+                let Some(rendition) = request else { return };
+                let i = rendition as usize;
+                match throttles[i].request(Instant::now()) {
+                    Decision::Now => Some(rendition),
+                    Decision::At(at) => { due[i] = Some(at); None }
                 }
             }
-            _ = sleep_until(due) => {
-                due = None;
-                throttle.fire_due(Instant::now())
+            _ = sleep_until(due[0]) => {
+                due[0] = None;
+                throttles[0].fire_due(Instant::now()).then_some(Rendition::Main)
+            }
+            _ = sleep_until(due[1]) => {
+                due[1] = None;
+                throttles[1].fire_due(Instant::now()).then_some(Rendition::Low)
             }
         };
-        if fire {
-            let sink = sink.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            debug!("forcing a key frame");
+        let sink = match fire {
+            None => continue,
+            Some(Rendition::Main) => Some(main.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            Some(Rendition::Low) => low
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|l| l.sink.clone().upcast::<gst::Element>()),
+        };
+        if let Some(sink) = sink {
+            debug!(rendition = ?fire, "forcing a key frame");
             let event = gst_video::UpstreamForceKeyUnitEvent::builder()
                 .all_headers(true)
                 .build();
             let _ = tokio::task::spawn_blocking(move || sink.send_event(event)).await;
+        }
+    }
+}
+
+/// Opens and closes the low rendition's valve as `wanted` says: at once (with a key frame)
+/// to open, after `LOW_LINGER` to close.
+async fn low_task(
+    mut wanted: watch::Receiver<bool>,
+    low: Arc<Mutex<Option<LowBranch>>>,
+    keyframes: mpsc::Sender<Rendition>,
+) {
+    loop {
+        if wanted.changed().await.is_err() {
+            return;
+        }
+        let open = *wanted.borrow_and_update();
+        if !open {
+            // Unless it is wanted again meanwhile.
+            if let Ok(Ok(())) = tokio::time::timeout(LOW_LINGER, wanted.changed()).await {
+                wanted.mark_changed();
+                continue;
+            }
+        }
+        let Some(valve) = low
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|l| l.valve.clone())
+        else {
+            continue;
+        };
+        info!(
+            open,
+            "the low rendition {}",
+            if open { "starts" } else { "stops" }
+        );
+        let _ = tokio::task::spawn_blocking(move || valve.set_property("drop", !open)).await;
+        if open {
+            let _ = keyframes.try_send(Rendition::Low);
         }
     }
 }
@@ -453,3 +587,6 @@ async fn sleep_until(due: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,6 +26,7 @@ use super::pacer::{self, Pacer};
 use super::playout::PathEnd;
 use super::{MediaError, Part, playout, twcc, webrtc};
 use crate::adapt::feedback::{PacketReport, ReceiverReport};
+use crate::adapt::rendition::Rendition;
 use crate::config::IceConfig;
 use crate::identity::Fingerprint;
 
@@ -127,14 +128,27 @@ impl Viewer {
     pub fn open_feed(&self) -> bool {
         let opened = self.feed.open();
         if opened {
-            self.keyframes.request();
+            self.request_keyframe();
         }
         opened
     }
 
     /// Asks for a key frame for this viewer, through its gate (as its PLIs are).
     pub fn request_keyframe(&self) {
-        self.keyframes.request();
+        self.keyframes.request(self.feed.keyframe_rendition());
+    }
+
+    /// Sends the viewer `rendition` from its next key frame on (asked for now, through the
+    /// viewer's gate); the fan-out switches at it.
+    pub fn switch_to(&self, rendition: Rendition) {
+        if self.feed.switch_to(rendition) && self.feed.is_open() {
+            self.request_keyframe();
+        }
+    }
+
+    /// The rendition the viewer is sent now.
+    pub fn rendition(&self) -> Rendition {
+        self.feed.rendition()
     }
 
     /// Whether frames flow to this viewer (it was granted them).
@@ -339,15 +353,23 @@ pub fn build(
     });
     // A PLI or FIR from the viewer arrives as an upstream force-key-unit event at the appsrc:
     // forward it, at most once a second for this viewer (`pli`), to the shared encoder's throttle.
+    // Fix the base time ourselves (no start time: GStreamer keeps it), so the fan-out can move
+    // each frame's capture clock time into this pipeline's running time from the first frame.
+    let base_time = capture.clock().time();
+    let feed = Feed::new(video.clone(), audio, base_time);
     let keyframes = pli::PliGate::new(capture.keyframe_requester(), capture.clock().clone());
     let gate = keyframes.clone();
+    // Weak: the probe lives on the feed's own appsrc.
+    let weak_feed = Arc::downgrade(&feed);
     if let Some(pad) = video.static_pad("src") {
         pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
             if let Some(event) = info.event()
                 && gst_video::ForceKeyUnitEvent::is(event)
             {
                 debug!("the viewer asks for a key frame (PLI or FIR)");
-                keyframes.request();
+                if let Some(feed) = weak_feed.upgrade() {
+                    keyframes.request(feed.keyframe_rendition());
+                }
                 // Handled, not Drop: with gstreamer-rs a Drop hands GStreamer back a NULL
                 // event, which 1.22 then unrefs (a GStreamer-CRITICAL on every PLI).
                 return gst::PadProbeReturn::Handled;
@@ -355,9 +377,6 @@ pub fn build(
             gst::PadProbeReturn::Ok
         });
     }
-    // Fix the base time ourselves (no start time: GStreamer keeps it), so the fan-out can move
-    // each frame's capture clock time into this pipeline's running time from the first frame.
-    let base_time = capture.clock().time();
     pipeline.set_start_time(gst::ClockTime::NONE);
     pipeline.set_base_time(base_time);
     // Nothing here waits for the clock, so the pipeline's latency is zero; saying so up front
@@ -380,7 +399,6 @@ pub fn build(
             return Err(e);
         }
     };
-    let feed = Feed::new(video, audio, base_time);
     let video_pad = webrtc::video_sink_pad(&webrtc);
     Ok(Viewer {
         pipeline,

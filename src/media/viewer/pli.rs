@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use tokio::sync::mpsc;
 
+use crate::adapt::rendition::Rendition;
 use crate::media::keyframe::{Decision, KeyframeThrottle};
 
 /// The most often one viewer can cause a key frame.
@@ -19,24 +20,29 @@ pub const PER_VIEWER: Duration = Duration::from_secs(1);
 
 pub struct PliGate {
     throttle: Mutex<KeyframeThrottle>,
-    keyframes: mpsc::Sender<()>,
+    keyframes: mpsc::Sender<Rendition>,
+    /// The rendition the latest request was for (the one the viewer is sent or switching to),
+    /// which a kept request goes to.
+    rendition: Mutex<Rendition>,
     clock: gst::Clock,
     /// The clock wait for a kept request, unscheduled when the viewer goes.
     waiting: Mutex<Option<gst::SingleShotClockId>>,
 }
 
 impl PliGate {
-    pub fn new(keyframes: mpsc::Sender<()>, clock: gst::Clock) -> Arc<Self> {
+    pub fn new(keyframes: mpsc::Sender<Rendition>, clock: gst::Clock) -> Arc<Self> {
         Arc::new(Self {
             throttle: Mutex::new(KeyframeThrottle::new(PER_VIEWER)),
             keyframes,
+            rendition: Mutex::new(Rendition::Main),
             clock,
             waiting: Mutex::new(None),
         })
     }
 
-    /// The viewer asked for a key frame.
-    pub fn request(self: &Arc<Self>) {
+    /// The viewer asked for a key frame of `rendition`.
+    pub fn request(self: &Arc<Self>, rendition: Rendition) {
+        *self.rendition.lock().unwrap_or_else(|p| p.into_inner()) = rendition;
         let now = Instant::now();
         let (was_waiting, decision) = {
             let mut throttle = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
@@ -44,7 +50,7 @@ impl PliGate {
         };
         match decision {
             Decision::Now => {
-                let _ = self.keyframes.try_send(());
+                let _ = self.keyframes.try_send(rendition);
             }
             Decision::At(_) if was_waiting => {} // already kept
             Decision::At(due) => self.send_at(due, due.saturating_duration_since(now)),
@@ -66,15 +72,19 @@ impl PliGate {
                 .unwrap_or_else(|p| p.into_inner())
                 .fire_due(due);
             if fire {
-                let _ = gate.keyframes.try_send(());
+                let _ = gate.keyframes.try_send(gate.rendition());
             }
         });
         if scheduled.is_ok() {
             *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
         } else {
             // No clock wait: send it now rather than never.
-            let _ = self.keyframes.try_send(());
+            let _ = self.keyframes.try_send(self.rendition());
         }
+    }
+
+    fn rendition(&self) -> Rendition {
+        *self.rendition.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -103,7 +113,7 @@ mod tests {
         let start = Instant::now();
         // A PLI every 50 ms for 1.5 s.
         while start.elapsed() < Duration::from_millis(1_500) {
-            gate.request();
+            gate.request(Rendition::Main);
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(Duration::from_millis(700)); // the kept one fires at 2 s
@@ -120,11 +130,23 @@ mod tests {
         gst::init().unwrap();
         let (tx, mut rx) = mpsc::channel(16);
         let gate = PliGate::new(tx, gst::SystemClock::obtain());
-        gate.request();
-        gate.request(); // kept for 1 s
+        gate.request(Rendition::Main);
+        gate.request(Rendition::Main); // kept for 1 s
         drop(gate);
         std::thread::sleep(Duration::from_millis(1_200));
-        assert_eq!(rx.try_recv(), Ok(()));
+        assert_eq!(rx.try_recv(), Ok(Rendition::Main));
         assert!(rx.try_recv().is_err(), "a gone viewer's request was sent");
+    }
+
+    #[test]
+    fn a_kept_request_goes_to_the_rendition_asked_for_last() {
+        gst::init().unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let gate = PliGate::new(tx, gst::SystemClock::obtain());
+        gate.request(Rendition::Main);
+        gate.request(Rendition::Low); // kept: the viewer is moving to the low rendition
+        std::thread::sleep(Duration::from_millis(1_200));
+        assert_eq!(rx.try_recv(), Ok(Rendition::Main));
+        assert_eq!(rx.try_recv(), Ok(Rendition::Low));
     }
 }

@@ -1,0 +1,138 @@
+//! The capture chain with a real encoder: the low rendition runs only while wanted, and a
+//! feed moves between renditions at key frames.
+
+use std::time::Duration;
+
+use gst::prelude::*;
+
+use super::*;
+
+const CHAIN: &str = "videotestsrc is-live=true \
+    ! video/x-raw,width=640,height=480,framerate=30/1 \
+    ! x264enc name=pipe-encoder tune=zerolatency speed-preset=ultrafast key-int-max=300 bitrate=800 \
+    ! video/x-h264,profile=constrained-baseline ! h264parse config-interval=-1 \
+    ! appsink name=video caps=video/x-h264,stream-format=byte-stream,alignment=au sync=false async=false";
+
+/// A viewer's end of a feed: what reaches its appsrc, read back from an appsink.
+struct Receiver {
+    pipeline: gst::Pipeline,
+    out: gst_app::AppSink,
+}
+
+impl Receiver {
+    fn start(capture: &Capture) -> (Self, Arc<Feed>) {
+        let pipeline = gst::parse::launch(
+            "appsrc name=v is-live=true format=time ! appsink name=out sync=false",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        pipeline.use_clock(Some(capture.clock()));
+        let base_time = capture.clock().time();
+        pipeline.set_start_time(gst::ClockTime::NONE);
+        pipeline.set_base_time(base_time);
+        let src = pipeline.by_name("v").unwrap().downcast().unwrap();
+        let out = pipeline.by_name("out").unwrap().downcast().unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        (Self { pipeline, out }, Feed::new(src, None, base_time))
+    }
+
+    /// The next frame's height and whether it is a key frame.
+    fn next(&self) -> (i32, bool) {
+        let sample = self
+            .out
+            .try_pull_sample(gst::ClockTime::from_seconds(5))
+            .expect("a frame within 5 s");
+        let height = sample
+            .caps()
+            .unwrap()
+            .structure(0)
+            .unwrap()
+            .get("height")
+            .unwrap();
+        let key = !sample
+            .buffer()
+            .unwrap()
+            .flags()
+            .contains(gst::BufferFlags::DELTA_UNIT);
+        (height, key)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_low_rendition_runs_only_while_wanted_and_a_feed_switches_at_its_key_frame() {
+    crate::media::init().unwrap();
+    let capture = Capture::start(CHAIN.into(), false, Some(120))
+        .await
+        .unwrap();
+    assert!(capture.has_low());
+    let (receiver, feed) = Receiver::start(&capture);
+    capture.attach(feed.clone());
+    assert!(feed.open());
+    capture.request_keyframe(Rendition::Main);
+    let (height, key) = tokio::task::block_in_place(|| receiver.next());
+    assert_eq!(
+        (height, key),
+        (480, true),
+        "the feed starts at a key frame of the main one"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        capture.low_frames(),
+        0,
+        "the low encoder idles until wanted"
+    );
+
+    capture.set_low_wanted(true);
+    assert!(feed.switch_to(Rendition::Low));
+    let frames =
+        tokio::task::block_in_place(|| (0..60).map(|_| receiver.next()).collect::<Vec<_>>());
+    let first_low = frames
+        .iter()
+        .position(|(h, _)| *h == 120)
+        .expect("the feed moved to the low rendition");
+    assert!(frames[first_low].1, "it moved at a key frame");
+    assert!(
+        frames[first_low..].iter().all(|(h, _)| *h == 120),
+        "and stayed: {frames:?}"
+    );
+    assert!(frames[..first_low].iter().all(|(h, _)| *h == 480));
+    assert_eq!(feed.rendition(), Rendition::Low);
+    // 640x480 scaled to 120 rows with square pixels.
+    let caps = capture
+        .low
+        .lock()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .sink
+        .static_pad("sink")
+        .unwrap()
+        .current_caps()
+        .unwrap();
+    assert_eq!(caps.structure(0).unwrap().get::<i32>("width").unwrap(), 160);
+
+    // Back to the main one, at its key frame; the low encoder stops after its linger.
+    assert!(feed.switch_to(Rendition::Main));
+    capture.request_keyframe(Rendition::Main);
+    capture.set_low_wanted(false);
+    let frames =
+        tokio::task::block_in_place(|| (0..30).map(|_| receiver.next()).collect::<Vec<_>>());
+    let back = frames
+        .iter()
+        .position(|(h, _)| *h == 480)
+        .expect("back on the main one");
+    assert!(frames[back].1, "at a key frame: {frames:?}");
+    tokio::time::sleep(LOW_LINGER + Duration::from_millis(500)).await;
+    let stopped = capture.low_frames();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(capture.low_frames(), stopped, "the low encoder stopped");
+    capture.detach(&feed);
+    capture.stop().await;
+}
