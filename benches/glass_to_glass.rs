@@ -53,6 +53,8 @@ const PIPELINE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/pipelines/latency-probe.pipeline"
 );
+/// The stamped frames' width (the low rendition's frames are scaled from them).
+const WIDTH: u32 = 1280;
 /// The device binary cargo built with this benchmark: with the bench profile (which inherits
 /// release) it is target/release/pipe.
 const DEVICE_BIN: &str = env!("CARGO_BIN_EXE_pipe");
@@ -118,7 +120,7 @@ async fn run() -> Result<()> {
         "--bitrate".into(),
         BITRATE_KBPS.to_string(),
         "--width".into(),
-        "1280".into(),
+        WIDTH.to_string(),
         "--height".into(),
         "720".into(),
     ];
@@ -412,7 +414,8 @@ async fn open_viewer(browser: &Browser, device: &Device, link: &str) -> Result<(
     // it came after the first frame on a fast start.
     let page = browser.new_page("about:blank").await?;
     let source = format!(
-        "document.addEventListener('DOMContentLoaded', () => {{ window.__g2gInstall = {READ_BARCODES}; }});"
+        "window.__g2gStampWidth = {WIDTH}; \
+         document.addEventListener('DOMContentLoaded', () => {{ window.__g2gInstall = {READ_BARCODES}; }});"
     );
     page.command(
         "Page.addScriptToEvaluateOnNewDocument",

@@ -31,20 +31,26 @@ pub const READ_BARCODES: &str = r#"(() => {
     }
     return crc;
   };
+  // A frame of a smaller rendition (the low one is scaled from the stamped frames) carries
+  // the barcode scaled too: its blocks are `BLOCK * width / stampWidth` pixels, laid out as in
+  // the stamped frame (`window.__g2gStampWidth`, set by the benchmark).
   const read = (width, height) => {
-    const cols = Math.floor(width / BLOCK), rows = Math.ceil(BITS / cols);
-    if (!cols || rows * BLOCK > height) return null;
-    const w = cols * BLOCK, h = rows * BLOCK;
+    const stampWidth = window.__g2gStampWidth || width;
+    const scale = width / stampWidth, block = BLOCK * scale;
+    const cols = Math.floor(stampWidth / BLOCK), rows = Math.ceil(BITS / cols);
+    if (!cols || rows * block > height) return null;
+    const w = Math.ceil(cols * block), h = Math.ceil(rows * block);
     if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
     ctx.drawImage(video, 0, 0, w, h, 0, 0, w, h);
     const px = ctx.getImageData(0, 0, w, h).data;
+    // The mean green of the block's centre (4x4 of a 16-pixel block), away from its edges.
+    const inset = Math.round(6 * scale), side = Math.max(1, Math.round(4 * scale));
     let ms = 0, check = 0;
     for (let i = 0; i < BITS; i++) {
-      // The mean green of the 4x4 pixels at the block's centre, away from its ringing edges.
-      const x0 = (i % cols) * BLOCK + 6, y0 = Math.floor(i / cols) * BLOCK + 6;
+      const x0 = Math.round((i % cols) * block) + inset, y0 = Math.round(Math.floor(i / cols) * block) + inset;
       let sum = 0;
-      for (let y = y0; y < y0 + 4; y++) for (let x = x0; x < x0 + 4; x++) sum += px[(y * w + x) * 4 + 1];
-      const bit = sum > 128 * 16 ? 1 : 0;
+      for (let y = y0; y < y0 + side; y++) for (let x = x0; x < x0 + side; x++) sum += px[(y * w + x) * 4 + 1];
+      const bit = sum > 128 * side * side ? 1 : 0;
       if (i < TIME_BITS) ms = ms * 2 + bit; else check = check * 2 + bit;
     }
     return crc16(ms) === check ? ms : null;

@@ -141,8 +141,11 @@ pub fn insert(pipeline: &gst::Pipeline, height: u32) -> Result<LowBranch, NoLowR
     Ok(LowBranch { valve, sink })
 }
 
-/// A second encoder like `encoder`: same factory, every property it can be given set to the
-/// value `encoder` has.
+/// A second encoder like `encoder`: same factory, and every property in which `encoder`
+/// differs from a fresh one set to `encoder`'s value. Only those: x264enc turns every property
+/// set into an option applied after its tune (gstx264enc.c appends them to its option
+/// string), so setting `rc-lookahead` to its default undid `tune=zerolatency` and delayed
+/// every frame by 40.
 fn copy_of(encoder: &gst::Element) -> Result<gst::Element, NoLowRendition> {
     let factory = encoder
         .factory()
@@ -160,7 +163,11 @@ fn copy_of(encoder: &gst::Element) -> Result<gst::Element, NoLowRendition> {
         {
             continue;
         }
-        copy.set_property_from_value(pspec.name(), &encoder.property_value(pspec.name()));
+        let value = encoder.property_value(pspec.name());
+        let fresh = copy.property_value(pspec.name());
+        if value.serialize().ok() != fresh.serialize().ok() {
+            copy.set_property_from_value(pspec.name(), &value);
+        }
     }
     Ok(copy)
 }
@@ -197,6 +204,11 @@ mod tests {
         assert_eq!(low.property::<u32>("bitrate"), 1234);
         assert_eq!(low.property::<u32>("key-int-max"), 77);
         assert_eq!(low.property::<u32>("vbv-buf-capacity"), 250);
+        // Nothing set that the chain did not set: x264 would apply it after the tune.
+        let options = low
+            .property::<Option<String>>("option-string")
+            .unwrap_or_default();
+        assert!(!options.contains("lookahead"), "{options}");
         let encoded = low
             .static_pad("src")
             .unwrap()

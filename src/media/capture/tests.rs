@@ -39,23 +39,23 @@ impl Receiver {
 
     /// The next frame's height and whether it is a key frame.
     fn next(&self) -> (i32, bool) {
+        let (height, key, _) = self.next_with_age();
+        (height, key)
+    }
+
+    /// ... and how long ago it was captured.
+    fn next_with_age(&self) -> (i32, bool, Duration) {
         let sample = self
             .out
             .try_pull_sample(gst::ClockTime::from_seconds(5))
             .expect("a frame within 5 s");
-        let height = sample
-            .caps()
-            .unwrap()
-            .structure(0)
-            .unwrap()
-            .get("height")
-            .unwrap();
-        let key = !sample
-            .buffer()
-            .unwrap()
-            .flags()
-            .contains(gst::BufferFlags::DELTA_UNIT);
-        (height, key)
+        let caps = sample.caps().expect("caps");
+        let height = caps.structure(0).unwrap().get("height").unwrap();
+        let buffer = sample.buffer().unwrap();
+        let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        let now = self.pipeline.current_running_time().unwrap();
+        let age = now.saturating_sub(buffer.pts().unwrap());
+        (height, key, Duration::from_nanos(age.nseconds()))
     }
 }
 
@@ -104,6 +104,17 @@ async fn the_low_rendition_runs_only_while_wanted_and_a_feed_switches_at_its_key
     );
     assert!(frames[..first_low].iter().all(|(h, _)| *h == 480));
     assert_eq!(feed.rendition(), Rendition::Low);
+    // As fresh as the main rendition's frames: the second encoder is tuned as the first (a
+    // copy that undid x264's zerolatency tune held every frame back by 1.3 s).
+    let ages = tokio::task::block_in_place(|| {
+        (0..30)
+            .map(|_| receiver.next_with_age().2)
+            .collect::<Vec<_>>()
+    });
+    assert!(
+        ages.iter().all(|age| *age < Duration::from_millis(300)),
+        "{ages:?}"
+    );
     // 640x480 scaled to 120 rows with square pixels.
     let caps = capture
         .low
