@@ -22,12 +22,16 @@
 //!   and the link's own numbers (what it dropped) printed.
 //! - `PIPE_BENCH_SCENARIO`: `step`, `blackout3` or `blackout20`, a link that changes during
 //!   the run (benches/common/scenario.rs): one viewer, recovery times next to the targets.
+//! - `PIPE_BENCH_TWO`: two Chromium viewers, the second behind this many kbit/s, the first
+//!   unconstrained (benches/common/two_viewers.rs).
 
 mod common;
 #[path = "common/scenario.rs"]
 mod scenario;
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "common/two_viewers.rs"]
+mod two_viewers;
 
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
@@ -110,6 +114,7 @@ async fn run() -> Result<()> {
 
     let link = link_from_env();
     let named = scenario::Named::from_env();
+    let two = env_number("PIPE_BENCH_TWO").map(|k| k as u32);
     // With an emulated link, the device's ICE ports are the ones it shapes.
     let config = ConfigFile::new(&ice_ports(&LINK_PORTS))?;
     let mut args = vec![
@@ -124,7 +129,7 @@ async fn run() -> Result<()> {
         "--height".into(),
         "720".into(),
     ];
-    if link.is_some() || named.is_some() {
+    if link.is_some() || named.is_some() || two.is_some() {
         args.extend(["--config".into(), config.arg().to_string()]);
     }
     let device = Device::start(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
@@ -181,6 +186,9 @@ async fn run() -> Result<()> {
     }
     if let Some(shape) = link {
         return run_on_link(shape, phase, &browser, device, &invite).await;
+    }
+    if let Some(kbps) = two {
+        return two_viewers::run(kbps, phase, &browser, device, &invite).await;
     }
     let (page, first) = open_viewer(&browser, &device, &invite).await?;
     tokio::time::sleep(WARM_UP).await;
@@ -401,6 +409,16 @@ fn pipeline() -> String {
 /// Opens the viewer app, reads barcodes from its first frame on, and returns when one was
 /// shown, with where the time to it went.
 async fn open_viewer(browser: &Browser, device: &Device, link: &str) -> Result<(Page, FirstFrame)> {
+    open_viewer_in(browser, device, link, false).await
+}
+
+/// `open_viewer`, in a window of its own if `new_window` (a second viewer in one browser).
+async fn open_viewer_in(
+    browser: &Browser,
+    device: &Device,
+    link: &str,
+    new_window: bool,
+) -> Result<(Page, FirstFrame)> {
     // A viewer's browser is already running: a first page (the device's own info, no session)
     // takes the browser's start-up work out of the time to first frame.
     let origin = device.url.split_once("/#").map_or(&*device.url, |(o, _)| o);
@@ -412,7 +430,11 @@ async fn open_viewer(browser: &Browser, device: &Device, link: &str) -> Result<(
     // The reader goes in as the page's scripts have run (DOMContentLoaded, ~40-70 ms after
     // navigation start), well before any frame can arrive: evaluated once the page had loaded,
     // it came after the first frame on a fast start.
-    let page = browser.new_page("about:blank").await?;
+    let page = if new_window {
+        browser.new_window("about:blank").await?
+    } else {
+        browser.new_page("about:blank").await?
+    };
     let source = format!(
         "window.__g2gStampWidth = {WIDTH}; \
          document.addEventListener('DOMContentLoaded', () => {{ window.__g2gInstall = {READ_BARCODES}; }});"

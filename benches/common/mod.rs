@@ -127,7 +127,7 @@ pub const VIDEO_STATS: &str = r#"(async () => {
       'jitterBufferEmittedCount', 'framesDecoded', 'framesDropped', 'totalDecodeTime',
       'totalProcessingDelay', 'totalAssemblyTime', 'framesAssembledFromMultiplePackets',
       'freezeCount', 'totalFreezesDuration', 'packetsLost', 'nackCount', 'pliCount', 'keyFramesDecoded',
-      'bytesReceived']) out[k] = v[k] ?? null;
+      'bytesReceived', 'frameWidth', 'frameHeight']) out[k] = v[k] ?? null;
   return out;
 })()"#;
 

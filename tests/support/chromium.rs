@@ -152,9 +152,23 @@ impl Browser {
     /// Opens a new tab, attaches to it, starts collecting its console, loads `url` and waits
     /// for the load to complete.
     pub async fn new_page(&self, url: &str) -> Result<Page> {
+        self.create_page(url, false).await
+    }
+
+    /// A page in a window of its own: visible beside the others, where a second tab of one
+    /// window would be a background tab (its video frame callbacks throttled to none).
+    pub async fn new_window(&self, url: &str) -> Result<Page> {
+        self.create_page(url, true).await
+    }
+
+    async fn create_page(&self, url: &str, new_window: bool) -> Result<Page> {
         let created = self
             .conn
-            .call(None, "Target.createTarget", json!({"url": "about:blank"}))
+            .call(
+                None,
+                "Target.createTarget",
+                json!({"url": "about:blank", "newWindow": new_window}),
+            )
             .await?;
         let target_id = str_field(&created, "targetId")?;
         // Enabled before navigating, so messages logged while the page loads are kept.
