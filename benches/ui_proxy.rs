@@ -10,6 +10,11 @@
 //!
 //! Environment: `PIPE_BENCH_RUNS` (scripts/bench), `PIPE_BENCH_BULK_MB` (proxied download,
 //! default 200), `PIPE_BENCH_SECS` (ceiling and idle-video phases, default 10).
+//!
+//! With `PIPE_BENCH_LINK=<kbit/s>` the device's media (video and datachannels: one ICE
+//! transport) goes through the link emulator (`pipe_testkit::link`, a 40-packet queue), and
+//! the run is only: the video alone, then the video during a proxied download of
+//! `PIPE_BENCH_BULK_MB` (default 2): a download must not freeze the picture (issue 13).
 
 mod common;
 #[path = "../tests/support/mod.rs"]
@@ -27,9 +32,10 @@ use axum::routing::get;
 use common::{
     READ_BARCODES, TAKE_SAMPLES, VIDEO_STATS, clock_ticks_per_second, cpu_ticks, num, pct,
 };
+use pipe_testkit::link::{Emulator, Link, Scenario, Shape};
 use serde_json::{Value, json};
 use support::chromium::Page;
-use support::device::Device;
+use support::device::{ConfigFile, Device, ice_ports};
 use support::viewer::Viewer;
 
 const PIPELINE: &str = concat!(
@@ -258,6 +264,10 @@ struct Video {
     latencies: Vec<f64>,
     freezes: f64,
     frames: f64,
+    /// Seconds frozen (Chromium's `totalFreezesDuration`), and of the phase.
+    frozen: f64,
+    seconds: f64,
+    bytes: f64,
 }
 
 /// What the video did while `work` ran: latency of every frame read, freezes, frames decoded.
@@ -267,7 +277,9 @@ async fn video_during<T>(
 ) -> Result<(T, Video)> {
     viewer.eval(TAKE_SAMPLES).await?;
     let before = viewer.eval(VIDEO_STATS).await?;
+    let start = Instant::now();
     let out = work.await?;
+    let seconds = start.elapsed().as_secs_f64();
     let after = viewer.eval(VIDEO_STATS).await?;
     let taken = viewer.eval(TAKE_SAMPLES).await?;
     let latencies = taken["samples"]
@@ -283,6 +295,9 @@ async fn video_during<T>(
             latencies,
             freezes: delta("freezeCount"),
             frames: delta("framesDecoded"),
+            frozen: delta("totalFreezesDuration"),
+            seconds,
+            bytes: delta("bytesReceived"),
         },
     ))
 }
@@ -313,16 +328,69 @@ fn mb_per_s(v: &Value) -> f64 {
     num(v, "bytes") / 1e6 / (num(v, "ms") / 1000.0)
 }
 
+/// The device's ICE ports, which the link emulator shapes (`PIPE_BENCH_LINK`).
+const LINK_PORTS: std::ops::RangeInclusive<u16> = 47_500..=47_563;
+
+/// The video alone and during a proxied download, through the narrow link.
+fn print_on_link(idle: &Video, during: &Video, bulk: &Value) {
+    println!(
+        "{:<44}{:>14}{:>14}   target (issue 13)",
+        "metric", "video alone", "+ download"
+    );
+    let row = |name: &str, f: &dyn Fn(&Video) -> String, target: &str| {
+        println!("{name:<44}{:>14}{:>14}   {target}", f(idle), f(during));
+    };
+    row(
+        "frozen (totalFreezesDuration) / freezes",
+        &|v| format!("{:.2} s / {:.0}", v.frozen, v.freezes),
+        "no freeze from the download",
+    );
+    row(
+        "frames decoded per second",
+        &|v| format!("{:.1}", v.frames / v.seconds),
+        "",
+    );
+    row(
+        "latency p50 / p95",
+        &|v| {
+            format!(
+                "{:.0} / {:.0} ms",
+                pct(&v.latencies, 50.0),
+                pct(&v.latencies, 95.0)
+            )
+        },
+        "",
+    );
+    row(
+        "video received",
+        &|v| format!("{:.0} kbit/s", v.bytes * 8.0 / v.seconds / 1000.0),
+        "",
+    );
+    println!(
+        "{:<44}{:>28}",
+        "proxied download",
+        format!(
+            "{:.1} MB in {:.1} s ({:.0} kbit/s)",
+            num(bulk, "bytes") / 1e6,
+            num(bulk, "ms") / 1000.0,
+            num(bulk, "bytes") * 8.0 / num(bulk, "ms")
+        )
+    );
+}
+
 async fn run() -> Result<()> {
     support::netns::require_loopback_only();
     let secs = std::env::var("PIPE_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    let link_kbps: Option<u32> = std::env::var("PIPE_BENCH_LINK")
+        .ok()
+        .and_then(|s| s.parse().ok());
     let bulk_mb: u64 = std::env::var("PIPE_BENCH_BULK_MB")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(if link_kbps.is_some() { 2 } else { 200 });
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let upstream = format!("http://{}", listener.local_addr()?);
@@ -340,7 +408,8 @@ async fn run() -> Result<()> {
     }
     println!();
 
-    let device = Device::start(&[
+    let config = ConfigFile::new(&ice_ports(&LINK_PORTS))?;
+    let mut args = vec![
         "--pipeline",
         PIPELINE,
         "--framerate",
@@ -352,7 +421,20 @@ async fn run() -> Result<()> {
         "--ui-upstream",
         &upstream,
         "--bench-datachannel",
-    ])?;
+    ];
+    // The link first, so the first packets already meet it.
+    let emulator = match link_kbps {
+        Some(kbps) => {
+            println!("  link      {kbps} kbit/s up, 40-packet queue (device's media only)\n");
+            args.extend(["--config", config.arg()]);
+            Some(Emulator::start(
+                LINK_PORTS,
+                Scenario::steady(Link::uplink(Shape::capped(kbps))),
+            )?)
+        }
+        None => None,
+    };
+    let device = Device::start(&args)?;
     let link = device.claim_link.clone().context("a claim link")?;
     let owner = Viewer::open(&link).await?;
     owner.wait_role("owner", SETUP).await?;
@@ -399,6 +481,14 @@ async fn run() -> Result<()> {
         Ok(())
     })
     .await?;
+    if emulator.is_some() {
+        let (bulk, during) = video_during(&owner.page, frame.eval(&bulk(bulk_mb << 20))).await?;
+        print_on_link(&idle, &during, &bulk);
+        drop(emulator);
+        owner.close().await?;
+        device.stop()?;
+        return Ok(());
+    }
     let (_, idle_cpu) = cpu_during(pid, async {
         tokio::time::sleep(Duration::from_secs(3)).await;
         Ok(())

@@ -3,8 +3,10 @@
 //! a moving picture anyway, because the encoder follows the viewer's estimate down below the
 //! link. Before adaptation this showed no frame at all. And a link that goes dark for 3 s
 //! (both ways: Wi-Fi gone) shows as a poor connection, not a frozen frame, and the picture
-//! comes back by itself. Behaviour only: the latency, bitrate, freeze and recovery-time targets
-//! are the benchmark's (`PIPE_BENCH_LINK`, docs/benchmarks.md).
+//! comes back by itself. Two viewers, one of them behind a narrow link: that one is moved to
+//! the low rendition, the other keeps the full picture. Behaviour only: the latency, bitrate,
+//! freeze and recovery-time targets are the benchmark's (`PIPE_BENCH_LINK`, `PIPE_BENCH_TWO`,
+//! docs/benchmarks.md).
 
 mod support;
 
@@ -16,6 +18,7 @@ use support::viewer::Viewer;
 
 const PORTS: std::ops::RangeInclusive<u16> = 47_100..=47_163;
 const BLACKOUT_PORTS: std::ops::RangeInclusive<u16> = 47_200..=47_263;
+const TWO_PORTS: std::ops::RangeInclusive<u16> = 47_400..=47_463;
 /// From opening the page: a first picture and 5 s of frames, with room for a loaded machine.
 const BUDGET: Duration = Duration::from_secs(25);
 
@@ -193,5 +196,108 @@ async fn a_3_s_blackout_shows_a_poor_connection_and_the_picture_comes_back() {
         "the page started a new session"
     );
     drop(link);
+    watched.close().await;
+}
+
+/// The height of the video the page receives (0 before the first frame).
+const HEIGHT: &str = "(async () => { const r = await window.pipeViewer.pc.getStats(); let h = 0; \
+    r.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') h = s.frameHeight || 0; }); return h; })()";
+
+/// The device's port of the page's selected candidate pair.
+const DEVICE_PORT: &str = "(async () => { const r = await window.pipeViewer.pc.getStats(); let port = null; \
+    r.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) \
+    port = r.get(r.get(s.selectedCandidatePairId).remoteCandidateId).port; }); return port; })()";
+
+/// Polls `js` on `page` until `ok` holds for its number, for at most `within`; the last value.
+async fn poll_number(
+    page: &support::chromium::Page,
+    js: &str,
+    within: Duration,
+    ok: impl Fn(u64) -> bool,
+) -> Result<u64, u64> {
+    let deadline = Instant::now() + within;
+    loop {
+        let value = page
+            .eval(js)
+            .await
+            .ok()
+            .and_then(|v| v.as_u64())
+            .unwrap_or(0);
+        if ok(value) {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            return Err(value);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_behind_a_narrow_link_gets_the_low_rendition_and_the_other_keeps_720p() {
+    let watched = Watched::open(&TWO_PORTS, (1280, 720), &["--bitrate", "2000"]).await;
+    watched.playing(BUDGET, "no picture on an open link").await;
+    let wide = &watched.viewer.page;
+    // The owner's second window: the same certificate, a session of its own.
+    let url = watched.device.url.clone();
+    let narrow = watched.viewer.browser.new_window(&url).await.unwrap();
+    let playing = "window.pipeViewer && window.pipeViewer.state === 'playing'";
+    if narrow.wait_for(playing, BUDGET).await.is_err() {
+        watched.fail("the second window does not play");
+    }
+    let port = poll_number(&narrow, DEVICE_PORT, Duration::from_secs(5), |p| p > 0)
+        .await
+        .unwrap_or_else(|_| watched.fail("no selected candidate pair in the second window"));
+    let link = Emulator::start(
+        port as u16..=port as u16,
+        Scenario::steady(Link::uplink(Shape::capped(400))),
+    )
+    .unwrap();
+    // Moved after 2 s under 500 kbit/s, switched at the low rendition's first key frame.
+    let narrowed = Instant::now();
+    if let Err(h) = poll_number(&narrow, HEIGHT, Duration::from_secs(20), |h| h == 360).await {
+        watched.fail(&format!(
+            "the viewer behind 400 kbit/s still gets {h} rows after 20 s"
+        ));
+    }
+    println!(
+        "  behind 400 kbit/s: 360 rows {:?} after the link narrowed",
+        narrowed.elapsed()
+    );
+    // The other viewer keeps the full picture, moving, and the encoder's bitrate.
+    let before = watched.presented().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let presented = watched.presented().await - before;
+    let height = poll_number(wide, HEIGHT, Duration::ZERO, |_| true)
+        .await
+        .unwrap_or(0);
+    if height != 720 || presented < 50 {
+        watched.fail(&format!(
+            "the open viewer got {height} rows and {presented} frames in 5 s"
+        ));
+    }
+    let main_kbps = watched
+        .device
+        .log()
+        .lines()
+        .filter(|l| l.contains("encoder bitrate follows the viewers' links"))
+        .filter_map(|l| l.split("kbps=").nth(1)?.trim().parse::<u32>().ok())
+        .next_back();
+    if main_kbps.is_some_and(|k| k < 1_500) {
+        watched.fail(&format!(
+            "the main encoder stayed down at {main_kbps:?} kbit/s"
+        ));
+    }
+    // The link opens again: back to the main rendition (5 s over 800 kbit/s, after the
+    // estimate has climbed back).
+    drop(link);
+    let opened = Instant::now();
+    if let Err(h) = poll_number(&narrow, HEIGHT, Duration::from_secs(40), |h| h == 720).await {
+        watched.fail(&format!(
+            "the second viewer still gets {h} rows 40 s after the link opened"
+        ));
+    }
+    println!("  link open again: 720 rows {:?} after", opened.elapsed());
+    narrow.close().await.unwrap();
     watched.close().await;
 }

@@ -11,9 +11,9 @@
 //! - Overuse with a standing queue (one that did not drain within the last 300 ms: a key
 //!   frame's burst queues for a moment, a rate above the link for good): the estimate drops
 //!   to 85 % of what the viewer actually received over the last half second, less what
-//!   drains the queue that built up within about a second (down to half).
+//!   drains the queue beyond 100 ms that built up, within about a second (down to half).
 //! - Otherwise it grows 8 % a second while below the rate of the last overuses, by about a
-//!   packet per response time near it, and 15 % a second once 30 % (or three deviations)
+//!   packet per response time once the estimate is near it (within three deviations), and 15 % a second once 30 % (or three deviations)
 //!   more got through than that rate (the link grew; GStreamer 1.22 cannot send padding to
 //!   probe, so a faster climb is how the new room is found); never raised above 1.5 times
 //!   the most the viewer received in a half second of the last two (an estimate far above
@@ -50,6 +50,8 @@ const OVERUSE_TIME: Duration = Duration::from_millis(10);
 const BETA: f64 = 0.85;
 /// Growth a second below the rate of the last congestions (GCC's 8 %).
 const GROWTH: f64 = 1.08;
+/// A queue this short at an overuse is left to the 85 % cut to drain.
+const QUEUE_KEPT: Duration = Duration::from_millis(100);
 /// Growth a second where no congestion is known (the link grew past the last one's rate).
 const GROWTH_UNKNOWN: f64 = 1.15;
 const ACKED_WINDOW: Duration = Duration::from_millis(500);
@@ -380,9 +382,11 @@ impl Estimator {
                 // 1 Mbit/s link at about 440 kbit/s of video.)
                 let standing = self.standing_queue().as_secs_f64() * 1000.0 >= STANDING_MIN_MS;
                 if standing && let Some(acked) = acked {
-                    // Below the link by enough to drain what queued up within about a second
-                    // (GCC's 85 % alone takes seconds to drain a modem's deep queue).
-                    let queued = self.queue_delay().as_secs_f64();
+                    // Below the link by enough to drain, within about a second, what queued
+                    // up beyond `QUEUE_KEPT` (GCC's 85 % alone takes seconds to drain a
+                    // modem's deep queue; draining the whole of a short one made every cut
+                    // on a steady 1 Mbit/s link ~10 % deeper than needed).
+                    let queued = self.queue_delay().saturating_sub(QUEUE_KEPT).as_secs_f64();
                     let cut = (BETA - queued).max(0.5) * acked;
                     if cut < self.delay_bps {
                         self.delay_bps = cut;
@@ -409,12 +413,18 @@ impl Estimator {
                 {
                     self.congested_kbps = None;
                 }
-                let near = self.congested_kbps.is_some_and(|(mean, var)| {
-                    let sd = var.sqrt().max(mean * 0.05);
-                    acked.is_some_and(|a| (a / 1000.0 - mean).abs() < 3.0 * sd)
-                });
                 let secs = elapsed.as_secs_f64();
                 let before = self.delay_bps;
+                // Near the rate the link congested at: the estimate is within three
+                // deviations of it. The estimate, not what got through: that lags the
+                // estimate by the encoder's reaction and undershoot, and the climb overshot
+                // the link at 8 %/s before what got through said "near". Past the band the
+                // climb is multiplicative again, until what gets through clears it too and the
+                // record is dropped (above).
+                let near = self.congested_kbps.is_some_and(|(mean, var)| {
+                    let sd = var.sqrt().max(mean * 0.05);
+                    (before / 1000.0 - mean).abs() < 3.0 * sd
+                });
                 let mut raised = if near {
                     // Additive: about one 1200-byte packet per response time (the round
                     // trip plus the detector's ~100 ms, twice: libwebrtc's AIMD).

@@ -239,12 +239,31 @@ struct Spec {
     low_height: Option<u32>,
 }
 
-/// Builds the chain and hooks its appsinks to the fan-out (runs on a blocking thread).
+/// Builds the chain and hooks its appsinks to the fan-out (runs on a blocking thread). A
+/// chain that does not start with its low rendition is tried once more without it: the low
+/// rendition is an extra, and a second hardware encoder that cannot open (a V4L2 encoder
+/// opens its device on the way to PLAYING) must not cost the camera its picture.
 fn build(
     spec: &Spec,
     fanout: &Arc<Fanout>,
     clock: &gst::Clock,
     keyframes: mpsc::Sender<Rendition>,
+) -> Result<(gst::Pipeline, Option<LowBranch>), MediaError> {
+    match build_with(spec, spec.low_height, fanout, clock, &keyframes) {
+        Err(error @ MediaError::DidNotStart { .. }) if spec.low_height.is_some() => {
+            warn!(%error, "the chain did not start with a low rendition; trying without");
+            build_with(spec, None, fanout, clock, &keyframes)
+        }
+        built => built,
+    }
+}
+
+fn build_with(
+    spec: &Spec,
+    low_height: Option<u32>,
+    fanout: &Arc<Fanout>,
+    clock: &gst::Clock,
+    keyframes: &mpsc::Sender<Rendition>,
 ) -> Result<(gst::Pipeline, Option<LowBranch>), MediaError> {
     let pipeline = gst::parse::launch(&spec.description)
         .map_err(|error| MediaError::Build {
@@ -255,7 +274,7 @@ fn build(
         .map_err(|_| MediaError::NotAPipeline(Part::Capture))?;
     super::stamp::install(&pipeline);
     pipeline.use_clock(Some(clock));
-    let low = spec.low_height.and_then(|height| {
+    let low = low_height.and_then(|height| {
         low::insert(&pipeline, height)
             .inspect(|_| info!(height, "the chain has a low rendition"))
             .inspect_err(|error| warn!(%error, "the chain has no low rendition"))
@@ -265,10 +284,10 @@ fn build(
         &appsink(&pipeline, "video")?,
         fanout,
         Rendition::Main,
-        &keyframes,
+        keyframes,
     );
     if let Some(low) = &low {
-        fan_out(&low.sink, fanout, Rendition::Low, &keyframes);
+        fan_out(&low.sink, fanout, Rendition::Low, keyframes);
     }
     if spec.has_audio {
         let audio = appsink(&pipeline, "audio")?;
