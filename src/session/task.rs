@@ -20,6 +20,7 @@ use super::control::{Control, ControlEvent, Outcome};
 use super::machine::{Action, Config, Ending, Input, Session};
 use super::proxy::Proxy;
 use super::{Command, SessionContext, SessionHandle};
+use crate::adapt::datashare;
 use crate::adapt::estimator::Estimator;
 use crate::adapt::feedback::{PacketReport, ReceiverReport};
 use crate::media::viewer::{self, Attached, ViewerChannel, ViewerEvent};
@@ -117,6 +118,8 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
         last_twcc: None,
         last_report: None,
         second_keyframe: None,
+        data_meter: (Instant::now(), 0),
+        data_bps: 0,
         channel: None,
         ending: None,
     };
@@ -156,6 +159,9 @@ struct Shell<'a> {
     last_report: Option<ReceiverReport>,
     /// When to ask for the second key frame after media opened (`SECOND_KEY_FRAME`).
     second_keyframe: Option<Instant>,
+    /// The datachannels' bytes at a time, and the rate they sent at over the last second.
+    data_meter: (Instant, u64),
+    data_bps: u32,
     /// The channel of the `Input::Channel` being handled.
     channel: Option<ViewerChannel>,
     ending: Option<Ending>,
@@ -245,6 +251,7 @@ impl Shell<'_> {
                 },
                 Some(error) = errors.next() => Input::Failed(format!("viewer pipeline error: {error}")),
                 _ = tick.tick() => {
+                    self.measure_data(Instant::now());
                     if self.second_keyframe.is_some_and(|at| Instant::now() >= at) {
                         self.second_keyframe = None;
                         self.viewer.request_keyframe();
@@ -277,9 +284,30 @@ impl Shell<'_> {
                 "the viewer's link"
             );
         }
-        self.viewer.pace(estimate, self.estimator.bounds().max_bps);
-        let rendition = self.vote.adaptation.vote(self.id, estimate);
+        let ceiling = self.estimator.bounds().max_bps;
+        self.viewer.pace(estimate, ceiling);
+        // On a constrained link the datachannels get their share, and the encoder is voted
+        // what they leave (what they took over the last second, at most their share).
+        let data_limit = datashare::limit(estimate, ceiling);
+        self.viewer.pace_data(data_limit);
+        let data = data_limit.map_or(0, |limit| self.data_bps.min(limit));
+        let rendition = self
+            .vote
+            .adaptation
+            .vote(self.id, estimate.saturating_sub(data));
         self.viewer.switch_to(rendition);
+    }
+
+    /// The datachannels' send rate over the last second, once a second.
+    fn measure_data(&mut self, now: Instant) {
+        let (since, before) = self.data_meter;
+        let secs = now.saturating_duration_since(since).as_secs_f64();
+        if secs < 1.0 {
+            return;
+        }
+        let bytes = self.viewer.data_bytes();
+        self.data_bps = (bytes.saturating_sub(before) as f64 * 8.0 / secs) as u32;
+        self.data_meter = (now, bytes);
     }
 
     /// Reads the viewer's latest receiver report, if it is new. With TWCC it gives the round

@@ -6,6 +6,7 @@
 
 mod attached;
 mod channels;
+mod datapace;
 mod pli;
 
 use std::sync::Arc;
@@ -83,6 +84,8 @@ pub struct Viewer {
     feedback: Option<mpsc::Receiver<Vec<PacketReport>>>,
     /// Spreads the video packets out at twice the viewer's estimate (`pacer`).
     pacer: Pacer,
+    /// Holds the datachannels' packets to their share of a constrained link (`datapace`).
+    data_pace: Arc<datapace::DataPace>,
     /// webrtcbin's video sink pad, whose stream the viewer's receiver reports describe.
     video_pad: Option<gst::Pad>,
     /// This viewer's key-frame requests, at most one a second to the shared encoder (`pli`).
@@ -169,6 +172,16 @@ impl Viewer {
     /// twice the estimate, or not at all at the ceiling (`adapt::pacer`).
     pub fn pace(&self, estimate_bps: u32, ceiling_bps: u32) {
         self.pacer.set_estimate(estimate_bps, ceiling_bps);
+    }
+
+    /// The rate the viewer's datachannels may send at (`None`: unlimited).
+    pub fn pace_data(&self, limit_bps: Option<u32>) {
+        self.data_pace.set_limit(limit_bps);
+    }
+
+    /// Bytes the viewer's datachannels have sent so far (SCTP packets).
+    pub fn data_bytes(&self) -> u64 {
+        self.data_pace.bytes()
     }
 
     /// What the viewer's latest receiver report says about its video (loss, round trip).
@@ -274,8 +287,11 @@ pub fn build(
     // webrtcbin 1.22 puts a clocksync on every input stream, holding each frame until its
     // running time (plus latency). Our input is live and already paced by the camera, so the
     // wait only adds latency: let frames through at once.
-    pipeline.connect_deep_element_added(|_, _, element| {
+    let data_pace = Arc::new(datapace::DataPace::default());
+    let pace = data_pace.clone();
+    pipeline.connect_deep_element_added(move |_, _, element| {
         match element.factory().map(|f| f.name()) {
+            Some(name) if name == "sctpenc" => pace.install(element),
             Some(name) if name == "clocksync" => element.set_property("sync", false),
             // Retransmit only what the viewer can still use: a packet older than this is late
             // for the picture anyway, and resending it into a full queue (the browser asks
@@ -411,6 +427,7 @@ pub fn build(
         playout_hint,
         feedback: Some(feedback),
         pacer,
+        data_pace,
         video_pad,
         keyframes: gate,
     })
