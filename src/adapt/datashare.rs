@@ -2,9 +2,12 @@
 //! path as the video, and SCTP's congestion control backs off only on loss: a download
 //! through the proxy filled a 1 Mbit/s link's queue, the video's packets were dropped with
 //! it, and the picture froze for 4.5 s of a 21 s download (docs/benchmarks.md). So while a
-//! viewer's link is constrained (its estimate under the ceiling), the device's SCTP packets
-//! leave at most at `SHARE` of the estimate, and the encoder is voted what the data actually
-//! took less. On a link that has shown no limit nothing is paced. Pure: sizes and time in.
+//! viewer's link is constrained (its estimate under the configured video bitrate: the link
+//! cannot carry the video the camera is set up for), the device's SCTP packets leave at most
+//! at `SHARE` of the estimate, and the encoder is voted what the data actually took less. On
+//! a link with room for the configured video nothing is paced (not "under the estimate's
+//! ceiling": on a good link the estimate can sit just under it, capped at 1.5 times what an
+//! undershooting encoder sent). Pure: sizes and time in.
 
 use std::time::{Duration, Instant};
 
@@ -15,10 +18,10 @@ pub const MIN_BPS: u32 = 64_000;
 /// Unused sending time kept as credit: a few packets leave back to back.
 const BURST: Duration = Duration::from_millis(10);
 
-/// The rate the datachannels may send at, bit/s; `None`: unlimited (the link has shown no
-/// limit: the estimate is at its ceiling).
-pub fn limit(estimate_bps: u32, ceiling_bps: u32) -> Option<u32> {
-    (estimate_bps < ceiling_bps).then(|| ((f64::from(estimate_bps) * SHARE) as u32).max(MIN_BPS))
+/// The rate the datachannels may send at, bit/s; `None`: unlimited (the link has room for
+/// the configured video, `configured_bps`).
+pub fn limit(estimate_bps: u32, configured_bps: u32) -> Option<u32> {
+    (estimate_bps < configured_bps).then(|| ((f64::from(estimate_bps) * SHARE) as u32).max(MIN_BPS))
 }
 
 /// Spaces packets out to a rate: how long to hold each one. Unlike the video's pacer it never
@@ -49,9 +52,9 @@ mod tests {
 
     #[test]
     fn only_a_constrained_link_limits_the_data_and_never_to_nothing() {
-        assert_eq!(limit(3_000_000, 3_000_000), None);
-        assert_eq!(limit(1_000_000, 3_000_000), Some(250_000));
-        assert_eq!(limit(100_000, 3_000_000), Some(MIN_BPS));
+        assert_eq!(limit(2_900_000, 2_000_000), None, "a good link");
+        assert_eq!(limit(1_000_000, 2_000_000), Some(250_000));
+        assert_eq!(limit(100_000, 2_000_000), Some(MIN_BPS));
     }
 
     #[test]

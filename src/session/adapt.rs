@@ -91,6 +91,11 @@ impl Adaptation {
         })
     }
 
+    /// The configured video bitrate, bit/s (the main encoder's ceiling).
+    pub fn configured_bps(&self) -> u32 {
+        self.configured_kbps.saturating_mul(1000)
+    }
+
     /// What a session's estimator starts from and is bounded by.
     pub fn bounds(&self) -> Bounds {
         // Above the configured rate, so the estimate can say the link has room (the encoder

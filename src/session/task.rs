@@ -288,7 +288,7 @@ impl Shell<'_> {
         self.viewer.pace(estimate, ceiling);
         // On a constrained link the datachannels get their share, and the encoder is voted
         // what they leave (what they took over the last second, at most their share).
-        let data_limit = datashare::limit(estimate, ceiling);
+        let data_limit = datashare::limit(estimate, self.vote.adaptation.configured_bps());
         self.viewer.pace_data(data_limit);
         let data = data_limit.map_or(0, |limit| self.data_bps.min(limit));
         let rendition = self

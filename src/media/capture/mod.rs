@@ -504,7 +504,13 @@ async fn supervise(
                 Err(e) => warn!(error = %e, "capture restart task failed"),
             }
         }
+        // A chain rebuilt without its low rendition (its second encoder would not start)
+        // serves everyone from the main one.
+        let has_low = capture.has_low();
         for feed in capture.fanout.feeds() {
+            if !has_low {
+                feed.switch_to(Rendition::Main);
+            }
             feed.state().waiting_for_keyframe = true;
         }
         capture.request_keyframe(Rendition::Main);
