@@ -41,6 +41,12 @@ const SECOND_KEY_FRAME: Duration = Duration::from_secs(1);
 /// TWCC feedback this recent means the viewer sends it: its receiver reports then give the
 /// round trip only, and the delay detector steers.
 const TWCC_FRESH: Duration = Duration::from_secs(2);
+/// TWCC feedback comes every 50-100 ms; after a silence this long (a blackout) the viewer
+/// has lost packets it cannot get again (resends are kept 250 ms), so it is sent a key frame
+/// as soon as its feedback resumes. Otherwise Chromium asks only once it has decoded nothing
+/// for 3 s: the picture came back 0.1-3.1 s after a 3 s blackout, by how the browser's timer
+/// fell against the blackout.
+const FEEDBACK_GAP: Duration = Duration::from_secs(1);
 
 pub fn spawn(id: SessionId, context: SessionContext) -> SessionHandle {
     // A session receives one answer and a few dozen candidates; 64 is plenty and a full queue
@@ -136,6 +142,11 @@ async fn run(id: SessionId, context: SessionContext, mut commands: mpsc::Receive
         end(&id, &context, reason).await;
     }
     viewer.release().await;
+}
+
+/// Whether feedback arriving at `now` ends a silence of `FEEDBACK_GAP` or more.
+fn resumed_after_gap(last: Option<Instant>, now: Instant) -> bool {
+    last.is_some_and(|t| now.saturating_duration_since(t) >= FEEDBACK_GAP)
 }
 
 /// What the task holds while the session runs.
@@ -235,6 +246,10 @@ impl Shell<'_> {
                 }
                 Some(reports) = feedback.recv() => {
                     let now = Instant::now();
+                    if resumed_after_gap(self.last_twcc, now) {
+                        debug!("feedback resumed after a gap: a key frame for the viewer");
+                        self.viewer.request_keyframe();
+                    }
                     self.last_twcc = Some(now);
                     self.estimator.on_feedback(&reports, now);
                     self.estimated();
@@ -566,5 +581,15 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         capture.stop().await;
+    }
+
+    #[test]
+    fn only_feedback_after_a_silence_asks_for_a_key_frame() {
+        let t = Instant::now();
+        assert!(!resumed_after_gap(None, t), "the first feedback");
+        assert!(!resumed_after_gap(Some(t), t + Duration::from_millis(100)));
+        assert!(!resumed_after_gap(Some(t), t + Duration::from_millis(999)));
+        assert!(resumed_after_gap(Some(t), t + FEEDBACK_GAP));
+        assert!(resumed_after_gap(Some(t), t + Duration::from_secs(3)));
     }
 }
