@@ -37,6 +37,11 @@ impl Receiver {
         (Self { pipeline, out }, Feed::new(src, None, base_time))
     }
 
+    /// The next `n` frames' heights and whether each is a key frame.
+    fn frames(&self, n: usize) -> Vec<(i32, bool)> {
+        tokio::task::block_in_place(|| (0..n).map(|_| self.next()).collect())
+    }
+
     /// The next frame's height and whether it is a key frame.
     fn next(&self) -> (i32, bool) {
         let (height, key, _) = self.next_with_age();
@@ -91,8 +96,7 @@ async fn the_low_rendition_runs_only_while_wanted_and_a_feed_switches_at_its_key
 
     capture.set_low_wanted(true);
     assert!(feed.switch_to(Rendition::Low));
-    let frames =
-        tokio::task::block_in_place(|| (0..60).map(|_| receiver.next()).collect::<Vec<_>>());
+    let frames = receiver.frames(60);
     let first_low = frames
         .iter()
         .position(|(h, _)| *h == 120)
@@ -133,8 +137,7 @@ async fn the_low_rendition_runs_only_while_wanted_and_a_feed_switches_at_its_key
     assert!(feed.switch_to(Rendition::Main));
     capture.request_keyframe(Rendition::Main);
     capture.set_low_wanted(false);
-    let frames =
-        tokio::task::block_in_place(|| (0..30).map(|_| receiver.next()).collect::<Vec<_>>());
+    let frames = receiver.frames(30);
     let back = frames
         .iter()
         .position(|(h, _)| *h == 480)

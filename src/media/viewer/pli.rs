@@ -105,11 +105,16 @@ impl Drop for PliGate {
 mod tests {
     use super::*;
 
+    /// A gate on the system clock and what it lets through.
+    fn gate() -> (Arc<PliGate>, mpsc::Receiver<Rendition>) {
+        gst::init().unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        (PliGate::new(tx, gst::SystemClock::obtain()), rx)
+    }
+
     #[test]
     fn a_viewer_asking_again_and_again_causes_one_key_frame_a_second() {
-        gst::init().unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let gate = PliGate::new(tx, gst::SystemClock::obtain());
+        let (gate, mut rx) = gate();
         let start = Instant::now();
         // A PLI every 50 ms for 1.5 s.
         while start.elapsed() < Duration::from_millis(1_500) {
@@ -127,9 +132,7 @@ mod tests {
 
     #[test]
     fn a_kept_request_goes_with_the_viewer() {
-        gst::init().unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let gate = PliGate::new(tx, gst::SystemClock::obtain());
+        let (gate, mut rx) = gate();
         gate.request(Rendition::Main);
         gate.request(Rendition::Main); // kept for 1 s
         drop(gate);
@@ -140,9 +143,7 @@ mod tests {
 
     #[test]
     fn a_kept_request_goes_to_the_rendition_asked_for_last() {
-        gst::init().unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let gate = PliGate::new(tx, gst::SystemClock::obtain());
+        let (gate, mut rx) = gate();
         gate.request(Rendition::Main);
         gate.request(Rendition::Low); // kept: the viewer is moving to the low rendition
         std::thread::sleep(Duration::from_millis(1_200));
