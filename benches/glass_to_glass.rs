@@ -32,6 +32,8 @@ mod scenario;
 mod support;
 #[path = "common/two_viewers.rs"]
 mod two_viewers;
+#[path = "common/webrtcsink.rs"]
+mod webrtcsink;
 
 use std::collections::{HashSet, VecDeque};
 use std::path::Path;
@@ -52,6 +54,7 @@ use pipe_testkit::receiver;
 use serde_json::Value;
 use support::chromium::{Browser, Page};
 use support::device::{ConfigFile, Device, ice_ports};
+use webrtcsink::Controller;
 
 const PIPELINE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -182,10 +185,16 @@ async fn run() -> Result<()> {
     // measure one that joins on its own, as a camera's viewers usually do.
     tokio::time::sleep(2 * keyframe::MIN_INTERVAL).await;
     if let Some(named) = named {
-        return run_scenario(named, &browser, device, &invite).await;
+        return on_each_system(device, &invite, |system| {
+            run_scenario(named, &browser, system)
+        })
+        .await;
     }
     if let Some(shape) = link {
-        return run_on_link(shape, phase, &browser, device, &invite).await;
+        return on_each_system(device, &invite, |system| {
+            run_on_link(shape.clone(), phase, &browser, system)
+        })
+        .await;
     }
     if let Some(kbps) = two {
         return two_viewers::run(kbps, phase, &browser, device, &invite).await;
@@ -249,41 +258,143 @@ fn link_from_env() -> Option<Shape> {
     })
 }
 
+/// What a link run measured: rows of (metric, measured, target), in the same order for every
+/// system, so runs print side by side.
+type Rows = Vec<(String, String, String)>;
+
+/// The sender on an emulated link: pipe's device, or the comparison system
+/// (`PIPE_BENCH_COMPARE`, benches/common/webrtcsink.rs), one after the other.
+enum System {
+    Pipe { device: Device, invite: String },
+    Webrtcsink(webrtcsink::Sender, Controller),
+}
+
+impl System {
+    fn name(&self) -> &'static str {
+        match self {
+            System::Pipe { .. } => "pipe",
+            System::Webrtcsink(_, controller) => controller.name(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        match self {
+            System::Pipe { device, .. } => device.pid(),
+            System::Webrtcsink(sender, _) => sender.pid(),
+        }
+    }
+
+    /// A viewer page, and its time to the first frame shown.
+    async fn open_viewer(&self, browser: &Browser) -> Result<(Page, f64)> {
+        match self {
+            System::Pipe { device, invite } => {
+                let (page, first) = open_viewer(browser, device, invite).await?;
+                Ok((page, first.shown))
+            }
+            System::Webrtcsink(sender, _) => {
+                let reader = format!("window.__g2gStampWidth = {WIDTH}; {READ_BARCODES}");
+                sender.open_viewer(browser, &reader).await
+            }
+        }
+    }
+
+    fn stop(self) -> Result<()> {
+        match self {
+            System::Pipe { device, .. } => {
+                if std::env::var_os("PIPE_BENCH_DEVICE_LOG").is_some() {
+                    println!("\n--- device log ---\n{}", device.log());
+                }
+                device.stop().map(drop)
+            }
+            System::Webrtcsink(sender, _) => {
+                drop(sender);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Runs `run` on pipe, then, if `PIPE_BENCH_COMPARE` names one, on the comparison system
+/// with the same link, and prints their rows side by side.
+async fn on_each_system<F, Fut>(device: Device, invite: &str, run: F) -> Result<()>
+where
+    F: Fn(System) -> Fut,
+    Fut: std::future::Future<Output = Result<Rows>>,
+{
+    let mut columns = vec![(
+        "pipe",
+        run(System::Pipe {
+            device,
+            invite: invite.to_owned(),
+        })
+        .await?,
+    )];
+    if let Some(controller) = Controller::from_env() {
+        let audio = std::fs::read_to_string(pipeline())
+            .is_ok_and(|p| p.lines().any(|l| l.trim() == "# audio: yes"));
+        let sender = webrtcsink::Sender::start(controller, &LINK_PORTS, BITRATE_KBPS, audio)?;
+        let system = System::Webrtcsink(sender, controller);
+        println!(
+            "\n  then      {} (audio {})",
+            system.name(),
+            if audio { "on" } else { "off" }
+        );
+        columns.push((controller.name(), run(system).await?));
+    }
+    print_columns(&columns);
+    Ok(())
+}
+
+/// Rows of each system next to each other, with the target last.
+fn print_columns(columns: &[(&str, Rows)]) {
+    println!();
+    let mut header = format!("{:<52}", "metric");
+    for (name, _) in columns {
+        header.push_str(&format!(" {name:>22}"));
+    }
+    println!("{header}   target (issue 13)");
+    for (i, (metric, _, target)) in columns[0].1.iter().enumerate() {
+        let mut line = format!("{metric:<52}");
+        for (_, rows) in columns {
+            line.push_str(&format!(
+                " {:>22}",
+                rows.get(i).map_or("", |r| r.1.as_str())
+            ));
+        }
+        println!("{line}   {target}");
+    }
+}
+
 /// One Chromium viewer through the emulated uplink `shape`: the first picture, then, from
 /// `PIPE_BENCH_SETTLE` s after it, latency, frames, freezes and bitrate for `phase`.
 async fn run_on_link(
     shape: Shape,
     phase: Duration,
     browser: &Browser,
-    device: Device,
-    invite: &str,
-) -> Result<()> {
+    system: System,
+) -> Result<Rows> {
     println!(
-        "  link      {} kbit/s up, 40-packet queue, +{} ms, {:?} loss (device's media only)",
+        "  link      {} kbit/s up, 40-packet queue, +{} ms, {:?} loss (the sender's media only)",
         shape.rate_kbps.map_or("uncapped".into(), |k| k.to_string()),
         shape.delay.as_millis(),
         shape.loss
     );
     let emulator = Emulator::start(LINK_PORTS, Scenario::steady(Link::uplink(shape)))?;
-    let (page, first) = open_viewer(browser, &device, invite).await?;
+    let (page, first_shown) = system.open_viewer(browser).await?;
     let settle = Duration::from_secs(env_number("PIPE_BENCH_SETTLE").unwrap_or(2));
     tokio::time::sleep(settle).await;
     let processes = Processes {
-        device: device.pid(),
+        device: system.pid(),
         browser: browser.pid(),
     };
     let one = measure(&page, &processes, phase).await?;
     let (up, _) = emulator.counters()?;
     let latency = |q| pct(&one.column(1), q);
-    let row = |name: &str, value: String, target: &str| {
-        println!("{name:<44} {value:>15}   {target}");
+    let mut rows = Rows::new();
+    let mut row = |name: &str, value: String, target: &str| {
+        rows.push((name.to_owned(), value, target.to_owned()));
     };
-    row(
-        "metric",
-        "measured".into(),
-        "target (issue 13, 1 Mbit/s uplink)",
-    );
-    row("time to first frame", ms(first.shown), "<= 1500 ms");
+    row("time to first frame", ms(first_shown), "<= 1500 ms");
     row(
         "latency p50 / p95",
         format!("{:.1} / {:.1} ms", latency(50.0), latency(95.0)),
@@ -306,6 +417,15 @@ async fn run_on_link(
         "fps shown",
         format!("{:.1}", one.delta("presented") / one.seconds),
         ">= 25",
+    );
+    row(
+        "resolution at the end",
+        format!(
+            "{:.0}x{:.0}",
+            num(&one.stats_after, "frameWidth"),
+            num(&one.stats_after, "frameHeight")
+        ),
+        "",
     );
     row(
         "video received (inbound-rtp bytes)",
@@ -336,54 +456,51 @@ async fn run_on_link(
         "",
     );
     row(
+        "sender CPU (% of one core)",
+        format!("{:.0} %", one.device_cpu),
+        "",
+    );
+    row(
         "link: sent / dropped at the queue (all run)",
         format!("{} / {}", up.sent_packets, up.dropped),
         "",
     );
-    end_link_run(emulator, page, device).await
+    drop(emulator);
+    page.close().await?;
+    system.stop()?;
+    Ok(rows)
 }
 
 /// One Chromium viewer through a link that changes (`PIPE_BENCH_SCENARIO`, benches/common/
 /// scenario.rs): its latency per frame and its stats every 100 ms, for the scenario's length.
-async fn run_scenario(
-    named: scenario::Named,
-    browser: &Browser,
-    device: Device,
-    invite: &str,
-) -> Result<()> {
-    println!("  link      {} (device's media only)", named.describe());
+async fn run_scenario(named: scenario::Named, browser: &Browser, system: System) -> Result<Rows> {
+    println!("  link      {} (the sender's media only)", named.describe());
     let clock = scenario::WallClock::now();
     let emulator = Emulator::start(LINK_PORTS, named.scenario())?;
-    let (page, first) = open_viewer(browser, &device, invite).await?;
+    let (page, first_shown) = system.open_viewer(browser).await?;
     page.eval(TAKE_SAMPLES).await?;
     let polls = scenario::poll(&page, emulator.started() + named.length()).await?;
     let taken = page.eval(TAKE_SAMPLES).await?;
     let latency = pairs(&taken["samples"]);
-    println!("{:<56} {:>12}   target (issue 13)", "metric", "measured");
-    println!("{:<56} {:>12}", "time to first frame", ms(first.shown));
-    println!(
-        "{:<56} {:>12}",
-        "frames timed (readable barcode)",
-        latency.len()
-    );
-    for (metric, measured, target) in
-        scenario::report(named, &emulator.applied(), &polls, &latency, &clock)
-    {
-        println!("{metric:<56} {measured:>12}   {target}");
-    }
-    end_link_run(emulator, page, device).await
-}
-
-/// The end of a run through the emulator: the device's log if asked for
-/// (`PIPE_BENCH_DEVICE_LOG`), then the link, the page and the device go.
-async fn end_link_run(emulator: Emulator, page: Page, device: Device) -> Result<()> {
-    if std::env::var_os("PIPE_BENCH_DEVICE_LOG").is_some() {
-        println!("\n--- device log ---\n{}", device.log());
-    }
+    let mut rows: Rows = vec![
+        ("time to first frame".into(), ms(first_shown), String::new()),
+        (
+            "frames timed (readable barcode)".into(),
+            latency.len().to_string(),
+            String::new(),
+        ),
+    ];
+    rows.extend(scenario::report(
+        named,
+        &emulator.applied(),
+        &polls,
+        &latency,
+        &clock,
+    ));
     drop(emulator);
     page.close().await?;
-    device.stop()?;
-    Ok(())
+    system.stop()?;
+    Ok(rows)
 }
 
 /// `[[a, b, ...], ...]` from the page as `(a, b)` pairs.
