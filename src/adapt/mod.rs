@@ -13,3 +13,4 @@ pub mod estimator;
 pub mod feedback;
 pub mod pacer;
 pub mod rendition;
+pub mod utilization;

@@ -264,7 +264,7 @@ mod tests {
         r.vote("wifi", 4_000_000, t);
         // The 4G viewer pulls the main encoder down at once, as before...
         let d = r.vote("4g", 450_000, t);
-        assert_eq!(d.main_kbps, Some(379)); // 450 * 0.95 - 48
+        assert_eq!(d.main_kbps, Some(427)); // 450 * 0.95
         // ...until it has been under 500 kbit/s for 2 s: it moves to the low rendition, which
         // starts, and the main encoder is free to climb back.
         let mut moved = None;
@@ -279,14 +279,14 @@ mod tests {
         assert_eq!(at, 2_000);
         assert_eq!(d.moved, Some(Rendition::Low));
         assert_eq!(d.low_open, Some(true));
-        assert_eq!(d.low_kbps, Some(379));
+        assert_eq!(d.low_kbps, Some(427));
         // The main encoder goes straight back to the wifi viewer's link (the ceiling).
         assert_eq!(d.main_kbps, Some(2_000));
         assert_eq!(r.rendition_of(&"4g"), Rendition::Low);
         assert_eq!(r.rendition_of(&"wifi"), Rendition::Main);
         let later = votes(&mut r, "wifi", 4_000_000, t, 2_100, 3_000);
         assert_eq!(later, [], "nothing more to change");
-        assert_eq!((r.main_kbps(), r.low_kbps()), (2_000, Some(379)));
+        assert_eq!((r.main_kbps(), r.low_kbps()), (2_000, Some(427)));
     }
 
     #[test]
@@ -324,7 +324,7 @@ mod tests {
                 .all(|(_, d)| d.moved.is_none() && d.low_open.is_none())
         );
         assert_eq!(r.rendition_of(&"4g"), Rendition::Main);
-        assert_eq!(r.main_kbps(), 237);
+        assert_eq!(r.main_kbps(), 285);
         assert_eq!(r.low_kbps(), None);
     }
 
@@ -334,11 +334,11 @@ mod tests {
         let mut r = renditions();
         votes(&mut r, "4g", 300_000, t, 0, 2_100);
         r.vote("wifi", 600_000, t + ms(2_100));
-        assert_eq!(r.main_kbps(), 522);
+        assert_eq!(r.main_kbps(), 570);
         // The main viewer goes dark; the low viewer's votes still let the main target be
         // decided again (it holds: no fresh vote on the main rendition).
         let d = votes(&mut r, "4g", 300_000, t, 2_200, 3_000);
         assert!(d.iter().all(|(_, d)| d.main_kbps.is_none()));
-        assert_eq!(r.main_kbps(), 522);
+        assert_eq!(r.main_kbps(), 570);
     }
 }

@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::adapt::encoder::EncoderPolicy;
 use crate::adapt::estimator::Bounds;
 use crate::adapt::rendition::{Decision, LOW_MAX_KBPS, LOW_MIN_KBPS, Rendition, Renditions};
+use crate::adapt::utilization::{self, Utilization};
 use crate::media::capture::Capture;
 use crate::signalling::protocol::SessionId;
 
@@ -42,15 +43,7 @@ impl Adaptation {
         configured_kbps: u32,
         mut shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
-        let has_audio = capture.has_audio();
-        let policy = |min: u32, max: u32| {
-            let policy = EncoderPolicy::new(min.min(max), max);
-            if has_audio {
-                policy
-            } else {
-                policy.without_audio()
-            }
-        };
+        let policy = |min: u32, max: u32| EncoderPolicy::new(min.min(max), max);
         let main = policy(FLOOR_KBPS, configured_kbps);
         let low = capture
             .has_low()
@@ -70,6 +63,17 @@ impl Adaptation {
                 warn!(%error, kbps, "cannot set the low rendition's bitrate");
             }
             let mut applied = first;
+            // The main encoder's output against its target (adapt::utilization): measured all
+            // the time, applied only under the configured bitrate, which stays the ceiling
+            // (on a good link the encoder is set as configured, as before).
+            let mut utilization = Utilization::default();
+            utilization.target(
+                first.main_kbps,
+                capture.video_output().bytes,
+                Instant::now(),
+            );
+            let mut measure = tokio::time::interval(utilization::WINDOW / 4);
+            measure.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     changed = newest.changed() => {
@@ -77,8 +81,23 @@ impl Adaptation {
                             return;
                         }
                         let next = *newest.borrow_and_update();
-                        apply(&capture, applied, next).await;
+                        if next.main_kbps != applied.main_kbps {
+                            utilization.target(
+                                next.main_kbps,
+                                capture.video_output().bytes,
+                                Instant::now(),
+                            );
+                        }
+                        apply(&capture, &utilization, configured_kbps, applied, next).await;
                         applied = next;
+                    }
+                    _ = measure.tick() => {
+                        let bytes = capture.video_output().bytes;
+                        if let Some(factor) = utilization.measure(bytes, Instant::now()) {
+                            debug!(factor, "the encoder is asked for its target times this");
+                            set_main(&capture, &utilization, configured_kbps, applied.main_kbps)
+                                .await;
+                        }
                     }
                     _ = shutdown.changed() => return,
                 }
@@ -165,15 +184,19 @@ impl Adaptation {
 }
 
 /// Carries out the change from `before` to `after` on the capture chain.
-async fn apply(capture: &Capture, before: Targets, after: Targets) {
+async fn apply(
+    capture: &Capture,
+    utilization: &Utilization,
+    configured_kbps: u32,
+    before: Targets,
+    after: Targets,
+) {
     if after.main_kbps != before.main_kbps {
         info!(
             kbps = after.main_kbps,
             "encoder bitrate follows the viewers' links"
         );
-        if let Err(error) = capture.controls().set_bitrate_kbps(after.main_kbps).await {
-            warn!(%error, kbps = after.main_kbps, "cannot change the encoder's bitrate");
-        }
+        set_main(capture, utilization, configured_kbps, after.main_kbps).await;
     }
     if let Some(kbps) = after.low_kbps.filter(|k| Some(*k) != before.low_kbps) {
         info!(
@@ -186,6 +209,22 @@ async fn apply(capture: &Capture, before: Targets, after: Targets) {
     }
     if after.low_open != before.low_open {
         capture.set_low_wanted(after.low_open);
+    }
+}
+
+/// Sets the main encoder to `target_kbps`, corrected for what it makes of it, never above the
+/// configured bitrate.
+async fn set_main(
+    capture: &Capture,
+    utilization: &Utilization,
+    configured_kbps: u32,
+    target_kbps: u32,
+) {
+    let kbps = utilization
+        .adjusted(target_kbps)
+        .min(configured_kbps.max(target_kbps));
+    if let Err(error) = capture.controls().set_bitrate_kbps(kbps).await {
+        warn!(%error, kbps, "cannot change the encoder's bitrate");
     }
 }
 
