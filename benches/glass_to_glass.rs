@@ -24,6 +24,9 @@
 //!   the run (benches/common/scenario.rs): one viewer, recovery times next to the targets.
 //! - `PIPE_BENCH_TWO`: two Chromium viewers, the second behind this many kbit/s, the first
 //!   unconstrained (benches/common/two_viewers.rs).
+//! - `PIPE_BENCH_COMPARE`: `webrtcsink` (GCC) or `webrtcsink-homegrown`: with `PIPE_BENCH_LINK`
+//!   or `PIPE_BENCH_SCENARIO`, the same link run again on GStreamer's webrtcsink after pipe,
+//!   both printed side by side (benches/common/webrtcsink.rs; scripts/bench builds its sender).
 
 mod common;
 #[path = "common/scenario.rs"]
