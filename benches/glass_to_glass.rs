@@ -20,8 +20,9 @@
 //!   queue), with `PIPE_BENCH_DELAY_MS` added one way and `PIPE_BENCH_LOSS` (percent, random):
 //!   one viewer only, measured from `PIPE_BENCH_SETTLE` s (default 2) after its first picture,
 //!   and the link's own numbers (what it dropped) printed.
-//! - `PIPE_BENCH_SCENARIO`: `step`, `blackout3` or `blackout20`, a link that changes during
-//!   the run (benches/common/scenario.rs): one viewer, recovery times next to the targets.
+//! - `PIPE_BENCH_SCENARIO`: `step`, `blackout3`, `blackout20` or `rebind`, a link that changes
+//!   during the run (benches/common/scenario.rs): one viewer, recovery times next to the
+//!   targets.
 //! - `PIPE_BENCH_TWO`: two Chromium viewers, the second behind this many kbit/s, the first
 //!   unconstrained (benches/common/two_viewers.rs).
 //! - `PIPE_BENCH_COMPARE`: `webrtcsink` (GCC) or `webrtcsink-homegrown`: with `PIPE_BENCH_LINK`
@@ -482,7 +483,33 @@ async fn run_scenario(named: scenario::Named, browser: &Browser, system: System)
     let emulator = Emulator::start(LINK_PORTS, named.scenario())?;
     let (page, first_shown) = system.open_viewer(browser).await?;
     page.eval(TAKE_SAMPLES).await?;
-    let polls = scenario::poll(&page, emulator.started() + named.length()).await?;
+    let end = emulator.started() + named.length();
+    let (polls, applied) = if let Some(at) = named.rebind_at() {
+        // The port in use dies for good; the range's other ports stay open. One emulator at
+        // a time: the open one goes, one of the dead port alone comes.
+        let polls_before = scenario::poll(&page, emulator.started() + at).await?;
+        let port = page.eval(common::DEVICE_PORT).await?;
+        let port = port
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .with_context(|| format!("no selected candidate pair: {port}"))?;
+        drop(emulator);
+        let dark = Link {
+            up: Shape::blackout(),
+            down: Shape::blackout(),
+        };
+        let dead = Emulator::start(port..=port, Scenario::steady(dark))?;
+        let died = dead.started();
+        let mut polls = polls_before;
+        polls.extend(scenario::poll(&page, end).await?);
+        drop(dead);
+        (polls, vec![died])
+    } else {
+        let polls = scenario::poll(&page, end).await?;
+        let applied = emulator.applied();
+        drop(emulator);
+        (polls, applied)
+    };
     let taken = page.eval(TAKE_SAMPLES).await?;
     let latency = pairs(&taken["samples"]);
     let mut rows: Rows = vec![
@@ -493,14 +520,7 @@ async fn run_scenario(named: scenario::Named, browser: &Browser, system: System)
             String::new(),
         ),
     ];
-    rows.extend(scenario::report(
-        named,
-        &emulator.applied(),
-        &polls,
-        &latency,
-        &clock,
-    ));
-    drop(emulator);
+    rows.extend(scenario::report(named, &applied, &polls, &latency, &clock));
     page.close().await?;
     system.stop()?;
     Ok(rows)

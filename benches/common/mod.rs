@@ -105,6 +105,15 @@ pub const READ_BARCODES: &str = r#"(() => {
     clockSkew: g.clockSkew };
 })()"#;
 
+/// The sender's port of the page's selected candidate pair.
+pub const DEVICE_PORT: &str = r#"(async () => {
+  const report = await window.pipeViewer.pc.getStats();
+  let pair = null;
+  report.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId); });
+  if (!pair) report.forEach((r) => { if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
+  return pair ? report.get(pair.remoteCandidateId).port : null;
+})()"#;
+
 /// Hands over the samples read so far and starts afresh.
 pub const TAKE_SAMPLES: &str = r#"(() => {
   const g = window.__g2g;

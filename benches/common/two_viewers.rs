@@ -18,15 +18,6 @@ use super::support::chromium::Browser;
 use super::support::device::Device;
 use super::{Phase, Processes, env_number, measure, open_viewer, open_viewer_in, pct};
 
-/// The device's port of the page's selected candidate pair.
-const DEVICE_PORT: &str = r#"(async () => {
-  const report = await window.pipeViewer.pc.getStats();
-  let pair = null;
-  report.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId); });
-  if (!pair) report.forEach((r) => { if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
-  return pair ? report.get(pair.remoteCandidateId).port : null;
-})()"#;
-
 pub async fn run(
     kbps: u32,
     phase: Duration,
@@ -38,7 +29,7 @@ pub async fn run(
     let (open, _) = open_viewer(browser, &device, invite).await?;
     let origin_url = device.url.clone();
     let (narrow, _) = open_viewer_in(browser, &device, &origin_url, true).await?;
-    let port = narrow.eval(DEVICE_PORT).await?;
+    let port = narrow.eval(super::common::DEVICE_PORT).await?;
     let port = port
         .as_u64()
         .and_then(|p| u16::try_from(p).ok())

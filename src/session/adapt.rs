@@ -73,6 +73,11 @@ impl Adaptation {
                 Instant::now(),
             );
             let mut measure = tokio::time::interval(utilization::WINDOW / 4);
+            // What the adaptation last set `pipe-encoder` to: it is set again only when that
+            // changes, so a good link (target and setting at the configured rate) never
+            // touches it, and a setting made elsewhere (a camera UI's) stands until the
+            // adaptation has something new to say.
+            let mut main_set = first.main_kbps;
             measure.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -88,15 +93,30 @@ impl Adaptation {
                                 Instant::now(),
                             );
                         }
-                        apply(&capture, &utilization, configured_kbps, applied, next).await;
+                        let main = main_kbps(&utilization, configured_kbps, next.main_kbps);
+                        if main != main_set {
+                            // `kbps` last: tests read the number after it.
+                            info!(
+                                set = main,
+                                kbps = next.main_kbps,
+                                "encoder bitrate follows the viewers' links"
+                            );
+                            set_main(&capture, main).await;
+                            main_set = main;
+                        }
+                        apply(&capture, applied, next).await;
                         applied = next;
                     }
                     _ = measure.tick() => {
                         let bytes = capture.video_output().bytes;
                         if let Some(factor) = utilization.measure(bytes, Instant::now()) {
-                            debug!(factor, "the encoder is asked for its target times this");
-                            set_main(&capture, &utilization, configured_kbps, applied.main_kbps)
-                                .await;
+                            let main = main_kbps(&utilization, configured_kbps, applied.main_kbps);
+                            if main != main_set {
+                                debug!(factor, kbps = applied.main_kbps, set = main,
+                                    "the encoder is asked for its target times what it undershoots by");
+                                set_main(&capture, main).await;
+                                main_set = main;
+                            }
                         }
                     }
                     _ = shutdown.changed() => return,
@@ -183,21 +203,9 @@ impl Adaptation {
     }
 }
 
-/// Carries out the change from `before` to `after` on the capture chain.
-async fn apply(
-    capture: &Capture,
-    utilization: &Utilization,
-    configured_kbps: u32,
-    before: Targets,
-    after: Targets,
-) {
-    if after.main_kbps != before.main_kbps {
-        info!(
-            kbps = after.main_kbps,
-            "encoder bitrate follows the viewers' links"
-        );
-        set_main(capture, utilization, configured_kbps, after.main_kbps).await;
-    }
+/// Carries out the low rendition's part of the change from `before` to `after` (the main
+/// encoder's is the task's, which corrects it for the encoder's undershoot).
+async fn apply(capture: &Capture, before: Targets, after: Targets) {
     if let Some(kbps) = after.low_kbps.filter(|k| Some(*k) != before.low_kbps) {
         info!(
             kbps,
@@ -212,17 +220,15 @@ async fn apply(
     }
 }
 
-/// Sets the main encoder to `target_kbps`, corrected for what it makes of it, never above the
-/// configured bitrate.
-async fn set_main(
-    capture: &Capture,
-    utilization: &Utilization,
-    configured_kbps: u32,
-    target_kbps: u32,
-) {
-    let kbps = utilization
+/// What the main encoder is set to for `target_kbps`: corrected for what it makes of it, never
+/// above the configured bitrate.
+fn main_kbps(utilization: &Utilization, configured_kbps: u32, target_kbps: u32) -> u32 {
+    utilization
         .adjusted(target_kbps)
-        .min(configured_kbps.max(target_kbps));
+        .min(configured_kbps.max(target_kbps))
+}
+
+async fn set_main(capture: &Capture, kbps: u32) {
     if let Err(error) = capture.controls().set_bitrate_kbps(kbps).await {
         warn!(%error, kbps, "cannot change the encoder's bitrate");
     }
