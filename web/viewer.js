@@ -27,7 +27,7 @@ performance.mark('pipe:modules'); // this page's modules loaded and run: it star
 const PING_MS = 10_000; // the server closes sockets silent for 30 s
 const ALIVE_MS = 5_000; // the device ends a session without signalling after 30 s of silence
 const STATS_MS = 1_000;
-const DISCONNECTED_GRACE_MS = 5_000; // 'disconnected' often heals by itself (a Wi-Fi blip)
+const DISCONNECTED_GRACE_MS = 2_000; // 'disconnected' often heals by itself (a Wi-Fi blip); a dead path (Wi-Fi to 4G) does not: docs/adaptation.md
 const SETUP_TIMEOUT_MS = 20_000; // socket opened -> ICE connected
 /** How long the camera UI's requests wait for a session with open proxy channels. */
 const PROXY_WAIT_MS = 15_000;
