@@ -34,6 +34,13 @@ export const MESSAGES = {
 
 /** Connected, but no new frame for this long: the page says "poor connection". */
 export const POOR_AFTER_MS = 1_000;
+/**
+ * No video byte at all for this long, while the camera is live and the picture was playing:
+ * the path is likely dead (the camera moved from Wi-Fi to 4G, a NAT rebound the flow), and
+ * the disconnection grace starts. Chromium says 'disconnected' only ~6 s after the last
+ * packet; a frame comes at least every 100 ms from a live camera.
+ */
+export const SILENT_AFTER_MS = 2_500;
 
 /**
  * Why a session ended, in the owner's words; `retry: false` when trying again cannot help.
@@ -69,6 +76,9 @@ export function initial(deviceId, page = FRESH_PAGE) {
     resumeAfter: 0, // frames decoded before the camera came back
     lastDecoded: null, // frames decoded at the last `frames` event that saw a new one
     movedAt: 0, // and when (`at`, ms)
+    lastHeard: null, // video bytes received at the last `frames` event that saw new ones
+    heardAt: null, // and when (`at`, ms)
+    silent: false, // nothing heard for SILENT_AFTER_MS: the grace runs, as for 'disconnected'
     access: null, // the device's last `access` message
     done: false,
   };
@@ -83,9 +93,11 @@ const end = (sessionEnd) => ({ do: 'end', end: sessionEnd });
  * - `{ type: 'message', text }`: a signalling frame
  * - `{ type: 'peer', state, dtlsFailed }`: the peer connection's state changed
  * - `{ type: 'camera', live, framesDecoded }`: the device says whether pictures come
- * - `{ type: 'frames', decoded, shown, at }`: frames decoded so far, what the page shows now,
- *   and when (ms, any monotonic clock): a picture that stops moving for `POOR_AFTER_MS` while
- *   playing shows as a poor connection until it moves again
+ * - `{ type: 'frames', decoded, heard, shown, at }`: frames decoded and video bytes received so
+ *   far, what the page shows now, and when (ms, any monotonic clock): a picture that stops
+ *   moving for `POOR_AFTER_MS` while playing shows as a poor connection until it moves again;
+ *   no byte at all for `SILENT_AFTER_MS` is an interrupted connection (the grace runs) until
+ *   bytes come again
  * - `{ type: 'access', access, shown, link, trying, renewalDue }`: the device said what this
  *   browser may do; `link` is the claim or invite secret in the address (`{ claim, invite }`),
  *   `trying` whether this session presents a renewed certificate not yet committed,
@@ -157,6 +169,7 @@ export function step(state, event) {
       if (!moved && event.shown === 'playing' && event.at != null && event.at - s.movedAt >= POOR_AFTER_MS) {
         effects.push(show('poor', MESSAGES.poor));
       }
+      silence(s, event, effects);
       break;
     }
     case 'access':
@@ -269,7 +282,33 @@ function message(s, text, effects) {
   }
 }
 
+/** The video's bytes, from a `frames` event: a dead path is found before the browser says so. */
+function silence(s, { heard, at }, effects) {
+  if (heard == null || at == null) return;
+  if (heard !== s.lastHeard) {
+    s.lastHeard = heard;
+    s.heardAt = at;
+    if (s.silent) {
+      s.silent = false;
+      if (s.connected) effects.push({ do: 'grace', on: false }, show('poor', MESSAGES.poor));
+    }
+    return;
+  }
+  // Only while pictures are due: a lost camera (which may send nothing at all) is not a
+  // dead path, and the browser's own 'disconnected' already runs the grace.
+  if (!s.silent && s.connected && s.delivered && !s.cameraLost && s.heardAt != null && at - s.heardAt >= SILENT_AFTER_MS) {
+    s.silent = true;
+    effects.push(show('interrupted', 'Connection interrupted…'), { do: 'grace', on: true });
+  }
+}
+
 function peer(s, { state, dtlsFailed }, effects) {
+  if (state === 'disconnected' && s.silent) {
+    // The grace already runs since the bytes stopped: the browser agreeing restarts nothing.
+    s.connected = false;
+    return;
+  }
+  s.silent = false;
   effects.push({ do: 'grace', on: false });
   switch (state) {
     case 'connected':

@@ -555,7 +555,7 @@ async function updateOverlay() {
   const now = await snapshot(pc, viewer);
   const v = now.video;
   if (current && current.pc === pc) dispatch(current, {
-    type: 'frames', decoded: v.framesDecoded ?? 0, shown: viewer.state, at: performance.now(),
+    type: 'frames', decoded: v.framesDecoded ?? 0, heard: v.bytesReceived, shown: viewer.state, at: performance.now(),
   });
   const prev = previous?.pc === pc ? previous.stats : null;
   const secs = prev?.timestamp != null && now.timestamp != null ? (now.timestamp - prev.timestamp) / 1000 : 0;

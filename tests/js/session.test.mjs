@@ -5,7 +5,7 @@ import { test } from 'node:test';
 
 import {
   BACKOFF_MAX_MS, BACKOFF_MIN_MS, MESSAGES, NO_ACCESS_BACKOFF_MAX_MS, SessionEnd, carry, finalEnd, initial, nextAttempt,
-  noAccessMessage, POOR_AFTER_MS, step,
+  noAccessMessage, POOR_AFTER_MS, SILENT_AFTER_MS, step,
 } from '../../web/session.js';
 
 const DEVICE = 'abcdefghijklmnop';
@@ -95,6 +95,50 @@ test('the peer connection: connected meets the setup deadline, disconnected star
   ({ effects } = run([{ type: 'peer', state: 'failed', dtlsFailed: true }]));
   assert.equal(ends(effects)[0].problem, 'identity-changed', 'a failed handshake is the camera not proving itself');
   assert.equal(ends(effects)[0].retry, false);
+});
+
+test('no video byte for SILENT_AFTER_MS starts the grace before the browser says disconnected, and bytes stop it', () => {
+  const playing = [
+    { type: 'peer', state: 'connected' },
+    { type: 'frames', decoded: 10, heard: 1_000, shown: 'connected', at: 0 },
+    { type: 'frames', decoded: 20, heard: 2_000, shown: 'playing', at: 1_000 },
+  ];
+  let { state, effects } = run(playing);
+  // The bytes stop (a dead path): not yet, then the grace.
+  ({ state, effects } = run([{ type: 'frames', decoded: 20, heard: 2_000, shown: 'poor', at: 1_000 + SILENT_AFTER_MS - 1 }], state));
+  assert.deepEqual(effects.filter((e) => e.do === 'grace'), []);
+  ({ state, effects } = run([{ type: 'frames', decoded: 20, heard: 2_000, shown: 'poor', at: 1_000 + SILENT_AFTER_MS }], state));
+  assert.deepEqual(effects, [{ do: 'show', state: 'interrupted', message: 'Connection interrupted…' }, { do: 'grace', on: true }]);
+  // The browser agreeing later does not restart the timer.
+  const agreed = run([{ type: 'peer', state: 'disconnected' }], state);
+  assert.deepEqual(agreed.effects, []);
+  // Bytes again before the grace ran out (a blackout that ended): the grace stops.
+  ({ effects } = run([{ type: 'frames', decoded: 20, heard: 2_500, shown: 'interrupted', at: 5_000 }], state));
+  assert.deepEqual(effects, [{ do: 'grace', on: false }, { do: 'show', state: 'poor', message: MESSAGES.poor }]);
+  // After the browser's 'disconnected', its 'connected' stops the grace as always.
+  ({ effects } = run([{ type: 'frames', decoded: 20, heard: 2_500, at: 5_000 }, { type: 'peer', state: 'connected' }], agreed.state));
+  assert.deepEqual(effects[0], { do: 'grace', on: false });
+});
+
+test('silence is not a dead path before the first picture, while the camera is lost, or with no byte count', () => {
+  const quiet = (events) => run(events).effects.filter((e) => e.do === 'grace');
+  const later = SILENT_AFTER_MS + 1_000;
+  assert.deepEqual(quiet([
+    { type: 'peer', state: 'connected' },
+    { type: 'frames', decoded: 0, heard: 500, shown: 'connected', at: 0 },
+    { type: 'frames', decoded: 0, heard: 500, shown: 'connected', at: later },
+  ]).slice(1), [], 'no picture yet');
+  assert.deepEqual(quiet([
+    { type: 'peer', state: 'connected' },
+    { type: 'frames', decoded: 10, heard: 500, shown: 'playing', at: 0 },
+    { type: 'camera', live: false },
+    { type: 'frames', decoded: 10, heard: 500, shown: 'camera-lost', at: later },
+  ]).slice(1), [], 'a lost camera may send nothing');
+  assert.deepEqual(quiet([
+    { type: 'peer', state: 'connected' },
+    { type: 'frames', decoded: 10, shown: 'playing', at: 0 },
+    { type: 'frames', decoded: 10, shown: 'playing', at: later },
+  ]).slice(1), [], 'no byte count: nothing to judge');
 });
 
 test('the first picture, the camera lost and back', () => {
